@@ -1,0 +1,104 @@
+//! The application: shared state, the router built from every capability, and the serve loop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::db::{Create, Db};
+use crate::{health, http};
+
+/// State shared by every handler; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    /// The validated configuration this instance started with.
+    config: Config,
+    /// The database pool.
+    db: Db,
+}
+
+impl AppState {
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+}
+
+/// A server ready to run: connected, migrated, routes built.
+pub struct Application {
+    state: AppState,
+    router: Router,
+}
+
+impl Application {
+    /// Connects to the database, brings the schema up to date (or refuses an outdated one when
+    /// `database.migrate_on_start` is off) and builds the router.
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let db = Db::connect(&config.database, Create::IfMissing).await?;
+        if config.database.migrate_on_start {
+            let applied = db.migrate_up().await?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "applied migrations");
+            }
+        } else if !db
+            .schema_is_current()
+            .await
+            .context("cannot read the migration history")?
+        {
+            anyhow::bail!(
+                "the database schema is not current and database.migrate_on_start is off; \
+                 run `tessera migrate up` first"
+            );
+        }
+        // Install the recorder before the first request so build info is always present.
+        http::metrics::handle();
+        let state = AppState {
+            inner: Arc::new(Inner { config, db }),
+        };
+        let router = router(state.clone());
+        Ok(Self { state, router })
+    }
+
+    /// The shared state (tests use it to reach the database).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish and
+    /// closes the database pool.
+    pub async fn run<F>(self, listener: TcpListener, shutdown: F) -> std::io::Result<()>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let service = self
+            .router
+            .into_make_service_with_connect_info::<SocketAddr>();
+        axum::serve(listener, service)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.state.db().close().await;
+        Ok(())
+    }
+}
+
+/// Every capability's routes behind the shared stack.
+fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(health::router())
+        .route("/metrics", get(http::metrics::render));
+    http::apply_stack(routes, state.config()).with_state(state)
+}

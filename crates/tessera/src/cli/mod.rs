@@ -1,0 +1,169 @@
+//! The command line: `serve`, `migrate`, `check`, `config`. Each command returns an exit code;
+//! errors are printed as one clear message, never a backtrace.
+
+mod check;
+mod migrate;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::Application;
+use crate::config::{self, Config};
+use crate::telemetry;
+
+/// Exit code for an invalid configuration (and for usage errors, as clap does).
+pub const EXIT_CONFIG: u8 = 2;
+
+/// Tessera: identity, sessions, tokens, permissions, flags and real-time events for a platform.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Config file (TOML). Without it, ./tessera.toml is read when present.
+    #[arg(long, global = true, env = "TESSERA_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (migrates the database first unless configured not to).
+    Serve,
+    /// Apply, roll back or list database migrations.
+    Migrate {
+        /// Which way.
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Preflight: config valid, database reachable, schema current. Non-zero exit on failure.
+    Check {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Generated configuration documentation and the effective configuration.
+    Config {
+        /// Which document.
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+}
+
+/// `tessera migrate …`
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Roll back the most recent migrations.
+    Down {
+        /// How many to roll back.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+        steps: u32,
+    },
+    /// List migrations and whether each is applied.
+    Status,
+}
+
+/// `tessera config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// A complete commented tessera.toml with every key and its default.
+    Example,
+    /// A table of every TESSERA_* environment variable with type, default and meaning.
+    Env,
+    /// The effective configuration, secrets redacted.
+    Show,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Config {
+            action: ConfigAction::Example,
+        } => {
+            print!("{}", config::example_toml());
+            ExitCode::SUCCESS
+        }
+        Command::Config {
+            action: ConfigAction::Env,
+        } => {
+            print!("{}", config::env_table());
+            ExitCode::SUCCESS
+        }
+        Command::Check { json } => check::run(cli.config.as_deref(), json).await,
+        command => {
+            let config = match load(cli.config.as_deref()) {
+                Ok(config) => config,
+                Err(code) => return code,
+            };
+            telemetry::init(&config.log);
+            let outcome = match command {
+                Command::Serve => serve(config).await,
+                Command::Migrate { action } => migrate::run(&config, action).await,
+                Command::Config { .. } => {
+                    print!("{}", config::show_toml(&config));
+                    Ok(())
+                }
+                Command::Check { .. } => unreachable!("handled above"),
+            };
+            match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+/// Loads the config or prints every problem and returns the exit code.
+fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
+    config::load(path).map_err(|e| {
+        eprint!("{e}");
+        ExitCode::from(EXIT_CONFIG)
+    })
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let bind = config.http.bind;
+    let listener = TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind} (http.bind)"))?;
+    let app = Application::build(config).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "listening");
+    println!("tessera listening on http://{address}");
+    app.run(listener, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received; finishing in-flight requests");
+}

@@ -1,0 +1,248 @@
+//! Rules that span keys or depend on the environment. Each capability adds its rules here, so
+//! one run reports everything wrong with a configuration.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tracing_subscriber::EnvFilter;
+use url::Url;
+
+use super::load::Problem;
+use super::{Config, Environment};
+
+/// Length of the decoded master key.
+pub const MASTER_KEY_LEN: usize = 32;
+
+/// Every rule violated by an otherwise well-typed config.
+pub(super) fn check(config: &Config) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let production = config.environment == Environment::Production;
+
+    check_public_url(&config.public_url, production, &mut problems);
+
+    match &config.master_key {
+        Some(key) => {
+            if let Err(message) = decode_master_key(key.expose()) {
+                problems.push(Problem::key("master_key", message));
+            }
+        }
+        None if config.environment != Environment::Development => problems.push(Problem::key(
+            "master_key",
+            "required outside development: 32 random bytes, base64 (for example the output of \
+             `openssl rand -base64 32`)",
+        )),
+        None => {}
+    }
+
+    if production && !config.database.url.is_postgres() {
+        problems.push(Problem::key(
+            "database.url",
+            "production requires PostgreSQL (postgres://…); SQLite serves one instance only",
+        ));
+    }
+    if config.database.url.expose().scheme() == "sqlite" && sqlite_path_is_empty(config) {
+        problems.push(Problem::key(
+            "database.url",
+            "a SQLite URL needs a file path, such as sqlite://./data/tessera.db",
+        ));
+    }
+
+    let origins = &config.http.cors_allowed_origins;
+    for origin in origins {
+        if let Err(message) = check_origin(origin) {
+            problems.push(Problem::key("http.cors_allowed_origins", message));
+        }
+    }
+    if production && origins.is_empty() {
+        problems.push(Problem::key(
+            "http.cors_allowed_origins",
+            "production requires the explicit list of browser origins (an empty list is only \
+             allowed outside production)",
+        ));
+    }
+
+    if let Err(e) = EnvFilter::try_new(&config.log.level) {
+        problems.push(Problem::key(
+            "log.level",
+            format!("not a valid level filter ({e}); expected something like `info` or `tessera=debug,sqlx=warn`"),
+        ));
+    }
+    problems
+}
+
+/// Decodes the base64 master key, checking its length.
+pub fn decode_master_key(encoded: &str) -> Result<[u8; MASTER_KEY_LEN], String> {
+    let bytes = STANDARD
+        .decode(encoded.trim())
+        .map_err(|_| "must be base64 (standard alphabet, with padding)".to_owned())?;
+    <[u8; MASTER_KEY_LEN]>::try_from(bytes.as_slice()).map_err(|_| {
+        format!(
+            "must decode to exactly {MASTER_KEY_LEN} bytes, not {}",
+            bytes.len()
+        )
+    })
+}
+
+fn check_public_url(url: &Url, production: bool, problems: &mut Vec<Problem>) {
+    match url.scheme() {
+        "https" => {}
+        "http" if production => problems.push(Problem::key(
+            "public_url",
+            "production requires https (tokens and cookies must never travel in clear text)",
+        )),
+        "http" => {}
+        other => problems.push(Problem::key(
+            "public_url",
+            format!("must be an http(s) URL, not `{other}:`"),
+        )),
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        problems.push(Problem::key(
+            "public_url",
+            "must not have a query string or fragment",
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        problems.push(Problem::key("public_url", "must name a host"));
+    }
+}
+
+fn sqlite_path_is_empty(config: &Config) -> bool {
+    let url = config.database.url.expose();
+    url.host_str().unwrap_or_default().is_empty() && url.path().trim_matches('/').is_empty()
+}
+
+/// An origin is `scheme://host[:port]`, nothing more; `*` is refused because credentials are
+/// always allowed.
+fn check_origin(origin: &str) -> Result<(), String> {
+    if origin.contains('*') {
+        return Err(format!(
+            "`{origin}`: wildcards are not allowed, because CORS here always allows credentials; \
+             list each origin"
+        ));
+    }
+    let url = Url::parse(origin).map_err(|e| format!("`{origin}` is not an origin ({e})"))?;
+    let bare = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.path() == "/"
+        && !origin.ends_with('/')
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty();
+    if bare {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{origin}` is not an origin; expected scheme://host[:port] such as https://app.example.com"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{DatabaseUrl, Secret};
+
+    fn keys(config: &Config) -> Vec<String> {
+        check(config).into_iter().filter_map(|p| p.key).collect()
+    }
+
+    fn production() -> Config {
+        let mut config = Config {
+            environment: Environment::Production,
+            public_url: Url::parse("https://auth.example.com").expect("url"),
+            master_key: Some(Secret::new("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=")),
+            ..Config::default()
+        };
+        config.database.url = DatabaseUrl::parse("postgres://db/tessera").expect("url");
+        config.http.cors_allowed_origins = vec!["https://app.example.com".into()];
+        config
+    }
+
+    #[test]
+    fn a_complete_production_config_passes() {
+        assert!(
+            check(&production()).is_empty(),
+            "{:?}",
+            check(&production())
+        );
+    }
+
+    #[test]
+    fn production_requires_https_master_key_postgres_and_origins() {
+        let mut config = production();
+        config.public_url = Url::parse("http://auth.example.com").expect("url");
+        config.master_key = None;
+        config.database.url = DatabaseUrl::parse("sqlite://./data/t.db").expect("url");
+        config.http.cors_allowed_origins.clear();
+        assert_eq!(
+            keys(&config),
+            [
+                "public_url",
+                "master_key",
+                "database.url",
+                "http.cors_allowed_origins"
+            ]
+        );
+    }
+
+    #[test]
+    fn development_allows_what_production_refuses() {
+        assert!(check(&Config::default()).is_empty());
+    }
+
+    #[test]
+    fn master_key_must_be_32_bytes_of_base64() {
+        let mut config = Config {
+            master_key: Some(Secret::new("c2hvcnQ=")),
+            ..Config::default()
+        };
+        assert_eq!(keys(&config), ["master_key"]);
+        config.master_key = Some(Secret::new("not base64!"));
+        assert_eq!(keys(&config), ["master_key"]);
+    }
+
+    #[test]
+    fn origins_must_be_bare_and_never_wildcards() {
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "ftp://x.example",
+            "app.example.com",
+        ] {
+            let mut config = Config::default();
+            config.http.cors_allowed_origins = vec![bad.into()];
+            assert_eq!(
+                keys(&config),
+                ["http.cors_allowed_origins"],
+                "{bad} accepted"
+            );
+        }
+        let mut config = Config::default();
+        config.http.cors_allowed_origins = vec!["http://localhost:5173".into()];
+        assert!(keys(&config).is_empty());
+    }
+
+    #[test]
+    fn public_url_must_be_http_without_query() {
+        for bad in [
+            "ftp://x.example",
+            "https://x.example/?a=1",
+            "https://x.example/#f",
+        ] {
+            let config = Config {
+                public_url: Url::parse(bad).expect("url"),
+                ..Config::default()
+            };
+            assert_eq!(keys(&config), ["public_url"], "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn log_level_must_parse() {
+        let mut config = Config::default();
+        config.log.level = "tessera=loud".into();
+        assert_eq!(keys(&config), ["log.level"]);
+    }
+}

@@ -1,0 +1,104 @@
+//! Liveness and readiness: `GET /healthz` says the process answers, `GET /readyz` says it can
+//! serve (database reachable, schema current). The same checks back `tessera check`.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::db::Db;
+use crate::http::{ApiError, Json};
+
+/// A readiness probe must answer quickly even when the database hangs.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One named check and its outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    /// Short stable name (`database`, `migrations`, …).
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found; operator-facing, so never shown on the public readiness endpoint.
+    pub detail: String,
+}
+
+impl Check {
+    /// A passed check.
+    pub fn ok(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            ok: true,
+            detail: detail.into(),
+        }
+    }
+
+    /// A failed check.
+    pub fn failed(name: &'static str, detail: impl Into<String>) -> Self {
+        Self {
+            name,
+            ok: false,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let checks = database_checks(state.db()).await;
+    let summary: serde_json::Map<String, serde_json::Value> = checks
+        .iter()
+        .map(|c| (c.name.to_owned(), json!(if c.ok { "ok" } else { "failed" })))
+        .collect();
+    if checks.iter().all(|c| c.ok) {
+        return Ok(Json(json!({ "status": "ready", "checks": summary })));
+    }
+    for check in checks.iter().filter(|c| !c.ok) {
+        tracing::warn!(check = check.name, detail = %check.detail, "not ready");
+    }
+    Err(ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "not_ready",
+        "a dependency of this instance is unavailable",
+    )
+    .with_extra(json!({ "checks": summary }))
+    .retry_after(5))
+}
+
+/// Database reachable, then schema current.
+pub async fn database_checks(db: &Db) -> Vec<Check> {
+    let reachable = match tokio::time::timeout(CHECK_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => Check::ok("database", format!("{:?} reachable", db.backend())),
+        Ok(Err(e)) => Check::failed("database", e.to_string()),
+        Err(_) => Check::failed("database", "no answer within 2 s"),
+    };
+    if !reachable.ok {
+        let skipped = Check::failed("migrations", "not checked: database unreachable");
+        return vec![reachable, skipped];
+    }
+    let migrations = match tokio::time::timeout(CHECK_TIMEOUT, db.schema_is_current()).await {
+        Ok(Ok(true)) => Check::ok("migrations", "schema current"),
+        Ok(Ok(false)) => Check::failed(
+            "migrations",
+            "schema differs from this binary; run `tessera migrate up`",
+        ),
+        Ok(Err(e)) => Check::failed("migrations", e.to_string()),
+        Err(_) => Check::failed("migrations", "no answer within 2 s"),
+    };
+    vec![reachable, migrations]
+}

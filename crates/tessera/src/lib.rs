@@ -1,0 +1,15 @@
+//! Tessera: the one server a platform trusts for identity, sessions, tokens, permissions, flags,
+//! public configuration and authenticated real-time events.
+//!
+//! The binary is a thin CLI over this library: [`Application::build`] turns a [`config::Config`]
+//! into a ready server, and [`Application::run`] serves it on a listener until a shutdown signal.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod health;
+pub mod http;
+pub mod telemetry;
+
+pub use app::{AppState, Application};

@@ -1,0 +1,228 @@
+//! The `tessera` binary: exit codes, messages naming the key or argument, and a real `serve`.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+/// The binary, run in `dir` with no `TESSERA_*` variables but those given.
+fn tessera(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command.current_dir(dir).args(args).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("TESSERA_") || name == "RUST_LOG" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(env.iter().copied());
+    command
+}
+
+fn run(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = tessera(dir, args, env).output().expect("binary runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+#[test]
+fn generated_docs_need_no_valid_config() {
+    let dir = TempDir::new().expect("dir");
+    let bad = [("TESSERA_NOPE", "1")];
+    let (code, example, _) = run(dir.path(), &["config", "example"], &bad);
+    assert_eq!(code, 0);
+    for section in ["[http]", "[database]", "[log]"] {
+        assert!(example.contains(section), "{section}");
+    }
+    let (code, table, _) = run(dir.path(), &["config", "env"], &bad);
+    assert_eq!(code, 0);
+    assert!(table.contains("| `TESSERA_DATABASE__URL` |"));
+}
+
+#[test]
+fn an_invalid_config_lists_every_problem_and_exits_2() {
+    let dir = TempDir::new().expect("dir");
+    std::fs::write(
+        dir.path().join("tessera.toml"),
+        "environment = \"production\"\n[http]\nbind = \"nowhere\"\ncolour = \"blue\"\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = run(dir.path(), &["config", "show"], &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stdout.is_empty());
+    for needle in [
+        "`http.bind`",
+        "`http.colour`",
+        "unknown key",
+        "`master_key`",
+        "`database.url`",
+        "`public_url`",
+    ] {
+        assert!(stderr.contains(needle), "{needle} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains("panicked") && !stderr.contains("backtrace"));
+}
+
+#[test]
+fn an_explicit_config_path_that_does_not_exist_is_named() {
+    let dir = TempDir::new().expect("dir");
+    let (code, _, stderr) = run(dir.path(), &["--config", "missing.toml", "serve"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("missing.toml") && stderr.contains("cannot read"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = run(dir.path(), &["serve"], &[("TESSERA_CONFIG", "other.toml")]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("other.toml"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_name_the_argument() {
+    let dir = TempDir::new().expect("dir");
+    let (code, _, stderr) = run(dir.path(), &["migrate", "down", "--steps", "0"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--steps"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["frobnicate"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("frobnicate"), "{stderr}");
+}
+
+#[test]
+fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
+    let dir = TempDir::new().expect("dir");
+    let (code, stdout, _) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("ok      config"), "{stdout}");
+    assert!(
+        stdout.contains("FAILED  database") && stdout.contains("does not exist yet"),
+        "{stdout}"
+    );
+    assert!(
+        !dir.path().join("data/tessera.db").exists(),
+        "check creates nothing"
+    );
+
+    let (code, stdout, stderr) = run(dir.path(), &["migrate", "up"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("applied 1"), "{stdout}");
+
+    let (code, stdout, _) = run(dir.path(), &["check", "--json"], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["ok"], true);
+    let names: Vec<_> = report["checks"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|c| c["name"].clone())
+        .collect();
+    assert_eq!(names, ["config", "database", "migrations"]);
+
+    let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("reverted 1"), "{stdout}");
+    let (code, stdout, _) = run(dir.path(), &["migrate", "status"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("pending"), "{stdout}");
+    let (code, stdout, _) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("FAILED  migrations"), "{stdout}");
+}
+
+#[test]
+fn check_reports_an_invalid_config_and_an_unreachable_database() {
+    let dir = TempDir::new().expect("dir");
+    let (code, stdout, _) = run(
+        dir.path(),
+        &["check", "--json"],
+        &[("TESSERA_HTTP__BIND", "x")],
+    );
+    assert_eq!(code, 2);
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["ok"], false);
+    assert!(
+        report["checks"][0]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("http.bind"))
+    );
+
+    let unreachable = [
+        (
+            "TESSERA_DATABASE__URL",
+            "postgres://tessera:hunter2@127.0.0.1:1/tessera",
+        ),
+        ("TESSERA_DATABASE__ACQUIRE_TIMEOUT_SECS", "2"),
+    ];
+    let (code, stdout, _) = run(dir.path(), &["check"], &unreachable);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("FAILED  database") && stdout.contains("cannot connect"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn serve_starts_on_a_fresh_folder_answers_and_stops_on_sigterm() {
+    let dir = TempDir::new().expect("dir");
+    let mut child = tessera(
+        dir.path(),
+        &["serve"],
+        &[("TESSERA_HTTP__BIND", "127.0.0.1:0")],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("a line");
+    let address = line
+        .trim()
+        .strip_prefix("tessera listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_owned();
+    assert!(
+        dir.path().join("data/tessera.db").exists(),
+        "SQLite created on first serve"
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    let status = runtime.block_on(async {
+        reqwest::get(format!("{address}/readyz"))
+            .await
+            .expect("request")
+            .status()
+    });
+    assert_eq!(status, 200);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            assert!(status.success(), "graceful shutdown exits 0: {status}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "did not stop after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

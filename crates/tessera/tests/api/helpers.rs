@@ -1,0 +1,223 @@
+//! Test harness: a fresh database per test (a SQLite file in a temporary folder, or a
+//! PostgreSQL schema dropped afterwards) and the real application on a random port.
+
+use std::path::Path;
+
+use sqlx::Connection as _;
+use sqlx::Executor as _;
+use tempfile::TempDir;
+use tessera::config::{Config, DatabaseUrl};
+use tessera::{AppState, Application};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Runs a test body once against SQLite and once against PostgreSQL, as two tests named
+/// `<name>::sqlite` and `<name>::postgres`.
+#[macro_export]
+macro_rules! on_each_database {
+    ($(#[$meta:meta])* async fn $name:ident($db:ident: TestDatabase) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn body($db: $crate::helpers::TestDatabase) $body
+
+            #[tokio::test]
+            async fn sqlite() {
+                body($crate::helpers::TestDatabase::sqlite()).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(db) = $crate::helpers::TestDatabase::postgres().await {
+                    body(db).await
+                }
+            }
+        }
+    };
+}
+
+/// A database of a test's own, removed when dropped.
+pub struct TestDatabase {
+    pub url: String,
+    /// Holds the SQLite file and the data folder.
+    pub dir: TempDir,
+    /// PostgreSQL admin URL and the schema to drop.
+    schema: Option<(String, String)>,
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("db/tessera.db").display());
+        Self {
+            url,
+            dir,
+            schema: None,
+        }
+    }
+
+    /// A fresh schema in the database named by `TESSERA_TEST_POSTGRES_URL`. Without that
+    /// variable the test is skipped with a note, except under `CI=true`, where it fails.
+    pub async fn postgres() -> Option<Self> {
+        let Some(admin_url) = std::env::var("TESSERA_TEST_POSTGRES_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+        else {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "TESSERA_TEST_POSTGRES_URL must be set when CI=true: PostgreSQL tests are never skipped in CI"
+            );
+            eprintln!("skipped: set TESSERA_TEST_POSTGRES_URL to run the PostgreSQL variant");
+            return None;
+        };
+        let schema = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at TESSERA_TEST_POSTGRES_URL unreachable: {e}"));
+        conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .await
+            .expect("create test schema");
+        let _ = conn.close().await;
+
+        let mut url = url::Url::parse(&admin_url).expect("TESSERA_TEST_POSTGRES_URL is a URL");
+        url.query_pairs_mut()
+            .append_pair("options", &format!("-c search_path={schema}"));
+        Some(Self {
+            url: url.to_string(),
+            dir: tempfile::tempdir().expect("temporary folder"),
+            schema: Some((admin_url, schema)),
+        })
+    }
+
+    /// A configuration for this database, listening on a random local port.
+    pub fn config(&self) -> Config {
+        let mut config = Config {
+            data_dir: self.dir.path().join("data"),
+            ..Config::default()
+        };
+        config.database.url = DatabaseUrl::parse(&self.url).expect("test database URL");
+        config.database.max_connections = 5;
+        config.http.bind = "127.0.0.1:0".parse().expect("address");
+        config
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some((admin_url, schema)) = self.schema.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on; a short-lived thread
+        // with its own runtime removes the schema even when the test panicked.
+        let cleanup = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    let _ = conn
+                        .execute(sqlx::AssertSqlSafe(format!(
+                            "DROP SCHEMA IF EXISTS {schema} CASCADE"
+                        )))
+                        .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+/// The running application and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    /// Kept alive as long as the application uses it.
+    _db: TestDatabase,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// The application on SQLite with the default test configuration.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(TestDatabase::sqlite(), |_| {}).await
+}
+
+/// The application on `db`, with `configure` applied to the test configuration.
+pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = db.config();
+    configure(&mut config);
+    let listener = TcpListener::bind(config.http.bind)
+        .await
+        .expect("bind a free port");
+    let address = format!("http://{}", listener.local_addr().expect("local address"));
+    let app = Application::build(config)
+        .await
+        .expect("application builds");
+    let state = app.state().clone();
+    let (tx, rx) = oneshot::channel();
+    let server = tokio::spawn(app.run(listener, async move {
+        let _ = rx.await;
+    }));
+    TestApp {
+        address,
+        client: reqwest::Client::new(),
+        state,
+        shutdown: Some(tx),
+        server: Some(server),
+        _db: db,
+    }
+}
+
+/// Asserts a problem+json answer and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: serde_json::Value = response.json().await.expect("JSON body");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["status"], status);
+    assert!(
+        body["title"].is_string() && body["type"].is_string(),
+        "{body}"
+    );
+    body
+}

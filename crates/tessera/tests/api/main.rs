@@ -1,0 +1,8 @@
+//! Integration tests: the real server, the real databases, the real binary.
+
+mod helpers;
+
+mod cli;
+mod errors;
+mod health;
+mod migrations;
