@@ -1,0 +1,5 @@
+//! `tessera-token` against hostile and arbitrary input.
+
+mod attacks;
+mod properties;
+mod support;
