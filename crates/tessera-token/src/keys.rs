@@ -110,6 +110,24 @@ pub struct Jwk {
     pub key_use: Option<String>,
 }
 
+impl Jwk {
+    /// The RFC 7638 thumbprint (SHA-256, base64url) of the key's required members; stable for
+    /// a key whatever its `kid`, so it makes a good `kid`. `None` for incomplete keys.
+    pub fn thumbprint(&self) -> Option<String> {
+        let crv = self.crv.as_deref()?;
+        let x = self.x.as_deref()?;
+        // Members in lexicographic order, no whitespace, as RFC 7638 §3.2 requires.
+        let canonical = match self.kty.as_str() {
+            "OKP" => serde_json::json!({ "crv": crv, "kty": "OKP", "x": x }),
+            "EC" => serde_json::json!({ "crv": crv, "kty": "EC", "x": x, "y": self.y.as_deref()? }),
+            _ => return None,
+        };
+        let text = canonical.to_string();
+        let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+        Some(b64::encode(hash.as_ref()))
+    }
+}
+
 /// A JWKS document: `{"keys": [...]}`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Jwks {
@@ -325,5 +343,28 @@ impl KeySet {
     /// Whether the set holds no key.
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thumbprint_matches_rfc_8037_appendix_a3() {
+        // The Ed25519 example key of RFC 8037 A.2/A.3 and its published thumbprint.
+        let jwk = Jwk {
+            kty: "OKP".into(),
+            crv: Some("Ed25519".into()),
+            x: Some("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo".into()),
+            y: None,
+            kid: None,
+            alg: None,
+            key_use: None,
+        };
+        assert_eq!(
+            jwk.thumbprint().as_deref(),
+            Some("kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k")
+        );
     }
 }

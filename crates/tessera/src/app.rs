@@ -11,7 +11,8 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::db::{Create, Db};
-use crate::{health, http};
+use crate::keys::Keys;
+use crate::{health, http, keys, oauth};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -24,6 +25,8 @@ struct Inner {
     config: Config,
     /// The database pool.
     db: Db,
+    /// Signing keys: the current signer, verifier and JWKS.
+    keys: Arc<Keys>,
 }
 
 impl AppState {
@@ -35,6 +38,11 @@ impl AppState {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The signing-key service.
+    pub fn keys(&self) -> &Arc<Keys> {
+        &self.inner.keys
     }
 }
 
@@ -64,10 +72,12 @@ impl Application {
                  run `tessera migrate up` first"
             );
         }
+        let keys = Keys::start(&config, &db).await?;
+        keys.spawn_refresher(db.clone());
         // Install the recorder before the first request so build info is always present.
         http::metrics::handle();
         let state = AppState {
-            inner: Arc::new(Inner { config, db }),
+            inner: Arc::new(Inner { config, db, keys }),
         };
         let router = router(state.clone());
         Ok(Self { state, router })
@@ -99,6 +109,8 @@ impl Application {
 fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
+        .merge(keys::routes::router())
+        .merge(oauth::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -10,6 +10,8 @@ pub mod config;
 pub mod db;
 pub mod health;
 pub mod http;
+pub mod keys;
+pub mod oauth;
 pub mod telemetry;
 
 pub use app::{AppState, Application};

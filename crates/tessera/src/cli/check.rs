@@ -10,6 +10,7 @@ use super::EXIT_CONFIG;
 use crate::config;
 use crate::db::{Create, Db};
 use crate::health::{self, Check};
+use crate::keys;
 
 pub(super) async fn run(path: Option<&Path>, as_json: bool) -> ExitCode {
     let mut checks = Vec::new();
@@ -33,7 +34,12 @@ pub(super) async fn run(path: Option<&Path>, as_json: bool) -> ExitCode {
     if let Some(config) = &config {
         match Db::connect(&config.database, Create::Never).await {
             Ok(db) => {
-                checks.extend(health::database_checks(&db).await);
+                let database = health::database_checks(&db).await;
+                let schema_ready = database.iter().all(|c| c.ok);
+                checks.extend(database);
+                if schema_ready {
+                    checks.push(keys::preflight(config, &db).await);
+                }
                 db.close().await;
             }
             Err(e) => checks.push(Check::failed("database", e.to_string())),

@@ -2,6 +2,7 @@
 //! errors are printed as one clear message, never a backtrace.
 
 mod check;
+mod keys;
 mod migrate;
 
 use std::path::PathBuf;
@@ -46,6 +47,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// List or rotate the keys that sign access tokens.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        action: KeysAction,
+    },
     /// Generated configuration documentation and the effective configuration.
     Config {
         /// Which document.
@@ -67,6 +74,42 @@ pub enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
+}
+
+/// `tessera keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysAction {
+    /// Every signing key with its state (pending, active, retired, expired).
+    List,
+    /// Create a new signing key: published at once, signing after the rotation delay.
+    Rotate {
+        /// Seconds before the new key signs (default: token.rotation_delay_secs).
+        #[arg(long, value_name = "SECS")]
+        delay: Option<u64>,
+        /// Key algorithm (default: token.algorithm).
+        #[arg(long, value_enum)]
+        algorithm: Option<KeyAlgorithm>,
+    },
+}
+
+/// Algorithms `keys rotate` can generate.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum KeyAlgorithm {
+    /// Ed25519.
+    #[value(name = "EdDSA")]
+    EdDsa,
+    /// ECDSA P-256.
+    #[value(name = "ES256")]
+    Es256,
+}
+
+impl From<KeyAlgorithm> for config::SigningAlgorithm {
+    fn from(value: KeyAlgorithm) -> Self {
+        match value {
+            KeyAlgorithm::EdDsa => Self::EdDSA,
+            KeyAlgorithm::Es256 => Self::ES256,
+        }
+    }
 }
 
 /// `tessera config …`
@@ -105,6 +148,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             let outcome = match command {
                 Command::Serve => serve(config).await,
                 Command::Migrate { action } => migrate::run(&config, action).await,
+                Command::Keys { action } => keys::run(&config, action).await,
                 Command::Config { .. } => {
                     print!("{}", config::show_toml(&config));
                     Ok(())

@@ -22,6 +22,7 @@ pub use docs::{env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
 pub use schema::{Field, Kind, env_var_name, schema};
 pub use secret::{DatabaseUrl, REDACTED, Secret};
+pub use validate::decode_master_key;
 
 /// Tessera configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -44,6 +45,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Database.
     pub database: DatabaseConfig,
+    /// Access tokens and signing keys.
+    pub token: TokenConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -57,6 +60,7 @@ impl Default for Config {
             master_key: None,
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
+            token: TokenConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -72,6 +76,14 @@ pub enum Environment {
     Staging,
     /// Real users: every safety setting is mandatory.
     Production,
+}
+
+impl Config {
+    /// The token issuer (`iss`) and base of every published URL: `public_url` without a
+    /// trailing slash.
+    pub fn issuer(&self) -> String {
+        self.public_url.as_str().trim_end_matches('/').to_owned()
+    }
 }
 
 impl Environment {
@@ -140,6 +152,115 @@ impl Default for DatabaseConfig {
             max_connections: 10,
             acquire_timeout_secs: 5,
             migrate_on_start: true,
+        }
+    }
+}
+
+/// Access-token and signing-key settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Signing algorithm. New keys are generated for `EdDSA` (Ed25519) or `ES256` (P-256);
+    /// `HS256` is the legacy shared-secret mode: every verifier then needs the secret, and the
+    /// JWKS publishes nothing.
+    pub algorithm: SigningAlgorithm,
+    /// Audience (`aud`) of issued access tokens; verifiers expect it.
+    pub audience: String,
+    /// Lifetime of an access token, in seconds.
+    #[schemars(range(min = 30, max = 86400))]
+    pub access_ttl_secs: u64,
+    /// Clock skew tolerated on `exp`/`nbf`/`iat`, in seconds.
+    #[schemars(range(max = 300))]
+    pub leeway_secs: u64,
+    /// How long a rotated key is published before it starts signing, in seconds, so every
+    /// verifier has fetched it first. 0 switches at once.
+    pub rotation_delay_secs: u64,
+    /// HS256 secret, used as-is (its UTF-8 bytes, at least 32). Only with `algorithm = "HS256"`;
+    /// prefer `hs256_secret_file`.
+    pub hs256_secret: Option<Secret>,
+    /// File holding the HS256 secret (surrounding whitespace trimmed). Only with
+    /// `algorithm = "HS256"`.
+    pub hs256_secret_file: Option<PathBuf>,
+}
+
+impl Default for TokenConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: SigningAlgorithm::EdDSA,
+            audience: "platform".to_owned(),
+            access_ttl_secs: 600,
+            leeway_secs: 30,
+            rotation_delay_secs: 300,
+            hs256_secret: None,
+            hs256_secret_file: None,
+        }
+    }
+}
+
+impl TokenConfig {
+    /// The HS256 secret from `hs256_secret` or `hs256_secret_file`; `Err` names the key and
+    /// the problem. Never called outside HS256 mode.
+    pub fn hs256_secret_bytes(&self) -> Result<Secret, Problem> {
+        let secret = match (&self.hs256_secret, &self.hs256_secret_file) {
+            (Some(secret), None) => secret.clone(),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => Secret::new(text.trim()),
+                Err(e) => {
+                    return Err(Problem::key(
+                        "token.hs256_secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    ));
+                }
+            },
+            (Some(_), Some(_)) => {
+                return Err(Problem::key(
+                    "token.hs256_secret",
+                    "set either token.hs256_secret or token.hs256_secret_file, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(Problem::key(
+                    "token.hs256_secret",
+                    "HS256 needs a secret: set token.hs256_secret_file (or TESSERA_TOKEN__HS256_SECRET)",
+                ));
+            }
+        };
+        let len = secret.expose().len();
+        if len < tessera_token::MIN_HMAC_SECRET_BYTES {
+            let key = if self.hs256_secret.is_some() {
+                "token.hs256_secret"
+            } else {
+                "token.hs256_secret_file"
+            };
+            return Err(Problem::key(
+                key,
+                format!(
+                    "an HS256 secret must be at least {} bytes, this one has {len}",
+                    tessera_token::MIN_HMAC_SECRET_BYTES
+                ),
+            ));
+        }
+        Ok(secret)
+    }
+}
+
+/// Signing algorithm of access tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SigningAlgorithm {
+    /// Ed25519 signatures: small, fast, the default.
+    EdDSA,
+    /// ECDSA P-256 with SHA-256, for verifiers without Ed25519 support.
+    ES256,
+    /// HMAC-SHA256 with a shared secret (legacy mode).
+    HS256,
+}
+
+impl From<SigningAlgorithm> for tessera_token::Algorithm {
+    fn from(value: SigningAlgorithm) -> Self {
+        match value {
+            SigningAlgorithm::EdDSA => Self::EdDSA,
+            SigningAlgorithm::ES256 => Self::ES256,
+            SigningAlgorithm::HS256 => Self::HS256,
         }
     }
 }

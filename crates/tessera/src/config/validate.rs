@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use super::load::Problem;
-use super::{Config, Environment};
+use super::{Config, Environment, SigningAlgorithm};
 
 /// Length of the decoded master key.
 pub const MASTER_KEY_LEN: usize = 32;
@@ -60,6 +60,8 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
 
+    check_token(config, &mut problems);
+
     if let Err(e) = EnvFilter::try_new(&config.log.level) {
         problems.push(Problem::key(
             "log.level",
@@ -67,6 +69,30 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
     problems
+}
+
+fn check_token(config: &Config, problems: &mut Vec<Problem>) {
+    let token = &config.token;
+    if token.audience.trim().is_empty() {
+        problems.push(Problem::key("token.audience", "must not be empty"));
+    }
+    if token.algorithm == SigningAlgorithm::HS256 {
+        if let Err(problem) = token.hs256_secret_bytes() {
+            problems.push(problem);
+        }
+    } else {
+        for (set, key) in [
+            (token.hs256_secret.is_some(), "token.hs256_secret"),
+            (token.hs256_secret_file.is_some(), "token.hs256_secret_file"),
+        ] {
+            if set {
+                problems.push(Problem::key(
+                    key,
+                    "only used with token.algorithm = \"HS256\"; remove it so no shared secret lingers",
+                ));
+            }
+        }
+    }
 }
 
 /// Decodes the base64 master key, checking its length.
@@ -237,6 +263,38 @@ mod tests {
             };
             assert_eq!(keys(&config), ["public_url"], "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn hs256_needs_one_long_enough_secret() {
+        let mut config = Config::default();
+        config.token.algorithm = SigningAlgorithm::HS256;
+        assert_eq!(keys(&config), ["token.hs256_secret"]);
+        config.token.hs256_secret = Some(Secret::new("x".repeat(31)));
+        assert_eq!(keys(&config), ["token.hs256_secret"]);
+        config.token.hs256_secret = Some(Secret::new("x".repeat(32)));
+        assert!(keys(&config).is_empty());
+
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("secret");
+        std::fs::write(&file, format!("{}\n", "y".repeat(40))).expect("write");
+        config.token.hs256_secret_file = Some(file.clone());
+        assert_eq!(keys(&config), ["token.hs256_secret"], "not both");
+        config.token.hs256_secret = None;
+        assert!(keys(&config).is_empty());
+        assert_eq!(
+            config.token.hs256_secret_bytes().expect("secret").expose(),
+            "y".repeat(40)
+        );
+        config.token.hs256_secret_file = Some(dir.path().join("missing"));
+        assert_eq!(keys(&config), ["token.hs256_secret_file"]);
+    }
+
+    #[test]
+    fn an_hs256_secret_outside_hs256_mode_is_refused() {
+        let mut config = Config::default();
+        config.token.hs256_secret = Some(Secret::new("x".repeat(40)));
+        assert_eq!(keys(&config), ["token.hs256_secret"]);
     }
 
     #[test]

@@ -60,7 +60,8 @@ async fn healthz() -> Json<serde_json::Value> {
 }
 
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    let checks = database_checks(state.db()).await;
+    let mut checks = database_checks(state.db()).await;
+    checks.push(state.keys().health());
     let summary: serde_json::Map<String, serde_json::Value> = checks
         .iter()
         .map(|c| (c.name.to_owned(), json!(if c.ok { "ok" } else { "failed" })))

@@ -2,6 +2,7 @@
 //! ids, security headers and metrics. Capabilities add routes; they never rebuild any of this.
 
 pub mod error;
+pub mod etag;
 pub mod json;
 pub mod metrics;
 pub mod request_id;

@@ -125,7 +125,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
         .iter()
         .map(|c| c["name"].clone())
         .collect();
-    assert_eq!(names, ["config", "database", "migrations"]);
+    assert_eq!(names, ["config", "database", "migrations", "keys"]);
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);
@@ -169,6 +169,75 @@ fn check_reports_an_invalid_config_and_an_unreachable_database() {
         "{stdout}"
     );
     assert!(!stdout.contains("hunter2"));
+}
+
+#[test]
+fn keys_rotate_publishes_ahead_and_list_shows_every_state() {
+    let dir = TempDir::new().expect("dir");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let (code, stdout, _) = run(dir.path(), &["keys", "list"], &[]);
+    assert_eq!(code, 0);
+    assert!(stdout.contains("no signing keys yet"), "{stdout}");
+
+    let (code, stdout, stderr) = run(dir.path(), &["keys", "rotate", "--delay", "600"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("new EdDSA key"), "{stdout}");
+    assert!(
+        stderr.contains("DEVELOPMENT ONLY"),
+        "a generated master key is loud: {stderr}"
+    );
+    assert_eq!(
+        run(dir.path(), &["keys", "rotate", "--delay", "0"], &[]).0,
+        0
+    );
+    let (code, _, _) = run(dir.path(), &["keys", "rotate", "--algorithm", "ES256"], &[]);
+    assert_eq!(code, 0);
+
+    let (code, stdout, _) = run(dir.path(), &["keys", "list"], &[]);
+    assert_eq!(code, 0);
+    let states: Vec<&str> = stdout
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(2))
+        .collect();
+    assert_eq!(states, ["retired", "active", "pending"], "{stdout}");
+    assert!(stdout.contains("ES256"), "{stdout}");
+
+    let (code, stdout, _) = run(dir.path(), &["check"], &[]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.contains("ok      keys") && stdout.contains("decrypts the active"),
+        "{stdout}"
+    );
+
+    let wrong = [(
+        "TESSERA_MASTER_KEY",
+        "HxwdHhsZGhgXFRYUExIREA8ODQwLCgkIBgcEBQIDAAE=",
+    )];
+    let (code, stdout, _) = run(dir.path(), &["check"], &wrong);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(
+        stdout.contains("FAILED  keys") && stdout.contains("cannot decrypt"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn keys_commands_refuse_hs256_mode_and_bad_algorithms() {
+    let dir = TempDir::new().expect("dir");
+    let hs = [
+        ("TESSERA_TOKEN__ALGORITHM", "HS256"),
+        (
+            "TESSERA_TOKEN__HS256_SECRET",
+            "0123456789abcdef0123456789abcdef",
+        ),
+    ];
+    let (code, _, stderr) = run(dir.path(), &["keys", "rotate"], &hs);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("HS256"), "{stderr}");
+    let (code, _, stderr) = run(dir.path(), &["keys", "rotate", "--algorithm", "RS256"], &[]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--algorithm"), "{stderr}");
 }
 
 #[test]

@@ -5,4 +5,6 @@ mod helpers;
 mod cli;
 mod errors;
 mod health;
+mod interop;
+mod keys;
 mod migrations;

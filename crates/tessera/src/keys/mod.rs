@@ -1,0 +1,290 @@
+//! Signing keys: which key signs now, which public keys are published, and the JWKS endpoint.
+//!
+//! Keys live in the database (private parts sealed with the master key), so every instance
+//! and the CLI see the same set. Each instance keeps the current schedule in memory and
+//! refreshes it every few seconds, and exactly at the next activation or unpublication, so a
+//! rotation by `tessera keys rotate` or another instance is picked up without a restart.
+
+pub mod master;
+pub mod routes;
+pub mod store;
+
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::http::HeaderValue;
+use tessera_token::{Algorithm, Jwks, KeySet, Signer, Validation, Verifier, unix_now};
+
+use crate::config::{Config, SigningAlgorithm};
+use crate::db::Db;
+use crate::health::Check;
+use master::{Generate, MasterKey};
+use store::KeyRow;
+
+/// Longest time a rotation made elsewhere stays unnoticed.
+const REFRESH_EVERY_SECS: i64 = 10;
+
+/// Everything derived from the key schedule at one moment, swapped as a whole.
+pub struct Published {
+    /// Signs new access tokens.
+    pub signer: Arc<Signer>,
+    /// Trusts exactly the published keys, with the configured issuer, audience and leeway.
+    pub verifier: Verifier,
+    /// The JWKS document, serialized once.
+    pub jwks_body: Arc<[u8]>,
+    /// Its strong ETag.
+    pub jwks_etag: HeaderValue,
+    /// Algorithms of the published keys (or HS256), for the metadata document.
+    pub algorithms: Vec<&'static str>,
+    next_change: Option<i64>,
+}
+
+enum Mode {
+    /// Keys from the database, sealed with the master key.
+    Stored(MasterKey),
+    /// One shared secret from the config; nothing published.
+    Hs256,
+}
+
+/// The signing-key service of one instance.
+pub struct Keys {
+    mode: Mode,
+    config: Config,
+    current: RwLock<Arc<Published>>,
+    /// Why the last refresh failed, for `/readyz`; the previous schedule stays in force.
+    refresh_error: RwLock<Option<String>>,
+}
+
+impl Keys {
+    /// Loads the schedule, creating the first signing key when there is none (or sets up the
+    /// HS256 legacy mode).
+    pub async fn start(config: &Config, db: &Db) -> anyhow::Result<Arc<Self>> {
+        let (mode, published) = if config.token.algorithm == SigningAlgorithm::HS256 {
+            tracing::warn!(
+                "token.algorithm = HS256: every service that verifies tokens must hold the same \
+                 secret, any of them can mint tokens, and the JWKS publishes no key. Prefer \
+                 EdDSA, which needs no shared secret."
+            );
+            (Mode::Hs256, hs256_published(config)?)
+        } else {
+            let master = MasterKey::load(config, Generate::IfMissing)?;
+            let mut rows = store::list(db).await?;
+            if rows.is_empty() {
+                let alg = config.token.algorithm.into();
+                let row = store::rotate(db, &master, alg, unix_now(), 0).await?;
+                tracing::info!(kid = %row.kid, %alg, "created the first signing key");
+                rows = store::list(db).await?;
+            }
+            let published = stored_published(config, &master, &rows, unix_now(), None)?;
+            let configured: Algorithm = config.token.algorithm.into();
+            if published.signer.algorithm() != configured {
+                tracing::warn!(
+                    active = %published.signer.algorithm(),
+                    %configured,
+                    "the active signing key is not of token.algorithm; `tessera keys rotate` switches"
+                );
+            }
+            (Mode::Stored(master), published)
+        };
+        Ok(Arc::new(Self {
+            mode,
+            config: config.clone(),
+            current: RwLock::new(Arc::new(published)),
+            refresh_error: RwLock::new(None),
+        }))
+    }
+
+    /// The schedule in force.
+    pub fn current(&self) -> Arc<Published> {
+        Arc::clone(&self.current.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Re-reads the keys from the database as of `now`.
+    pub async fn refresh_at(&self, db: &Db, now: i64) -> anyhow::Result<()> {
+        let Mode::Stored(master) = &self.mode else {
+            return Ok(());
+        };
+        let outcome = async {
+            let rows = store::list(db).await?;
+            let previous = self.current();
+            stored_published(&self.config, master, &rows, now, Some(&previous.signer))
+        }
+        .await;
+        let mut error = self
+            .refresh_error
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match outcome {
+            Ok(published) => {
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
+                *error = None;
+                Ok(())
+            }
+            Err(e) => {
+                *error = Some(format!("{e:#}"));
+                Err(e)
+            }
+        }
+    }
+
+    /// Readiness: a signer is loaded and the last refresh worked.
+    pub fn health(&self) -> Check {
+        match &*self.refresh_error.read().unwrap_or_else(|p| p.into_inner()) {
+            None => Check::ok(
+                "keys",
+                format!("signing with {}", describe(&self.current().signer)),
+            ),
+            Some(e) => Check::failed("keys", format!("refreshing signing keys failed: {e}")),
+        }
+    }
+
+    /// Keeps the schedule current until the pool closes or the service is dropped.
+    pub fn spawn_refresher(self: &Arc<Self>, db: Db) {
+        if matches!(self.mode, Mode::Hs256) {
+            return;
+        }
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let wait = {
+                    let Some(keys) = weak.upgrade() else { return };
+                    let now = unix_now();
+                    keys.current().next_change.map_or(REFRESH_EVERY_SECS, |t| {
+                        (t - now).clamp(0, REFRESH_EVERY_SECS)
+                    })
+                };
+                tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+                let Some(keys) = weak.upgrade() else { return };
+                if db.pool().is_closed() {
+                    return;
+                }
+                if let Err(e) = keys.refresh_at(&db, unix_now()).await {
+                    tracing::error!(error = %format!("{e:#}"), "refreshing signing keys failed");
+                }
+            }
+        });
+    }
+}
+
+/// Access-token lifetime plus leeway: how long after its retirement a key's tokens can still
+/// be accepted somewhere.
+pub fn max_token_lifetime(config: &Config) -> i64 {
+    i64::try_from(config.token.access_ttl_secs + config.token.leeway_secs).unwrap_or(i64::MAX)
+}
+
+fn validation(config: &Config) -> Validation {
+    Validation {
+        issuer: config.issuer(),
+        audience: config.token.audience.clone(),
+        leeway_secs: i64::try_from(config.token.leeway_secs).unwrap_or(0),
+    }
+}
+
+fn describe(signer: &Signer) -> String {
+    match signer.kid() {
+        Some(kid) => format!("{} key {kid}", signer.algorithm()),
+        None => signer.algorithm().to_string(),
+    }
+}
+
+fn hs256_published(config: &Config) -> anyhow::Result<Published> {
+    let secret = config
+        .token
+        .hs256_secret_bytes()
+        .map_err(|p| anyhow::anyhow!("{p}"))?;
+    let signer = Signer::hs256(None, secret.expose().as_bytes())?;
+    let keys = KeySet::new(vec![signer.verifying_key()]);
+    Ok(Published {
+        signer: Arc::new(signer),
+        verifier: Verifier::new(keys, validation(config)),
+        jwks_body: serde_json::to_vec(&Jwks::default())?.into(),
+        jwks_etag: etag_of(b"{\"keys\":[]}"),
+        algorithms: vec![Algorithm::HS256.as_str()],
+        next_change: None,
+    })
+}
+
+fn stored_published(
+    config: &Config,
+    master: &MasterKey,
+    rows: &[KeyRow],
+    now: i64,
+    previous: Option<&Arc<Signer>>,
+) -> anyhow::Result<Published> {
+    let plan = store::schedule(rows, now, max_token_lifetime(config));
+    let row = plan
+        .signer
+        .context("no signing key is active yet; `tessera keys rotate` creates one")?;
+    // Unsealing costs little, but there is no reason to do it on every refresh.
+    let signer = match previous {
+        Some(signer) if signer.kid() == Some(row.kid.as_str()) => Arc::clone(signer),
+        _ => Arc::new(row.signer(master)?),
+    };
+    let jwks = Jwks {
+        keys: plan
+            .published
+            .iter()
+            .map(|r| r.public_jwk.clone())
+            .collect(),
+    };
+    let body = serde_json::to_vec(&jwks)?;
+    let mut algorithms: Vec<&'static str> = plan.published.iter().map(|r| r.alg.as_str()).collect();
+    algorithms.sort_unstable();
+    algorithms.dedup();
+    Ok(Published {
+        signer,
+        // Built from the published document, exactly as an outside verifier would.
+        verifier: Verifier::new(KeySet::from_jwks(&jwks), validation(config)),
+        jwks_etag: etag_of(&body),
+        jwks_body: body.into(),
+        algorithms,
+        next_change: plan.next_change,
+    })
+}
+
+/// A strong ETag: a truncated SHA-256 of the body.
+pub fn etag_of(body: &[u8]) -> HeaderValue {
+    use base64::Engine;
+    let hash = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, body);
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&hash.as_ref()[..16]);
+    HeaderValue::from_str(&format!("\"{tag}\"")).expect("base64url is a valid header value")
+}
+
+/// `tessera check`: the master key opens the active signing key (or the HS256 secret is
+/// usable). Writes nothing.
+pub async fn preflight(config: &Config, db: &Db) -> Check {
+    if config.token.algorithm == SigningAlgorithm::HS256 {
+        return match config.token.hs256_secret_bytes() {
+            Ok(_) => Check::ok("keys", "HS256 legacy mode: shared secret configured"),
+            Err(p) => Check::failed("keys", p.to_string()),
+        };
+    }
+    let rows = match store::list(db).await {
+        Ok(rows) => rows,
+        Err(e) => return Check::failed("keys", format!("cannot read signing keys: {e:#}")),
+    };
+    let master = match MasterKey::load(config, Generate::Never) {
+        Ok(master) => master,
+        Err(master::MasterKeyError::Missing) if rows.is_empty() => {
+            return Check::ok(
+                "keys",
+                "no signing key yet; `tessera serve` creates the master key and the first key",
+            );
+        }
+        Err(e) => return Check::failed("keys", e.to_string()),
+    };
+    if rows.is_empty() {
+        return Check::ok("keys", "no signing key yet; `tessera serve` creates one");
+    }
+    match stored_published(config, &master, &rows, unix_now(), None) {
+        Ok(published) => Check::ok(
+            "keys",
+            format!(
+                "master key decrypts the active {}",
+                describe(&published.signer)
+            ),
+        ),
+        Err(e) => Check::failed("keys", format!("{e:#}")),
+    }
+}

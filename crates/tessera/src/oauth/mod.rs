@@ -1,0 +1,48 @@
+//! OAuth 2.0 surface: the authorization-server metadata (RFC 8414). The token, introspection
+//! and revocation endpoints it names are served from this module too.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
+use axum::routing::get;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::http::etag;
+use crate::keys::etag_of;
+
+/// Routes of this module.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/.well-known/oauth-authorization-server", get(metadata))
+}
+
+/// Client authentication methods of every endpoint that authenticates clients.
+const CLIENT_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
+
+async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let issuer = state.config().issuer();
+    let algorithms = state.keys().current().algorithms.clone();
+    let document = json!({
+        "issuer": issuer,
+        "jwks_uri": format!("{issuer}/.well-known/jwks.json"),
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,
+        // Not registered by RFC 8414: which `alg` access tokens (RFC 9068) are signed with.
+        "access_token_signing_alg_values_supported": algorithms,
+    });
+    let body = document.to_string();
+    let etag = etag_of(body.as_bytes());
+    etag::json_response(
+        &headers,
+        body,
+        &etag,
+        HeaderValue::from_static("public, max-age=300"),
+    )
+}
