@@ -28,8 +28,8 @@ pub use validate::decode_master_key;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Deployment environment. `production` makes an https public URL, a master key,
-    /// PostgreSQL and explicit CORS origins mandatory.
+    /// Deployment environment. `staging` and `production` require a master key; `production`
+    /// also an https public URL, PostgreSQL and explicit CORS origins.
     pub environment: Environment,
     /// Base URL under which clients reach this server; the token issuer and every absolute link
     /// derive from it.

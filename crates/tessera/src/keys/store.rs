@@ -44,7 +44,7 @@ impl KeyRow {
 /// Which key signs and which are published at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Schedule<'a> {
-    /// The newest key whose activation time has come.
+    /// The newest key whose activation time has come and that no newer key has retired.
     pub signer: Option<&'a KeyRow>,
     /// Every key a valid token may name, and those about to sign.
     pub published: Vec<&'a KeyRow>,
@@ -54,9 +54,10 @@ pub struct Schedule<'a> {
 
 /// The schedule at `now`. `max_token_lifetime` is the access-token lifetime plus leeway.
 pub fn schedule(rows: &[KeyRow], now: i64, max_token_lifetime: i64) -> Schedule<'_> {
+    // A key retired in the same second its successor activated must not win a tie.
     let signer = rows
         .iter()
-        .filter(|r| r.activated_at <= now)
+        .filter(|r| r.activated_at <= now && r.retired_at.is_none_or(|t| t > now))
         .max_by(|a, b| {
             (a.activated_at, a.created_at, &a.kid).cmp(&(b.activated_at, b.created_at, &b.kid))
         });
@@ -100,7 +101,10 @@ pub async fn list(db: &Db) -> anyhow::Result<Vec<KeyRow>> {
     )
     .fetch_all(db.pool())
     .await?;
-    rows.iter().map(row_to_key).collect()
+    let mut keys = rows.iter().map(row_to_key).collect::<anyhow::Result<Vec<_>>>()?;
+    // Rotations within one second share timestamps; the still-open key sorts last.
+    keys.sort_by_key(|k| (k.activated_at, k.created_at, k.retired_at.is_none()));
+    Ok(keys)
 }
 
 /// Generates a key that starts signing at `now + delay`, and retires (at that same moment)
@@ -225,6 +229,17 @@ mod tests {
             "k1 gone once its tokens expired"
         );
         assert_eq!(at_1030.next_change, None);
+    }
+
+    #[test]
+    fn a_key_retired_in_the_second_its_successor_activates_never_signs() {
+        // Two rotations in the same second: "a" retired at 50 by "b", both activated at 50.
+        for (first, second) in [("a", "b"), ("b", "a")] {
+            let rows = vec![row(first, 50, Some(50)), row(second, 50, None)];
+            let plan = schedule(&rows, 50, 630);
+            assert_eq!(plan.signer.map(|r| r.kid.as_str()), Some(second));
+            assert_eq!(plan.published.len(), 2);
+        }
     }
 
     #[test]

@@ -202,6 +202,18 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
     }
 }
 
+/// Builds the application on a fresh SQLite database with `configure` applied, expecting it to
+/// refuse; returns the error with its causes.
+pub async fn build_error(configure: impl FnOnce(&mut Config)) -> String {
+    let db = TestDatabase::sqlite();
+    let mut config = db.config();
+    configure(&mut config);
+    match Application::build(config).await {
+        Ok(_) => panic!("the application started with a configuration it must refuse"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
 /// Asserts a problem+json answer and returns its body.
 pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
     assert_eq!(response.status().as_u16(), status, "status");
