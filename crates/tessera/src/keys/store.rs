@@ -101,7 +101,10 @@ pub async fn list(db: &Db) -> anyhow::Result<Vec<KeyRow>> {
     )
     .fetch_all(db.pool())
     .await?;
-    let mut keys = rows.iter().map(row_to_key).collect::<anyhow::Result<Vec<_>>>()?;
+    let mut keys = rows
+        .iter()
+        .map(row_to_key)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     // Rotations within one second share timestamps; the still-open key sorts last.
     keys.sort_by_key(|k| (k.activated_at, k.created_at, k.retired_at.is_none()));
     Ok(keys)
