@@ -5,6 +5,7 @@
 //! into a ready server, and [`Application::run`] serves it on a listener until a shutdown signal.
 
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod db;

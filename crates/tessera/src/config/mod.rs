@@ -47,6 +47,8 @@ pub struct Config {
     pub database: DatabaseConfig,
     /// Access tokens and signing keys.
     pub token: TokenConfig,
+    /// Password hashing and policy.
+    pub passwords: PasswordConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -61,6 +63,7 @@ impl Default for Config {
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             token: TokenConfig::default(),
+            passwords: PasswordConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -241,6 +244,41 @@ impl TokenConfig {
             ));
         }
         Ok(secret)
+    }
+}
+
+/// Password hashing (Argon2id) and policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordConfig {
+    /// Argon2id memory cost, in KiB (OWASP: 19456).
+    #[schemars(range(min = 8192, max = 1048576))]
+    pub argon2_memory_kib: u32,
+    /// Argon2id passes over memory (OWASP: 2).
+    #[schemars(range(min = 1, max = 16))]
+    pub argon2_iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    #[schemars(range(min = 1, max = 16))]
+    pub argon2_parallelism: u32,
+    /// Shortest accepted new password, in characters.
+    #[schemars(range(min = 8, max = 128))]
+    pub min_length: u32,
+    /// Hashing jobs allowed to wait for a free core; beyond them, logins get 503 with
+    /// `Retry-After` instead of queueing without bound. Hashing runs on as many threads as
+    /// there are cores, never on the request threads.
+    #[schemars(range(min = 1, max = 100000))]
+    pub max_queued_hashes: u32,
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        Self {
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            min_length: 10,
+            max_queued_hashes: 64,
+        }
     }
 }
 
