@@ -9,9 +9,11 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::keys::Keys;
+use crate::users::bootstrap;
 use crate::{health, http, keys, oauth};
 
 /// State shared by every handler; cheap to clone.
@@ -27,6 +29,8 @@ struct Inner {
     db: Db,
     /// Signing keys: the current signer, verifier and JWKS.
     keys: Arc<Keys>,
+    /// Password hashing on its bounded pool.
+    passwords: Arc<Passwords>,
 }
 
 impl AppState {
@@ -44,12 +48,18 @@ impl AppState {
     pub fn keys(&self) -> &Arc<Keys> {
         &self.inner.keys
     }
+
+    /// The password service.
+    pub fn passwords(&self) -> &Arc<Passwords> {
+        &self.inner.passwords
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
 pub struct Application {
     state: AppState,
     router: Router,
+    bootstrap: Option<bootstrap::Created>,
 }
 
 impl Application {
@@ -74,18 +84,41 @@ impl Application {
         }
         let keys = Keys::start(&config, &db).await?;
         keys.spawn_refresher(db.clone());
+        let passwords = Arc::new(Passwords::new(&config.passwords)?);
+        let bootstrap = bootstrap::ensure_admin(
+            &db,
+            &passwords,
+            std::env::var(bootstrap::EMAIL_VAR).ok(),
+            std::env::var(bootstrap::PASSWORD_VAR).ok(),
+        )
+        .await?;
         // Install the recorder before the first request so build info is always present.
         http::metrics::handle();
         let state = AppState {
-            inner: Arc::new(Inner { config, db, keys }),
+            inner: Arc::new(Inner {
+                config,
+                db,
+                keys,
+                passwords,
+            }),
         };
         let router = router(state.clone());
-        Ok(Self { state, router })
+        Ok(Self {
+            state,
+            router,
+            bootstrap,
+        })
     }
 
     /// The shared state (tests use it to reach the database).
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The bootstrap admin created by this start, if any, so its generated password can be
+    /// shown once. Taking it leaves `None`.
+    pub fn take_bootstrap(&mut self) -> Option<bootstrap::Created> {
+        self.bootstrap.take()
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight requests finish and

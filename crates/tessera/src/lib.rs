@@ -5,6 +5,7 @@
 //! into a ready server, and [`Application::run`] serves it on a listener until a shutdown signal.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
@@ -14,5 +15,6 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod telemetry;
+pub mod users;
 
 pub use app::{AppState, Application};

@@ -4,6 +4,7 @@
 mod check;
 mod keys;
 mod migrate;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,6 +54,12 @@ pub enum Command {
         #[command(subcommand)]
         action: KeysAction,
     },
+    /// Operator tasks on accounts.
+    Users {
+        /// What to do.
+        #[command(subcommand)]
+        action: UsersAction,
+    },
     /// Generated configuration documentation and the effective configuration.
     Config {
         /// Which document.
@@ -74,6 +81,65 @@ pub enum MigrateAction {
     },
     /// List migrations and whether each is applied.
     Status,
+}
+
+/// `tessera users …`
+#[derive(Debug, Subcommand)]
+pub enum UsersAction {
+    /// Create an account (role `user` unless --role is given).
+    Create {
+        /// Email address (unique per tenant, case-insensitive).
+        #[arg(long)]
+        email: String,
+        /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Login name.
+        #[arg(long)]
+        username: Option<String>,
+        /// Given name.
+        #[arg(long)]
+        first_name: Option<String>,
+        /// Family name.
+        #[arg(long)]
+        last_name: Option<String>,
+        /// Role to grant; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input (otherwise one is
+        /// generated and printed).
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable an account: it can no longer log in.
+    Disable {
+        /// The account's email.
+        email: String,
+        /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Set a new password (generated and printed unless --password-stdin).
+    ResetPassword {
+        /// The account's email.
+        email: String,
+        /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Import accounts from JSON lines: `{"email", "username"?, "first_name"?, "last_name"?,
+    /// "roles"?, and "password" or "password_hash" (Argon2, PBKDF2-SHA256 PHC or Django,
+    /// bcrypt)}`. All lines or none.
+    Import {
+        /// File to read, or `-` for standard input.
+        file: String,
+        /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 /// `tessera keys …`
@@ -149,6 +215,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Serve => serve(config).await,
                 Command::Migrate { action } => migrate::run(&config, action).await,
                 Command::Keys { action } => keys::run(&config, action).await,
+                Command::Users { action } => users::run(&config, action).await,
                 Command::Config { .. } => {
                     print!("{}", config::show_toml(&config));
                     Ok(())
@@ -180,7 +247,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = TcpListener::bind(bind)
         .await
         .with_context(|| format!("cannot listen on {bind} (http.bind)"))?;
-    let app = Application::build(config).await?;
+    let mut app = Application::build(config).await?;
+    if let Some(admin) = app.take_bootstrap() {
+        match admin.generated_password {
+            Some(password) => println!(
+                "created the first admin {} with password {password}\n\
+                 (shown only now: sign in and change it)",
+                admin.email
+            ),
+            None => println!("created the first admin {}", admin.email),
+        }
+    }
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     println!("tessera listening on http://{address}");

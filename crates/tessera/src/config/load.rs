@@ -14,8 +14,13 @@ use super::{Config, DatabaseUrl, validate};
 /// The file read when neither `--config` nor `TESSERA_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "tessera.toml";
 
-/// `TESSERA_*` variables that are not config keys: the config path itself and the test suite's.
-const NOT_SETTINGS: &[&str] = &["TESSERA_CONFIG", "TESSERA_TEST_"];
+/// `TESSERA_*` variables that are not config keys: the config path itself, the one-time
+/// bootstrap admin, and the test suite's.
+const NOT_SETTINGS: &[&str] = &[
+    "TESSERA_CONFIG",
+    "TESSERA_BOOTSTRAP_ADMIN_",
+    "TESSERA_TEST_",
+];
 
 /// Where a value came from, for error messages.
 #[derive(Debug, Clone, PartialEq, Eq)]

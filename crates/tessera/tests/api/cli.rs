@@ -129,7 +129,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("reverted 1"), "{stdout}");
+    assert!(stdout.contains("reverted 2"), "{stdout}");
     let (code, stdout, _) = run(dir.path(), &["migrate", "status"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("pending"), "{stdout}");
@@ -240,6 +240,123 @@ fn keys_commands_refuse_hs256_mode_and_bad_algorithms() {
     assert!(stderr.contains("--algorithm"), "{stderr}");
 }
 
+/// Runs the binary with `input` on standard input.
+fn run_with_input(dir: &Path, args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write as _;
+    let mut child = tessera(dir, args, &[])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write");
+    let output = child.wait_with_output().expect("finishes");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn users_import_is_all_or_nothing_and_keeps_legacy_hashes() {
+    let dir = TempDir::new().expect("dir");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let good = [
+        r#"{"email": "django@example.com", "password_hash": "pbkdf2_sha256$1000$saltsalt$qQDPSZa3Ormyy9oK1Pu0ZLLwP2Svzmx3yu8OvDdq/J0="}"#,
+        r#"{"email": "bcrypt@example.com", "first_name": "B", "password_hash": "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW", "roles": ["viewer"]}"#,
+        r#"{"email": "plain@example.com", "password": "a long enough password"}"#,
+    ];
+    let bad = [
+        r#"{"email": "md5@example.com", "password_hash": "5f4dcc3b5aa765d61d8327deb882cf99"}"#,
+        r#"{"email": "not-an-email"}"#,
+        r#"{"email": "x@example.com", "password": "short"}"#,
+        r#"{"email": "y@example.com", "pasword": "typo in the key"}"#,
+    ];
+    let mixed = format!("{}\n{}\n", good.join("\n"), bad.join("\n"));
+    let (code, _, stderr) = run_with_input(dir.path(), &["users", "import", "-"], &mixed);
+    assert_eq!(code, 1);
+    for line in ["line 4:", "line 5:", "line 6:", "line 7:"] {
+        assert!(stderr.contains(line), "{line} missing: {stderr}");
+    }
+    assert!(stderr.contains("nothing imported"), "{stderr}");
+
+    let (code, stdout, stderr) =
+        run_with_input(dir.path(), &["users", "import", "-"], &good.join("\n"));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("imported 3 account(s)"), "{stdout}");
+
+    let again = format!("{}\n", good[0].replace("django@", "DJANGO@"));
+    let (code, _, stderr) = run_with_input(dir.path(), &["users", "import", "-"], &again);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("line 1") && stderr.contains("already exists"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn users_create_reset_password_and_disable() {
+    let dir = TempDir::new().expect("dir");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let args = [
+        "users",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+    let (code, stdout, stderr) = run_with_input(dir.path(), &args, "a long enough password\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.starts_with("created ops@example.com"), "{stdout}");
+    assert!(
+        !stdout.contains("password:"),
+        "a given password is not echoed"
+    );
+
+    let (code, _, stderr) = run_with_input(dir.path(), &args, "short\n");
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("password") && stderr.contains("shorter"),
+        "{stderr}"
+    );
+
+    let (code, stdout, _) = run(
+        dir.path(),
+        &["users", "reset-password", "OPS@example.com"],
+        &[],
+    );
+    assert_eq!(code, 0);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("password: ") && l.len() > 30),
+        "{stdout}"
+    );
+
+    assert_eq!(
+        run(dir.path(), &["users", "disable", "ops@example.com"], &[]).0,
+        0
+    );
+    let (code, _, stderr) = run(dir.path(), &["users", "disable", "nobody@example.com"], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no account"), "{stderr}");
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["users", "disable", "ops@example.com", "--tenant", "nope"],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--tenant"), "{stderr}");
+}
+
 #[test]
 fn serve_starts_on_a_fresh_folder_answers_and_stops_on_sigterm() {
     let dir = TempDir::new().expect("dir");
@@ -252,14 +369,23 @@ fn serve_starts_on_a_fresh_folder_answers_and_stops_on_sigterm() {
     .stderr(Stdio::null())
     .spawn()
     .expect("spawn");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("a line");
-    let address = line
-        .trim()
-        .strip_prefix("tessera listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-        .to_owned();
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut printed = Vec::new();
+    let address = loop {
+        let mut line = String::new();
+        assert!(
+            stdout.read_line(&mut line).expect("a line") > 0,
+            "exited early: {printed:?}"
+        );
+        if let Some(address) = line.trim().strip_prefix("tessera listening on ") {
+            break address.to_owned();
+        }
+        printed.push(line);
+    };
+    assert!(
+        printed[0].starts_with("created the first admin admin@localhost with password "),
+        "the generated admin password is shown once: {printed:?}"
+    );
     assert!(
         dir.path().join("data/tessera.db").exists(),
         "SQLite created on first serve"

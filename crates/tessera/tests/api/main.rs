@@ -8,3 +8,4 @@ mod health;
 mod interop;
 mod keys;
 mod migrations;
+mod users;

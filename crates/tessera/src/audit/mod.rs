@@ -1,0 +1,92 @@
+//! The audit log: one row per security-relevant event, written in the same transaction as the
+//! change it records. Sealing into a hash chain and querying build on this table.
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+/// Who did it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Actor {
+    /// A signed-in user.
+    User(String),
+    /// A service account.
+    Client(String),
+    /// Tessera itself or an operator at the CLI.
+    System,
+    /// Nobody authenticated (a failed login, say).
+    Anonymous,
+}
+
+impl Actor {
+    fn parts(&self) -> (&'static str, Option<&str>) {
+        match self {
+            Self::User(id) => ("user", Some(id)),
+            Self::Client(id) => ("client", Some(id)),
+            Self::System => ("system", None),
+            Self::Anonymous => ("anonymous", None),
+        }
+    }
+}
+
+/// Where a request came from; empty for CLI and background work.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// Client IP as resolved through trusted proxies.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+}
+
+/// One event to record.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    /// Dotted verb: `user.created`, `login.failed`, …
+    pub action: &'static str,
+    /// Who.
+    pub actor: &'a Actor,
+    /// In which tenant.
+    pub tenant_id: Option<&'a str>,
+    /// On what: a type and an id.
+    pub target: Option<(&'static str, &'a str)>,
+    /// Whether it succeeded.
+    pub success: bool,
+    /// Why (failures, revocations); never a secret.
+    pub reason: Option<&'a str>,
+    /// Request context.
+    pub origin: &'a Origin,
+    /// Further facts.
+    pub details: Option<Value>,
+}
+
+/// Writes `event` on `conn`, normally a transaction that also holds the change.
+pub async fn record(conn: &mut AnyConnection, event: &Event<'_>) -> Result<(), sqlx::Error> {
+    let (actor_type, actor_id) = event.actor.parts();
+    let (target_type, target_id) = event.target.unzip();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    sqlx::query(
+        "INSERT INTO audit_events (id, occurred_at, tenant_id, actor_type, actor_id, action, \
+         target_type, target_id, outcome, reason, ip, user_agent, request_id, details) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(now_ms)
+    .bind(event.tenant_id)
+    .bind(actor_type)
+    .bind(actor_id)
+    .bind(event.action)
+    .bind(target_type)
+    .bind(target_id)
+    .bind(if event.success { "success" } else { "failure" })
+    .bind(event.reason)
+    .bind(event.origin.ip.as_deref())
+    .bind(event.origin.user_agent.as_deref())
+    .bind(event.origin.request_id.as_deref())
+    .bind(event.details.as_ref().map(Value::to_string))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
