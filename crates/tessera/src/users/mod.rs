@@ -269,20 +269,7 @@ pub async fn set_password_hash(
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action,
-            actor,
-            tenant_id: Some(&user.tenant_id),
-            target: Some(("user", &user.id)),
-            success: true,
-            reason: None,
-            origin,
-            details: None,
-        },
-    )
-    .await?;
+    record_change(&mut tx, user, action, actor, origin).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -300,10 +287,23 @@ pub async fn disable(
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
+    record_change(&mut tx, user, "user.disabled", actor, origin).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The audit event of a successful change to `user`, on the change's transaction.
+async fn record_change(
+    conn: &mut AnyConnection,
+    user: &User,
+    action: &'static str,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(), sqlx::Error> {
     audit::record(
-        &mut tx,
+        conn,
         &audit::Event {
-            action: "user.disabled",
+            action,
             actor,
             tenant_id: Some(&user.tenant_id),
             target: Some(("user", &user.id)),
@@ -313,9 +313,7 @@ pub async fn disable(
             details: None,
         },
     )
-    .await?;
-    tx.commit().await?;
-    Ok(())
+    .await
 }
 
 /// Whether a stored hash is in a format this server verifies (for imports).
