@@ -81,7 +81,7 @@ pub fn extract_token(
     if let Some(token) = bearer(&parts.headers)? {
         return Ok(Some(Credential::Bearer(token)));
     }
-    if let Some(token) = cookie(&parts.headers, &policy.cookie_name)? {
+    if let Some(token) = cookie_value(&parts.headers, &policy.cookie_name)? {
         return Ok(Some(Credential::Cookie(token)));
     }
     let query = parts.uri.query().unwrap_or_default();
@@ -129,7 +129,9 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, ExtractError> {
     checked(token).map(Some)
 }
 
-fn cookie(headers: &HeaderMap, name: &str) -> Result<Option<String>, ExtractError> {
+/// The value of cookie `name`, read the way the access-token cookie is: a name sent twice is
+/// ambiguous (an error), an empty value is absent, surrounding quotes are dropped.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ExtractError> {
     let mut found = None;
     for header in headers.get_all(COOKIE) {
         let Ok(text) = header.to_str() else { continue };

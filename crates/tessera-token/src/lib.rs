@@ -5,17 +5,21 @@
 //! - [`Signer`]: EdDSA (Ed25519, the default), ES256, and HS256 for the legacy mode only.
 //! - [`Verifier`] over a [`KeySet`] built from a JWKS document or one HS256 secret. The
 //!   algorithm always comes from the key found by `kid`, never from the token alone.
+//! - [`TokenCache`]: verified tokens remembered by their exact text, so a token presented
+//!   again costs a lookup instead of a signature check, and is still refused once expired.
 //! - [`extract_token`]: where a request's token is read from, in one fixed order.
 
 mod b64;
+mod cache;
 mod claims;
 mod extract;
 mod keys;
 mod sign;
 mod verify;
 
+pub use cache::TokenCache;
 pub use claims::{AccessClaims, Audience};
-pub use extract::{Credential, ExtractError, ExtractionPolicy, extract_token};
+pub use extract::{Credential, ExtractError, ExtractionPolicy, cookie_value, extract_token};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeySet, VerifyingKey, generate_pkcs8};
 pub use sign::{SignError, Signer};
 pub use verify::{Validation, Verifier, VerifyError, unix_now};

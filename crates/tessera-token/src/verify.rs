@@ -215,6 +215,30 @@ impl Verifier {
         self.check_claims(raw, now)
     }
 
+    /// The time rules alone, for claims verified earlier (a cache of verified tokens must
+    /// still refuse them once they expire).
+    pub fn check_time(&self, claims: &AccessClaims, now: i64) -> Result<(), VerifyError> {
+        self.check_times(claims.exp, claims.iat, claims.nbf, now)
+    }
+
+    fn check_times(
+        &self,
+        exp: i64,
+        iat: i64,
+        nbf: Option<i64>,
+        now: i64,
+    ) -> Result<(), VerifyError> {
+        let leeway = self.validation.leeway_secs;
+        if now > exp.saturating_add(leeway) {
+            return Err(VerifyError::Expired);
+        }
+        let not_before = nbf.unwrap_or(iat).max(iat);
+        if now.saturating_add(leeway) < not_before {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(())
+    }
+
     fn check_claims(&self, raw: RawClaims, now: i64) -> Result<AccessClaims, VerifyError> {
         let v = &self.validation;
         let iss = raw.iss.ok_or(VerifyError::MissingClaim("iss"))?;
@@ -229,14 +253,8 @@ impl Verifier {
             return Err(VerifyError::WrongAudience);
         }
         let exp = raw.exp.ok_or(VerifyError::MissingClaim("exp"))?;
-        if now > exp.saturating_add(v.leeway_secs) {
-            return Err(VerifyError::Expired);
-        }
         let iat = raw.iat.ok_or(VerifyError::MissingClaim("iat"))?;
-        let not_before = raw.nbf.unwrap_or(iat).max(iat);
-        if now.saturating_add(v.leeway_secs) < not_before {
-            return Err(VerifyError::NotYetValid);
-        }
+        self.check_times(exp, iat, raw.nbf, now)?;
         Ok(AccessClaims {
             iss,
             aud,

@@ -9,12 +9,15 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::auth::Auth;
 use crate::auth::password::Passwords;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::keys::Keys;
+use crate::keys::master::{Generate, MasterKey};
+use crate::sessions::Sessions;
 use crate::users::bootstrap;
-use crate::{health, http, keys, oauth};
+use crate::{auth, health, http, keys, oauth, sessions};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -31,6 +34,10 @@ struct Inner {
     keys: Arc<Keys>,
     /// Password hashing on its bounded pool.
     passwords: Arc<Passwords>,
+    /// Sessions, refresh rotation and the session cache.
+    sessions: Arc<Sessions>,
+    /// Cookie names and CSRF protection for browsers.
+    auth: Arc<Auth>,
 }
 
 impl AppState {
@@ -52,6 +59,16 @@ impl AppState {
     /// The password service.
     pub fn passwords(&self) -> &Arc<Passwords> {
         &self.inner.passwords
+    }
+
+    /// The session service.
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.inner.sessions
+    }
+
+    /// Browser authentication settings.
+    pub fn auth(&self) -> &Auth {
+        &self.inner.auth
     }
 }
 
@@ -85,6 +102,10 @@ impl Application {
         let keys = Keys::start(&config, &db).await?;
         keys.spawn_refresher(db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
+        let master = MasterKey::load(&config, Generate::IfMissing)?;
+        let sessions = Arc::new(Sessions::new(&config, &master));
+        sessions.cache().spawn_poller(db.clone());
+        let auth = Arc::new(Auth::new(&config, &master));
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -100,6 +121,8 @@ impl Application {
                 db,
                 keys,
                 passwords,
+                sessions,
+                auth,
             }),
         };
         let router = router(state.clone());
@@ -144,6 +167,8 @@ fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(keys::routes::router())
         .merge(oauth::router())
+        .merge(auth::router())
+        .merge(sessions::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

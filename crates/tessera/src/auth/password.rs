@@ -11,12 +11,14 @@ use std::sync::{Arc, OnceLock};
 use argon2::{
     Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
+use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
 
 use crate::config::PasswordConfig;
+use crate::http::ApiError;
 
 /// Longest password accepted, in bytes; longer input is refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
@@ -164,6 +166,29 @@ impl Passwords {
         })
         .await
         .map_err(|e| PasswordError::Internal(e.to_string()))
+    }
+}
+
+impl From<PasswordError> for ApiError {
+    fn from(error: PasswordError) -> Self {
+        match error {
+            PasswordError::Busy => ApiError::unavailable(
+                "overloaded",
+                "too many password checks are waiting; try again in a moment",
+                1,
+            ),
+            PasswordError::TooLong => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password_too_long",
+                format!("a password has at most {MAX_PASSWORD_BYTES} bytes"),
+            ),
+            PasswordError::TooShort(min) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "password_too_short",
+                format!("a password has at least {min} characters"),
+            ),
+            PasswordError::Internal(e) => ApiError::internal(e),
+        }
     }
 }
 

@@ -52,8 +52,13 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
         }
         UsersAction::Disable { email, tenant } => {
             let user = find(&db, &email, tenant.as_deref()).await?;
-            users::disable(&db, &user, &Actor::System, &Origin::default()).await?;
-            println!("disabled {}", user.email);
+            // A running server learns of the revoked sessions within a second (it polls).
+            let revoked = users::disable(&db, &user, &Actor::System, &Origin::default()).await?;
+            println!(
+                "disabled {} and revoked {} session(s)",
+                user.email,
+                revoked.0.len()
+            );
             Ok(())
         }
         UsersAction::ResetPassword {
@@ -64,7 +69,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
             let user = find(&db, &email, tenant.as_deref()).await?;
             let (password, generated) = password(password_stdin)?;
             let hash = hash(&passwords, password.clone()).await?;
-            users::set_password_hash(
+            let revoked = users::set_password_hash(
                 &db,
                 &user,
                 &hash,
@@ -73,7 +78,11 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
                 &Origin::default(),
             )
             .await?;
-            println!("password of {} reset", user.email);
+            println!(
+                "password of {} reset; {} session(s) revoked",
+                user.email,
+                revoked.0.len()
+            );
             if generated {
                 println!("password: {password}");
             }

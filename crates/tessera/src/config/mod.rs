@@ -49,6 +49,8 @@ pub struct Config {
     pub token: TokenConfig,
     /// Password hashing and policy.
     pub passwords: PasswordConfig,
+    /// Sessions, refresh tokens, browser cookies and registration.
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -64,6 +66,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             token: TokenConfig::default(),
             passwords: PasswordConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -279,6 +282,96 @@ impl Default for PasswordConfig {
             min_length: 10,
             max_queued_hashes: 64,
         }
+    }
+}
+
+/// Sessions, refresh tokens, browser cookies and self-service registration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether anyone may create an account with `POST /api/v1/auth/register` (`open`), or
+    /// only administrators and operators create accounts (`closed`).
+    pub registration: Registration,
+    /// A session unused (never refreshed) for this long ends, in seconds.
+    #[schemars(range(min = 60))]
+    pub session_idle_ttl_secs: u64,
+    /// A session ends this long after its login whatever its use, in seconds.
+    #[schemars(range(min = 60))]
+    pub session_absolute_ttl_secs: u64,
+    /// How long an already-rotated refresh token still returns the same successor (two tabs
+    /// refreshing at once), in seconds. Presented later, it is reuse: the session is revoked.
+    #[schemars(range(max = 120))]
+    pub refresh_grace_secs: u64,
+    /// Prefix of every cookie name (`access_token`, `refresh_token`, `csrf_token`), such as
+    /// `__Secure-` or `myapp_`. `__Host-` is not possible: the refresh cookie is scoped to
+    /// the refresh path.
+    pub cookie_prefix: String,
+    /// `Domain` attribute of the cookies; unset (the default) keeps them to this host.
+    pub cookie_domain: Option<String>,
+    /// `SameSite` of the access and CSRF cookies; the refresh cookie is always `Strict`.
+    pub cookie_same_site: SameSite,
+    /// Whether cookies carry `Secure`. Unset: when `public_url` is https. Always on outside
+    /// development, whatever this says.
+    pub cookie_secure: Option<bool>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            registration: Registration::Closed,
+            session_idle_ttl_secs: 14 * 86_400,
+            session_absolute_ttl_secs: 30 * 86_400,
+            refresh_grace_secs: 10,
+            cookie_prefix: String::new(),
+            cookie_domain: None,
+            cookie_same_site: SameSite::Lax,
+            cookie_secure: None,
+        }
+    }
+}
+
+/// Who may create accounts through the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Registration {
+    /// Only administrators and operators.
+    Closed,
+    /// Anyone, through `POST /api/v1/auth/register`.
+    Open,
+}
+
+/// The `SameSite` cookie attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    /// Sent only with requests from this site.
+    Strict,
+    /// Also sent on top-level navigations from other sites.
+    Lax,
+    /// Sent everywhere (requires `Secure`); for a frontend on another site.
+    None,
+}
+
+impl SameSite {
+    /// The attribute value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Strict => "Strict",
+            Self::Lax => "Lax",
+            Self::None => "None",
+        }
+    }
+}
+
+impl Config {
+    /// Whether cookies carry `Secure`: forced outside development, otherwise as configured
+    /// or, unset, when the public URL is https.
+    pub fn cookie_secure(&self) -> bool {
+        self.environment != Environment::Development
+            || self
+                .auth
+                .cookie_secure
+                .unwrap_or(self.public_url.scheme() == "https")
     }
 }
 

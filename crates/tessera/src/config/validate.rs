@@ -7,7 +7,7 @@ use tracing_subscriber::EnvFilter;
 use url::Url;
 
 use super::load::Problem;
-use super::{Config, Environment, SigningAlgorithm};
+use super::{Config, Environment, SameSite, SigningAlgorithm};
 
 /// Length of the decoded master key.
 pub const MASTER_KEY_LEN: usize = 32;
@@ -61,6 +61,7 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
     }
 
     check_token(config, &mut problems);
+    check_auth(config, &mut problems);
 
     if let Err(e) = EnvFilter::try_new(&config.log.level) {
         problems.push(Problem::key(
@@ -92,6 +93,66 @@ fn check_token(config: &Config, problems: &mut Vec<Problem>) {
                 ));
             }
         }
+    }
+}
+
+fn check_auth(config: &Config, problems: &mut Vec<Problem>) {
+    let auth = &config.auth;
+    if auth.session_idle_ttl_secs > auth.session_absolute_ttl_secs {
+        problems.push(Problem::key(
+            "auth.session_idle_ttl_secs",
+            format!(
+                "must not exceed auth.session_absolute_ttl_secs ({})",
+                auth.session_absolute_ttl_secs
+            ),
+        ));
+    }
+    let prefix = &auth.cookie_prefix;
+    if !prefix
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        problems.push(Problem::key(
+            "auth.cookie_prefix",
+            "may hold only ASCII letters, digits, `_` and `-`",
+        ));
+    }
+    if prefix.starts_with("__Host-") {
+        problems.push(Problem::key(
+            "auth.cookie_prefix",
+            "`__Host-` cookies must have Path=/, but the refresh cookie is scoped to the refresh              path; use `__Secure-`",
+        ));
+    }
+    let secure = config.cookie_secure();
+    if prefix.starts_with("__Secure-") && !secure {
+        problems.push(Problem::key(
+            "auth.cookie_prefix",
+            "`__Secure-` cookies need Secure: set auth.cookie_secure = true (and serve over https)",
+        ));
+    }
+    if auth.cookie_same_site == SameSite::None && !secure {
+        problems.push(Problem::key(
+            "auth.cookie_same_site",
+            "`none` needs Secure cookies: set auth.cookie_secure = true",
+        ));
+    }
+    if let Some(domain) = &auth.cookie_domain {
+        let valid = !domain.is_empty()
+            && domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !valid {
+            problems.push(Problem::key(
+                "auth.cookie_domain",
+                "must be a host name such as example.com",
+            ));
+        }
+    }
+    if config.environment != Environment::Development && auth.cookie_secure == Some(false) {
+        problems.push(Problem::key(
+            "auth.cookie_secure",
+            "cookies are always Secure outside development; remove this setting",
+        ));
     }
 }
 
@@ -295,6 +356,41 @@ mod tests {
         let mut config = Config::default();
         config.token.hs256_secret = Some(Secret::new("x".repeat(40)));
         assert_eq!(keys(&config), ["token.hs256_secret"]);
+    }
+
+    #[test]
+    fn cookie_settings_that_browsers_would_reject_are_refused() {
+        let mut config = Config::default();
+        config.auth.cookie_prefix = "__Host-".into();
+        assert_eq!(keys(&config), ["auth.cookie_prefix"]);
+        config.auth.cookie_prefix = "__Secure-".into();
+        assert_eq!(keys(&config), ["auth.cookie_prefix"], "needs Secure");
+        config.auth.cookie_secure = Some(true);
+        assert!(keys(&config).is_empty());
+        config.auth.cookie_prefix = "a b".into();
+        config.auth.cookie_same_site = SameSite::None;
+        config.auth.cookie_secure = Some(false);
+        config.auth.cookie_domain = Some("evil.com; Path=/".into());
+        assert_eq!(
+            keys(&config),
+            [
+                "auth.cookie_prefix",
+                "auth.cookie_same_site",
+                "auth.cookie_domain"
+            ]
+        );
+
+        let mut config = production();
+        config.auth.cookie_secure = Some(false);
+        assert_eq!(keys(&config), ["auth.cookie_secure"]);
+        assert!(production().cookie_secure(), "forced outside development");
+    }
+
+    #[test]
+    fn the_idle_lifetime_cannot_outlast_the_absolute_one() {
+        let mut config = Config::default();
+        config.auth.session_idle_ttl_secs = config.auth.session_absolute_ttl_secs + 1;
+        assert_eq!(keys(&config), ["auth.session_idle_ttl_secs"]);
     }
 
     #[test]

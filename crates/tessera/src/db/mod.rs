@@ -4,14 +4,17 @@
 //! Queries use `$1`-style placeholders, which both drivers accept, and only the types `Any`
 //! carries: integers (timestamps as Unix seconds), text (UUIDs, JSON), blobs and booleans.
 
+use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::str::FromStr;
 use std::sync::Once;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
-use sqlx::{AnyPool, ConnectOptions, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use crate::config::DatabaseConfig;
 
@@ -92,6 +95,37 @@ pub struct MigrationState {
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite admits one writer at a time and makes the others sleep and retry; writers of
+    /// this process queue here instead, in order and without sleeping. Unused on PostgreSQL.
+    writer: Arc<Mutex<()>>,
+}
+
+/// A write transaction: on SQLite it also holds this process's writer turn until it ends.
+pub struct WriteTx {
+    // Declared first so it ends (commit or rollback on drop) before the turn is released.
+    tx: Transaction<'static, Any>,
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    /// Makes the writes permanent.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
 }
 
 impl Db {
@@ -132,7 +166,22 @@ impl Db {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        Ok(Self { pool, backend })
+        Ok(Self {
+            pool,
+            backend,
+            writer: Arc::new(Mutex::new(())),
+        })
+    }
+
+    /// Begins a transaction that writes. Multi-step writes on request paths use this rather
+    /// than `pool().begin()`, so SQLite writers wait their turn instead of failing busy.
+    pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
+        let turn = match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await?;
+        Ok(WriteTx { tx, _turn: turn })
     }
 
     /// The pool, for queries.

@@ -10,15 +10,21 @@ use super::request_id::current_request_id;
 /// Media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
-/// An error answered to an HTTP client.
+/// An error answered to an HTTP client. Boxed: it travels in every handler's `Result`, which
+/// should stay small on the success path.
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Problem>);
+
+#[derive(Debug)]
+struct Problem {
     status: StatusCode,
     code: &'static str,
     detail: Option<String>,
     /// Machine-readable extras such as per-field validation errors.
     extra: Option<serde_json::Value>,
     retry_after: Option<u64>,
+    /// `WWW-Authenticate` for 401 answers.
+    challenge: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -39,24 +45,26 @@ struct ProblemBody<'a> {
 impl ApiError {
     /// An error with a status, a stable code and an explanation safe to show the client.
     pub fn new(status: StatusCode, code: &'static str, detail: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Problem {
             status,
             code,
             detail: Some(detail.into()),
             extra: None,
             retry_after: None,
-        }
+            challenge: None,
+        }))
     }
 
     /// The status's own meaning is the whole story (404, 405, …).
     pub fn bare(status: StatusCode, code: &'static str) -> Self {
-        Self {
+        Self(Box::new(Problem {
             status,
             code,
             detail: None,
             extra: None,
             retry_after: None,
-        }
+            challenge: None,
+        }))
     }
 
     /// An unexpected failure: logged in full here, answered as an opaque 500.
@@ -77,52 +85,75 @@ impl ApiError {
 
     /// Adds machine-readable members to the body (they must not clash with the standard ones).
     pub fn with_extra(mut self, extra: serde_json::Value) -> Self {
-        self.extra = Some(extra);
+        self.0.extra = Some(extra);
         self
     }
 
     /// Adds `Retry-After` in seconds.
     pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after = Some(seconds);
+        self.0.retry_after = Some(seconds);
         self
+    }
+
+    /// 401 with a `WWW-Authenticate: Bearer` challenge naming `error` (RFC 6750 §3).
+    pub fn unauthorized(code: &'static str, detail: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, code, detail);
+        error.0.challenge = Some(if code == "unauthenticated" {
+            "Bearer"
+        } else {
+            "Bearer error=\"invalid_token\""
+        });
+        error
+    }
+
+    /// 403 for a caller who is known but may not do this.
+    pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, code, detail)
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The stable code.
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 }
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let title = self.status.canonical_reason().unwrap_or("Error");
+        let problem = *self.0;
+        let title = problem.status.canonical_reason().unwrap_or("Error");
         let body = ProblemBody {
-            kind: format!("urn:tessera:problem:{}", self.code),
+            kind: format!("urn:tessera:problem:{}", problem.code),
             title,
-            status: self.status.as_u16(),
-            code: self.code,
-            detail: self.detail.as_deref(),
+            status: problem.status.as_u16(),
+            code: problem.code,
+            detail: problem.detail.as_deref(),
             request_id: current_request_id(),
-            extra: self.extra.as_ref(),
+            extra: problem.extra.as_ref(),
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
-        let mut response = (self.status, bytes).into_response();
+        let mut response = (problem.status, bytes).into_response();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if let Some(seconds) = self.retry_after {
+        if let Some(seconds) = problem.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if let Some(challenge) = problem.challenge {
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         response
     }

@@ -1,10 +1,13 @@
 //! Shared HTTP machinery: the middleware stack every route runs behind, errors, JSON, request
 //! ids, security headers and metrics. Capabilities add routes; they never rebuild any of this.
 
+pub mod client;
+pub mod csrf;
 pub mod error;
 pub mod etag;
 pub mod json;
 pub mod metrics;
+pub mod pagination;
 pub mod request_id;
 
 use std::any::Any;

@@ -1,10 +1,12 @@
-//! The master key: seals private signing keys at rest with AES-256-GCM, each bound to its kid.
+//! The master key: seals private signing keys at rest with AES-256-GCM, each bound to its kid,
+//! and derives the server's other secrets (refresh-token successors, CSRF tokens).
 
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -52,6 +54,8 @@ pub enum MasterKeyError {
 /// The 256-bit key that encrypts private signing keys.
 pub struct MasterKey {
     key: LessSafeKey,
+    /// HMAC keyed by the same bytes, for deriving purpose-bound secrets.
+    derive: hmac::Key,
 }
 
 impl fmt::Debug for MasterKey {
@@ -75,7 +79,17 @@ impl MasterKey {
         let unbound = UnboundKey::new(&AES_256_GCM, bytes).expect("32 bytes is an AES-256 key");
         Self {
             key: LessSafeKey::new(unbound),
+            derive: hmac::Key::new(hmac::HMAC_SHA256, bytes),
         }
+    }
+
+    /// A 256-bit secret for one purpose (`label`), derived from the master key, so each use
+    /// gets its own key and none of them reveals the master key or another.
+    pub fn derive(&self, label: &str) -> [u8; 32] {
+        let tag = hmac::sign(&self.derive, label.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
     }
 
     /// The configured key; in development without one, the key in `data_dir/master.key`,

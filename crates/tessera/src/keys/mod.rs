@@ -14,7 +14,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::http::HeaderValue;
-use tessera_token::{Algorithm, Jwks, KeySet, Signer, Validation, Verifier, unix_now};
+use tessera_token::{
+    AccessClaims, Algorithm, Jwks, KeySet, Signer, TokenCache, Validation, Verifier, VerifyError,
+    unix_now,
+};
 
 use crate::config::{Config, SigningAlgorithm};
 use crate::db::Db;
@@ -37,12 +40,32 @@ pub struct Published {
     pub jwks_etag: HeaderValue,
     /// Algorithms of the published keys (or HS256), for the metadata document.
     pub algorithms: Vec<&'static str>,
+    /// Tokens this verifier already accepted; it goes with the key set it was filled under.
+    pub tokens: TokenCache,
     next_change: Option<i64>,
+}
+
+/// Verified access tokens remembered per key set; one entry is a few hundred bytes.
+const TOKEN_CACHE_CAPACITY: usize = 50_000;
+
+impl Published {
+    /// Verifies an access token now, from the cache when it was seen before.
+    pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
+        self.tokens.verify(&self.verifier, token, unix_now())
+    }
+
+    /// Whether `other` publishes the same keys, signs with the same key and changes at the
+    /// same moment, so swapping it in would change nothing but empty the token cache.
+    fn same_as(&self, other: &Self) -> bool {
+        self.jwks_etag == other.jwks_etag
+            && Arc::ptr_eq(&self.signer, &other.signer)
+            && self.next_change == other.next_change
+    }
 }
 
 enum Mode {
     /// Keys from the database, sealed with the master key.
-    Stored(MasterKey),
+    Stored(Box<MasterKey>),
     /// One shared secret from the config; nothing published.
     Hs256,
 }
@@ -85,7 +108,7 @@ impl Keys {
                     "the active signing key is not of token.algorithm; `tessera keys rotate` switches"
                 );
             }
-            (Mode::Stored(master), published)
+            (Mode::Stored(Box::new(master)), published)
         };
         Ok(Arc::new(Self {
             mode,
@@ -117,7 +140,10 @@ impl Keys {
             .unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(published) => {
-                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(published);
+                let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+                if !current.same_as(&published) {
+                    *current = Arc::new(published);
+                }
                 *error = None;
                 Ok(())
             }
@@ -201,6 +227,7 @@ fn hs256_published(config: &Config) -> anyhow::Result<Published> {
         jwks_body: serde_json::to_vec(&Jwks::default())?.into(),
         jwks_etag: etag_of(b"{\"keys\":[]}"),
         algorithms: vec![Algorithm::HS256.as_str()],
+        tokens: TokenCache::new(TOKEN_CACHE_CAPACITY),
         next_change: None,
     })
 }
@@ -239,6 +266,7 @@ fn stored_published(
         jwks_etag: etag_of(&body),
         jwks_body: body.into(),
         algorithms,
+        tokens: TokenCache::new(TOKEN_CACHE_CAPACITY),
         next_change: plan.next_change,
     })
 }

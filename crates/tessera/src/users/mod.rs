@@ -10,6 +10,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::audit::{self, Actor, Origin};
 use crate::db::Db;
+use crate::sessions::{self, Revoked, Scope};
 
 /// Id of the tenant every installation starts with (see migration 0002).
 pub const DEFAULT_TENANT_ID: &str = "00000000-0000-7000-8000-000000000001";
@@ -102,6 +103,17 @@ pub struct User {
     pub created_at: i64,
     /// Unix seconds of the last successful login.
     pub last_login_at: Option<i64>,
+}
+
+/// A tenant as the API shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Tenant {
+    /// UUIDv7 (the default tenant's is fixed).
+    pub id: String,
+    /// The name typed at login.
+    pub slug: String,
+    /// Display name.
+    pub name: String,
 }
 
 /// Why an account could not be written.
@@ -252,8 +264,9 @@ pub async fn count(db: &Db) -> Result<i64, UserError> {
         .await?)
 }
 
-/// Replaces the password hash, recording `action` (`user.password_reset`, …) in the audit
-/// log in the same transaction.
+/// Replaces the password hash and revokes every session of the account, recording `action`
+/// (`user.password_reset`, …) in the audit log in the same transaction. For operators and
+/// administrators; a user changing their own password keeps the current session.
 pub async fn set_password_hash(
     db: &Db,
     user: &User,
@@ -261,34 +274,134 @@ pub async fn set_password_hash(
     action: &'static str,
     actor: &Actor,
     origin: &Origin,
-) -> Result<(), UserError> {
-    let mut tx = db.pool().begin().await?;
+) -> Result<Revoked, UserError> {
+    let mut tx = db.begin_write().await?;
+    replace_password_hash(&mut tx, user, hash, action, actor, origin).await?;
+    let revoked = sessions::revoke(
+        &mut tx,
+        Scope::AllOf(&user.id),
+        "password_reset",
+        actor,
+        origin,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(revoked)
+}
+
+/// Writes a new password hash for `user` with its audit event, on `conn` (a transaction).
+pub async fn replace_password_hash(
+    conn: &mut AnyConnection,
+    user: &User,
+    hash: &str,
+    action: &'static str,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(hash)
         .bind(tessera_token::unix_now())
         .bind(&user.id)
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await?;
-    record_change(&mut tx, user, action, actor, origin).await?;
-    tx.commit().await?;
-    Ok(())
+    record_change(conn, user, action, actor, origin).await
 }
 
-/// Disables the account (it can no longer log in), audited in the same transaction.
+/// Disables the account (it can no longer log in) and revokes its sessions, audited in the
+/// same transaction.
 pub async fn disable(
     db: &Db,
     user: &User,
     actor: &Actor,
     origin: &Origin,
-) -> Result<(), UserError> {
-    let mut tx = db.pool().begin().await?;
+) -> Result<Revoked, UserError> {
+    let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE users SET active = 0, updated_at = $1 WHERE id = $2")
         .bind(tessera_token::unix_now())
         .bind(&user.id)
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, user, "user.disabled", actor, origin).await?;
+    let revoked = sessions::revoke(
+        &mut tx,
+        Scope::AllOf(&user.id),
+        "user_disabled",
+        actor,
+        origin,
+    )
+    .await?;
     tx.commit().await?;
+    Ok(revoked)
+}
+
+/// The account a login names in a tenant (by email when it holds `@`, else by username),
+/// with its password hash.
+pub async fn find_for_login(
+    db: &Db,
+    tenant_id: &str,
+    login: &str,
+) -> Result<Option<(User, Option<String>)>, UserError> {
+    let normalized = login.trim().to_lowercase();
+    let column = if normalized.contains('@') {
+        "email_normalized"
+    } else {
+        "username_normalized"
+    };
+    let sql = format!(
+        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE tenant_id = $1 AND {column} = $2"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant_id)
+        .bind(&normalized)
+        .fetch_optional(db.pool())
+        .await?;
+    match row {
+        Some(row) => Ok(Some((row_to_user(&row)?, row.try_get("password_hash")?))),
+        None => Ok(None),
+    }
+}
+
+/// The account with this id, only when it belongs to `tenant_id` (another tenant's account
+/// is as absent as a missing one).
+pub async fn find_in_tenant(db: &Db, tenant_id: &str, id: &str) -> Result<User, UserError> {
+    let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1 AND tenant_id = $2");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(tenant_id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(UserError::NotFound)?;
+    Ok(row_to_user(&row)?)
+}
+
+/// Records a successful login: its time and, when the password was checked against a legacy
+/// or weaker hash, the Argon2id replacement. On `conn`, the login's transaction.
+pub async fn record_login(
+    conn: &mut AnyConnection,
+    user_id: &str,
+    upgraded_hash: Option<&str>,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    match upgraded_hash {
+        Some(hash) => {
+            sqlx::query(
+                "UPDATE users SET last_login_at = $1, password_hash = $2, updated_at = $1 \
+                 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(hash)
+            .bind(user_id)
+            .execute(conn)
+            .await?
+        }
+        None => {
+            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(user_id)
+                .execute(conn)
+                .await?
+        }
+    };
     Ok(())
 }
 

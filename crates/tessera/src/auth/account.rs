@@ -1,0 +1,273 @@
+//! The caller's own session and account: refresh, logout, `/me`, password change.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::Authenticated;
+use super::login::db_error;
+use super::tokens::{self, Delivery};
+use crate::AppState;
+use crate::audit;
+use crate::http::client::Client;
+use crate::http::{ApiError, Json};
+use crate::sessions::refresh::RefreshToken;
+use crate::sessions::{self, RefreshError, Scope, SessionView};
+use crate::users::{self, Tenant, User};
+
+/// The refresh request; the body may be empty when the token is in the cookie.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: Option<String>,
+    /// Defaults to where the token came from.
+    delivery: Option<Delivery>,
+}
+
+fn parse_refresh_body(headers: &HeaderMap, body: &Bytes) -> Result<RefreshRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RefreshRequest::default());
+    }
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "expected `Content-Type: application/json`",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                e.to_string(),
+            )
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                "the request body is not valid JSON",
+            )
+        }
+    })
+}
+
+fn refresh_refused(error: RefreshError) -> ApiError {
+    match error {
+        RefreshError::Unknown => {
+            ApiError::unauthorized("invalid_refresh_token", "this refresh token is not valid")
+        }
+        RefreshError::Reused => ApiError::unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; the session is revoked",
+        ),
+        RefreshError::SessionEnded => ApiError::unauthorized(
+            "session_ended",
+            "the session has ended; log in again",
+        ),
+        RefreshError::Database(e) => db_error(e),
+    }
+}
+
+/// `POST /api/v1/auth/refresh`: rotates the refresh token (from the body, or the cookie) and
+/// issues a new access token.
+pub async fn refresh(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let request = parse_refresh_body(&headers, &body)?;
+    let auth = state.auth();
+    let (text, from_cookie) = match request.refresh_token {
+        Some(text) => (text, false),
+        None => {
+            let cookie = tessera_token::cookie_value(&headers, auth.cookies.refresh_name())
+                .map_err(|e| ApiError::unauthorized("invalid_refresh_token", e.to_string()))?;
+            match cookie {
+                Some(text) => (text, true),
+                None => {
+                    return Err(ApiError::unauthorized(
+                        "unauthenticated",
+                        "send `refresh_token` in the body, or the refresh cookie",
+                    ));
+                }
+            }
+        }
+    };
+    let delivery = request.delivery.unwrap_or(if from_cookie {
+        Delivery::Cookie
+    } else {
+        Delivery::Body
+    });
+    let outcome = async {
+        let token = RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+        if from_cookie {
+            // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
+            // checked, against the token's session, before anything rotates.
+            auth.csrf.check_origin(&headers)?;
+            let session_id = state
+                .sessions()
+                .session_of(state.db(), &token)
+                .await
+                .map_err(db_error)?
+                .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+            auth.csrf.check(&headers, &session_id)?;
+        }
+        let rotation = state
+            .sessions()
+            .rotate(state.db(), &token, &origin)
+            .await
+            .map_err(refresh_refused)?;
+        let roles = users::roles(state.db(), &rotation.session.user_id)
+            .await
+            .map_err(db_error)?;
+        tokens::deliver(&state, delivery, &rotation.session, &rotation.token, roles, None)
+    }
+    .await;
+    match outcome {
+        // A browser whose refresh cookie is dead should forget it, or it will keep trying.
+        Err(error) if from_cookie && error.status() == StatusCode::UNAUTHORIZED => {
+            let mut response = error.into_response();
+            auth.cookies.clear(response.headers_mut());
+            Ok(response)
+        }
+        other => other,
+    }
+}
+
+/// `POST /api/v1/auth/logout`: revokes the current session and clears the cookies.
+pub async fn logout(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+) -> Result<Response, ApiError> {
+    let actor = caller.actor();
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    audit::record(
+        &mut tx,
+        &audit::Event {
+            action: "logout",
+            actor: &actor,
+            tenant_id: Some(caller.tenant_id()),
+            target: Some(("session", caller.session_id())),
+            success: true,
+            reason: None,
+            origin: &origin,
+            details: None,
+        },
+    )
+    .await
+    .map_err(db_error)?;
+    let revoked = sessions::revoke(
+        &mut tx,
+        Scope::One(caller.session_id()),
+        "logout",
+        &actor,
+        &origin,
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    revoked.apply(state.sessions());
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    state.auth().cookies.clear(response.headers_mut());
+    Ok(response)
+}
+
+#[derive(Serialize)]
+struct Me<'a> {
+    user: &'a User,
+    tenant: &'a Tenant,
+    roles: &'a [String],
+    session: SessionView,
+}
+
+/// `GET /api/v1/auth/me`: who the caller is, answered from the session cache.
+pub async fn me(caller: Authenticated) -> Response {
+    let info = &caller.info;
+    let mut response = Json(Me {
+        user: &info.user,
+        tenant: &info.tenant,
+        roles: &caller.claims.roles,
+        session: info.session.view(Some(&info.session.id)),
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The password change request.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassword {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /api/v1/auth/password`: needs the current password; every other session of the
+/// account is revoked, the current one stays.
+pub async fn change_password(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Json(request): Json<ChangePassword>,
+) -> Result<StatusCode, ApiError> {
+    let passwords = state.passwords();
+    passwords.check_policy(&request.new_password)?;
+    let db = state.db();
+    let stored = users::password_hash(db, caller.user_id())
+        .await
+        .map_err(db_error)?;
+    let verified = passwords.verify(request.current_password, stored).await?;
+    let actor = caller.actor();
+    let user = &caller.info.user;
+    if !verified.ok {
+        let mut tx = db.begin_write().await.map_err(db_error)?;
+        audit::record(
+            &mut tx,
+            &audit::Event {
+                action: "password.change_failed",
+                actor: &actor,
+                tenant_id: Some(&user.tenant_id),
+                target: Some(("user", &user.id)),
+                success: false,
+                reason: Some("wrong_password"),
+                origin: &origin,
+                details: None,
+            },
+        )
+        .await
+        .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        return Err(ApiError::forbidden(
+            "invalid_credentials",
+            "the current password is wrong",
+        ));
+    }
+    let hash = passwords.hash(request.new_password).await?;
+    let mut tx = db.begin_write().await.map_err(db_error)?;
+    users::replace_password_hash(&mut tx, user, &hash, "password.changed", &actor, &origin)
+        .await
+        .map_err(db_error)?;
+    let revoked = sessions::revoke(
+        &mut tx,
+        Scope::AllOfExcept(&user.id, caller.session_id()),
+        "password_changed",
+        &actor,
+        &origin,
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    revoked.apply(state.sessions());
+    Ok(StatusCode::NO_CONTENT)
+}

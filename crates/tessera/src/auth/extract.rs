@@ -1,0 +1,117 @@
+//! `Authenticated`: the extractor every session endpoint takes. It reads the credential in the
+//! shared order (`tessera-token`'s [`extract_token`]), verifies the access token (from the
+//! verified-token cache when seen before), checks that its session is still live (from the
+//! session cache: no database round trip), and, for a state-changing request authenticated by
+//! cookie, the CSRF proof.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use tessera_token::{AccessClaims, Credential, extract_token, unix_now};
+
+use crate::AppState;
+use crate::audit::Actor;
+use crate::http::ApiError;
+use crate::sessions::cache::{Lookup, SessionInfo};
+
+/// A request made within a live session.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    /// The verified access-token claims.
+    pub claims: Arc<AccessClaims>,
+    /// The session, its user and tenant, as cached.
+    pub info: Arc<SessionInfo>,
+    /// Whether the token came from the cookie (so CSRF rules applied).
+    pub via_cookie: bool,
+}
+
+impl Authenticated {
+    /// The session id.
+    pub fn session_id(&self) -> &str {
+        &self.info.session.id
+    }
+
+    /// The user id.
+    pub fn user_id(&self) -> &str {
+        &self.info.session.user_id
+    }
+
+    /// The tenant id.
+    pub fn tenant_id(&self) -> &str {
+        &self.info.session.tenant_id
+    }
+
+    /// The caller, for audit events.
+    pub fn actor(&self) -> Actor {
+        Actor::User(self.user_id().to_owned())
+    }
+
+    /// Whether the token carries `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.claims.roles.iter().any(|r| r == role)
+    }
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let auth = state.auth();
+        let credential = extract_token(parts, &auth.extraction)
+            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let (token, via_cookie) = match credential {
+            None => {
+                return Err(ApiError::unauthorized(
+                    "unauthenticated",
+                    "this endpoint needs an access token (Authorization: Bearer, or the access cookie)",
+                ));
+            }
+            Some(Credential::Bearer(token)) => (token, false),
+            Some(Credential::Cookie(token)) => (token, true),
+            Some(Credential::Ticket(_) | Credential::LegacyQuery(_)) => {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "query-string credentials only open real-time connections",
+                ));
+            }
+        };
+        let claims = state.keys().current().verify(&token).map_err(|e| {
+            ApiError::unauthorized("invalid_token", format!("the access token is not valid: {e}"))
+        })?;
+        let Some(sid) = claims.sid.as_deref() else {
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "this endpoint needs a user session's token",
+            ));
+        };
+        let now = unix_now();
+        let lookup = state
+            .sessions()
+            .cache()
+            .get(state.db(), sid, now)
+            .await
+            .map_err(ApiError::internal)?;
+        let info = match lookup {
+            Lookup::Live(info)
+                if info.session.user_id == claims.sub && info.session.tenant_id == claims.tid =>
+            {
+                info
+            }
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "session_ended",
+                    "the session of this token has ended; log in again",
+                ));
+            }
+        };
+        if via_cookie && !parts.method.is_safe() {
+            auth.csrf.check(&parts.headers, sid)?;
+        }
+        Ok(Self {
+            claims,
+            info,
+            via_cookie,
+        })
+    }
+}

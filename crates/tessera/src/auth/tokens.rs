@@ -1,0 +1,126 @@
+//! Issuing what a login or refresh returns: an access token for the session, delivered in
+//! the body (API clients) or as cookies (browsers).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tessera_token::{AccessClaims, Audience, unix_now};
+
+use super::cookies::Issue;
+use crate::AppState;
+use crate::http::ApiError;
+use crate::sessions::Session;
+use crate::sessions::refresh::RefreshToken;
+use crate::users::User;
+
+/// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one).
+pub const SESSION_CLIENT_ID: &str = "tessera";
+
+/// Where tokens go.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// `Set-Cookie`, nothing in the body: browsers.
+    #[default]
+    Cookie,
+    /// In the JSON body, no cookies: API clients and apps.
+    Body,
+}
+
+/// Signs an access token for `session` carrying `roles`.
+pub fn access_token(
+    state: &AppState,
+    session: &Session,
+    roles: Vec<String>,
+) -> Result<(String, i64), ApiError> {
+    let config = state.config();
+    let now = unix_now();
+    let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
+    let claims = AccessClaims {
+        iss: config.issuer(),
+        aud: Audience::one(config.token.audience.clone()),
+        sub: session.user_id.clone(),
+        client_id: SESSION_CLIENT_ID.to_owned(),
+        sid: Some(session.id.clone()),
+        tid: session.tenant_id.clone(),
+        roles,
+        scope: String::new(),
+        amr: session.amr.clone(),
+        auth_time: Some(session.auth_time),
+        iat: now,
+        nbf: Some(now),
+        // Never beyond the session: a token must not outlive what it stands for.
+        exp: now.saturating_add(ttl).min(session.absolute_expires_at),
+        jti: uuid::Uuid::new_v4().simple().to_string(),
+    };
+    let token = state
+        .keys()
+        .current()
+        .signer
+        .sign(&claims)
+        .map_err(ApiError::internal)?;
+    Ok((token, claims.exp - now))
+}
+
+#[derive(Serialize)]
+struct BodyTokens<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: &'a str,
+    session_id: &'a str,
+}
+
+#[derive(Serialize)]
+struct CookieTokens<'a> {
+    session_id: &'a str,
+    expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a User>,
+}
+
+/// The answer to a login (with `user`) or a refresh: tokens in the body, or cookies and a
+/// body with no token in it. Never cached by anything on the way.
+pub fn deliver(
+    state: &AppState,
+    delivery: Delivery,
+    session: &Session,
+    refresh: &RefreshToken,
+    roles: Vec<String>,
+    user: Option<&User>,
+) -> Result<Response, ApiError> {
+    let (access, expires_in) = access_token(state, session, roles)?;
+    let mut response = match delivery {
+        Delivery::Body => axum::Json(BodyTokens {
+            access_token: &access,
+            token_type: "Bearer",
+            expires_in,
+            refresh_token: refresh.as_str(),
+            session_id: &session.id,
+        })
+        .into_response(),
+        Delivery::Cookie => {
+            let mut response = axum::Json(CookieTokens {
+                session_id: &session.id,
+                expires_in,
+                user,
+            })
+            .into_response();
+            let csrf = state.auth().csrf.token_for(&session.id);
+            state.auth().cookies.set(
+                response.headers_mut(),
+                &Issue {
+                    access: (&access, expires_in),
+                    refresh: (refresh.as_str(), session.expires_at() - unix_now()),
+                    csrf: &csrf,
+                },
+            );
+            response
+        }
+    };
+    *response.status_mut() = StatusCode::OK;
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}

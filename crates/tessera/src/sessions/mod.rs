@@ -1,0 +1,506 @@
+//! Sessions: one per login, extended by refresh-token rotation, ended by logout, password
+//! change, account disable, refresh-token reuse or an administrator. Every change is written
+//! with its audit event in one transaction; the in-memory [`cache::SessionCache`] learns of
+//! revocations at once, so requests never need the database to know a session is over.
+
+pub mod cache;
+pub mod refresh;
+pub mod routes;
+
+use std::sync::Arc;
+
+use aws_lc_rs::hmac;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use tessera_token::unix_now;
+
+use crate::audit::{self, Actor, Origin};
+use crate::config::Config;
+use crate::db::Db;
+use crate::keys::master::MasterKey;
+use cache::SessionCache;
+use refresh::RefreshToken;
+
+/// One session as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// UUIDv7; the `sid` of its access tokens.
+    pub id: String,
+    /// The user.
+    pub user_id: String,
+    /// The user's tenant.
+    pub tenant_id: String,
+    /// Unix seconds, as every time here.
+    pub created_at: i64,
+    /// Last refresh (or the login).
+    pub last_used_at: i64,
+    /// Ends if not refreshed by then.
+    pub idle_expires_at: i64,
+    /// Ends by then whatever happens.
+    pub absolute_expires_at: i64,
+    /// When the user authenticated.
+    pub auth_time: i64,
+    /// How (RFC 8176 method names).
+    pub amr: Vec<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// `User-Agent` at login.
+    pub user_agent: Option<String>,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<i64>,
+    /// Whether the user may still log in.
+    pub user_active: bool,
+}
+
+impl Session {
+    /// When it ends unless refreshed.
+    pub fn expires_at(&self) -> i64 {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Whether it may be used at `now`.
+    pub fn is_live(&self, now: i64) -> bool {
+        self.revoked_at.is_none() && self.user_active && now < self.expires_at()
+    }
+
+    /// The public view, never with token material.
+    pub fn view(&self, current: Option<&str>) -> SessionView {
+        SessionView {
+            id: self.id.clone(),
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            expires_at: self.expires_at(),
+            auth_time: self.auth_time,
+            amr: self.amr.clone(),
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+            is_current: current == Some(self.id.as_str()),
+        }
+    }
+}
+
+/// A session as the API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SessionView {
+    /// Session id.
+    pub id: String,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last refresh.
+    pub last_used_at: i64,
+    /// Unix seconds when it ends unless refreshed.
+    pub expires_at: i64,
+    /// Unix seconds of the login.
+    pub auth_time: i64,
+    /// Authentication methods.
+    pub amr: Vec<String>,
+    /// Client IP at login.
+    pub ip: Option<String>,
+    /// Browser or client at login.
+    pub user_agent: Option<String>,
+    /// Whether this is the session making the request.
+    pub is_current: bool,
+}
+
+/// What a login knows about the session it opens.
+#[derive(Debug, Clone)]
+pub struct NewSession<'a> {
+    /// The user.
+    pub user_id: &'a str,
+    /// The user's tenant.
+    pub tenant_id: &'a str,
+    /// Authentication methods used.
+    pub amr: &'a [&'a str],
+    /// Request context (IP, user agent).
+    pub origin: &'a Origin,
+}
+
+/// Why a refresh was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    /// No such token.
+    #[error("unknown refresh token")]
+    Unknown,
+    /// A token rotated longer ago than the grace window: the session is now revoked.
+    #[error("refresh token reused; the session is revoked")]
+    Reused,
+    /// The session is revoked or expired, or its user disabled.
+    #[error("the session has ended")]
+    SessionEnded,
+    /// The database failed.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}
+
+/// A successful refresh.
+#[derive(Debug)]
+pub struct Rotation {
+    /// The token to use next time.
+    pub token: RefreshToken,
+    /// The session, as extended.
+    pub session: Session,
+}
+
+/// Sessions that were just revoked in a transaction: once it commits, [`Revoked::apply`]
+/// tells the cache.
+#[must_use = "the cache must learn of committed revocations"]
+#[derive(Debug, Default)]
+pub struct Revoked(pub Vec<String>);
+
+impl Revoked {
+    /// Marks the sessions revoked in `sessions`' cache (after the commit).
+    pub fn apply(self, sessions: &Sessions) {
+        sessions.cache.revoke(self.0.iter().map(String::as_str), unix_now());
+    }
+}
+
+/// Which of a user's sessions to revoke.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope<'a> {
+    /// This one session.
+    One(&'a str),
+    /// Every session of the user.
+    AllOf(&'a str),
+    /// Every session of the user except one (`revoke-others`, password change).
+    AllOfExcept(&'a str, &'a str),
+}
+
+/// The session service of one instance.
+pub struct Sessions {
+    cache: Arc<SessionCache>,
+    successor_key: hmac::Key,
+    idle_ttl: i64,
+    absolute_ttl: i64,
+    grace: i64,
+}
+
+const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s.last_used_at, \
+     s.idle_expires_at, s.absolute_expires_at, s.auth_time, s.amr, s.ip, s.user_agent, \
+     s.revoked_at, u.active";
+
+fn row_to_session(row: &AnyRow) -> Result<Session, sqlx::Error> {
+    let amr: String = row.try_get("amr")?;
+    Ok(Session {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        created_at: row.try_get("created_at")?,
+        last_used_at: row.try_get("last_used_at")?,
+        idle_expires_at: row.try_get("idle_expires_at")?,
+        absolute_expires_at: row.try_get("absolute_expires_at")?,
+        auth_time: row.try_get("auth_time")?,
+        amr: serde_json::from_str(&amr).unwrap_or_default(),
+        ip: row.try_get("ip")?,
+        user_agent: row.try_get("user_agent")?,
+        revoked_at: row.try_get("revoked_at")?,
+        user_active: row.try_get::<i32, _>("active")? != 0,
+    })
+}
+
+fn secs(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+impl Sessions {
+    /// The service with the configured lifetimes, its secret derived from `master`.
+    pub fn new(config: &Config, master: &MasterKey) -> Self {
+        Self {
+            cache: Arc::new(SessionCache::new()),
+            successor_key: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &master.derive("tessera refresh-token successor v1"),
+            ),
+            idle_ttl: secs(config.auth.session_idle_ttl_secs),
+            absolute_ttl: secs(config.auth.session_absolute_ttl_secs),
+            grace: secs(config.auth.refresh_grace_secs),
+        }
+    }
+
+    /// The cache of session states.
+    pub fn cache(&self) -> &Arc<SessionCache> {
+        &self.cache
+    }
+
+    /// Opens a session and issues its first refresh token, on `conn` (the login's
+    /// transaction).
+    pub async fn create(
+        &self,
+        conn: &mut AnyConnection,
+        new: &NewSession<'_>,
+    ) -> Result<(Session, RefreshToken), sqlx::Error> {
+        let now = unix_now();
+        let token = RefreshToken::generate().map_err(|_| {
+            sqlx::Error::Protocol("the system random generator failed".to_owned())
+        })?;
+        let absolute = now.saturating_add(self.absolute_ttl);
+        let session = Session {
+            id: uuid::Uuid::now_v7().to_string(),
+            user_id: new.user_id.to_owned(),
+            tenant_id: new.tenant_id.to_owned(),
+            created_at: now,
+            last_used_at: now,
+            idle_expires_at: now.saturating_add(self.idle_ttl).min(absolute),
+            absolute_expires_at: absolute,
+            auth_time: now,
+            amr: new.amr.iter().map(|m| (*m).to_owned()).collect(),
+            ip: new.origin.ip.clone(),
+            user_agent: new.origin.user_agent.clone(),
+            revoked_at: None,
+            user_active: true,
+        };
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, tenant_id, created_at, last_used_at, \
+             idle_expires_at, absolute_expires_at, auth_time, amr, ip, user_agent) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $4, $7, $8, $9)",
+        )
+        .bind(&session.id)
+        .bind(&session.user_id)
+        .bind(&session.tenant_id)
+        .bind(now)
+        .bind(session.idle_expires_at)
+        .bind(session.absolute_expires_at)
+        .bind(serde_json::to_string(&session.amr).unwrap_or_else(|_| "[]".to_owned()))
+        .bind(session.ip.as_deref())
+        .bind(session.user_agent.as_deref())
+        .execute(&mut *conn)
+        .await?;
+        insert_token(conn, &token, &session.id, now).await?;
+        Ok((session, token))
+    }
+
+    /// The session a refresh token belongs to, rotated or not.
+    pub async fn session_of(
+        &self,
+        db: &Db,
+        token: &RefreshToken,
+    ) -> Result<Option<String>, sqlx::Error> {
+        sqlx::query_scalar("SELECT session_id FROM refresh_tokens WHERE token_hash = $1")
+            .bind(token.hash())
+            .fetch_optional(db.pool())
+            .await
+    }
+
+    /// Rotates `presented`: exactly one of any number of concurrent calls with the same token
+    /// rotates it; the others, within the grace window, get the same successor. Presented
+    /// after the window, the token is reuse: the session is revoked and audited.
+    pub async fn rotate(
+        &self,
+        db: &Db,
+        presented: &RefreshToken,
+        origin: &Origin,
+    ) -> Result<Rotation, RefreshError> {
+        let now = unix_now();
+        let hash = presented.hash();
+        let successor = presented.successor(&self.successor_key);
+        let mut tx = db.begin_write().await?;
+        // The conditional update is the whole race: the database lets one caller match the
+        // row; the rest see it already rotated.
+        let won: Option<String> = sqlx::query_scalar(
+            "UPDATE refresh_tokens SET rotated_at = $1 \
+             WHERE token_hash = $2 AND rotated_at IS NULL RETURNING session_id",
+        )
+        .bind(now)
+        .bind(&hash)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(session_id) = won {
+            let mut session = fetch(&mut tx, &session_id)
+                .await?
+                .ok_or(RefreshError::Unknown)?;
+            if !session.is_live(now) {
+                return Err(RefreshError::SessionEnded);
+            }
+            insert_token(&mut tx, &successor, &session_id, now).await?;
+            session.last_used_at = now;
+            session.idle_expires_at = now
+                .saturating_add(self.idle_ttl)
+                .min(session.absolute_expires_at);
+            sqlx::query(
+                "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 WHERE id = $3",
+            )
+            .bind(now)
+            .bind(session.idle_expires_at)
+            .bind(&session_id)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            self.cache.forget(&session.id);
+            return Ok(Rotation {
+                token: successor,
+                session,
+            });
+        }
+
+        let row = sqlx::query("SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1")
+            .bind(&hash)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(row) = row else {
+            return Err(RefreshError::Unknown);
+        };
+        let session_id: String = row.try_get("session_id")?;
+        let Some(rotated_at) = row.try_get::<Option<i64>, _>("rotated_at")? else {
+            return Err(RefreshError::Unknown);
+        };
+        let session = fetch(&mut tx, &session_id)
+            .await?
+            .ok_or(RefreshError::Unknown)?;
+        if now.saturating_sub(rotated_at) <= self.grace {
+            // The other tab's refresh: same successor, nothing written.
+            if !session.is_live(now) {
+                return Err(RefreshError::SessionEnded);
+            }
+            return Ok(Rotation {
+                token: successor,
+                session,
+            });
+        }
+        audit::record(
+            &mut tx,
+            &audit::Event {
+                action: "refresh.reuse_detected",
+                actor: &Actor::Anonymous,
+                tenant_id: Some(&session.tenant_id),
+                target: Some(("session", &session.id)),
+                success: false,
+                reason: Some("refresh_reuse"),
+                origin,
+                details: Some(serde_json::json!({
+                    "user_id": session.user_id,
+                    "rotated_at": rotated_at,
+                })),
+            },
+        )
+        .await?;
+        let revoked = revoke(
+            &mut tx,
+            Scope::One(&session.id),
+            "refresh_reuse",
+            &Actor::System,
+            origin,
+        )
+        .await?;
+        tx.commit().await?;
+        revoked.apply(self);
+        Err(RefreshError::Reused)
+    }
+}
+
+async fn insert_token(
+    conn: &mut AnyConnection,
+    token: &RefreshToken,
+    session_id: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
+        .bind(token.hash())
+        .bind(session_id)
+        .bind(now)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// One session with its user's state.
+pub async fn fetch(conn: &mut AnyConnection, id: &str) -> Result<Option<Session>, sqlx::Error> {
+    let sql = format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(conn)
+        .await?
+        .as_ref()
+        .map(row_to_session)
+        .transpose()
+}
+
+/// The live sessions of a user, newest first, one page of them, with the total count.
+pub async fn list_live(
+    db: &Db,
+    user_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Session>, i64), sqlx::Error> {
+    let now = unix_now();
+    let live = "s.user_id = $1 AND s.revoked_at IS NULL \
+                AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2";
+    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM sessions s WHERE {live}"
+    )))
+    .bind(user_id)
+    .bind(now)
+    .fetch_one(db.pool())
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+         WHERE {live} ORDER BY s.created_at DESC, s.id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(user_id)
+    .bind(now)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db.pool())
+    .await?;
+    let sessions = rows.iter().map(row_to_session).collect::<Result<_, _>>()?;
+    Ok((sessions, total))
+}
+
+/// Revokes the sessions in `scope` that are not revoked yet, each with a `session.revoked`
+/// audit event, on `conn` (the change's transaction). Apply the result after committing.
+pub async fn revoke(
+    conn: &mut AnyConnection,
+    scope: Scope<'_>,
+    reason: &str,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<Revoked, sqlx::Error> {
+    let now = unix_now();
+    let by = match actor {
+        Actor::User(id) => format!("user:{id}"),
+        Actor::Client(id) => format!("client:{id}"),
+        Actor::System => "system".to_owned(),
+        Actor::Anonymous => "anonymous".to_owned(),
+    };
+    let (filter, key, except) = match scope {
+        Scope::One(id) => ("id = $4", id, ""),
+        Scope::AllOf(user) => ("user_id = $4 AND id <> $5", user, ""),
+        Scope::AllOfExcept(user, keep) => ("user_id = $4 AND id <> $5", user, keep),
+    };
+    let sql = format!(
+        "UPDATE sessions SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 \
+         WHERE {filter} AND revoked_at IS NULL RETURNING id, user_id, tenant_id"
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(reason)
+        .bind(&by)
+        .bind(key);
+    if !matches!(scope, Scope::One(_)) {
+        query = query.bind(except);
+    }
+    let rows = query.fetch_all(&mut *conn).await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: String = row.try_get("id")?;
+        let user_id: String = row.try_get("user_id")?;
+        let tenant_id: String = row.try_get("tenant_id")?;
+        audit::record(
+            conn,
+            &audit::Event {
+                action: "session.revoked",
+                actor,
+                tenant_id: Some(&tenant_id),
+                target: Some(("session", &id)),
+                success: true,
+                reason: Some(reason),
+                origin,
+                details: Some(serde_json::json!({ "user_id": user_id })),
+            },
+        )
+        .await?;
+        ids.push(id);
+    }
+    Ok(Revoked(ids))
+}

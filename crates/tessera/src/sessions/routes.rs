@@ -1,0 +1,159 @@
+//! Session endpoints: a user's own sessions (`/api/v1/auth/sessions…`) and an administrator's
+//! view of the sessions of users in their tenant (`/api/v1/admin/users/{id}/sessions…`).
+//! Another user's or another tenant's session is answered exactly like a missing one.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use serde::Serialize;
+
+use super::{Scope, SessionView};
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::auth::login::db_error;
+use crate::http::client::Client;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::{ApiError, Json};
+use crate::users::{self, UserError};
+
+/// The session routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/sessions", get(list_mine))
+        .route("/api/v1/auth/sessions/current", get(current))
+        .route("/api/v1/auth/sessions/revoke-others", post(revoke_others))
+        .route("/api/v1/auth/sessions/{id}/revoke", post(revoke_mine))
+        .route("/api/v1/admin/users/{id}/sessions", get(list_for_admin))
+        .route(
+            "/api/v1/admin/users/{id}/sessions/revoke-all",
+            post(revoke_all_for_admin),
+        )
+}
+
+/// How many sessions a revocation ended.
+#[derive(Serialize)]
+struct RevokedCount {
+    revoked: usize,
+}
+
+async fn page_of(
+    state: &AppState,
+    user_id: &str,
+    current: Option<&str>,
+    page: PageRequest,
+) -> Result<Page<SessionView>, ApiError> {
+    let (sessions, total) = super::list_live(state.db(), user_id, page.limit(), page.offset())
+        .await
+        .map_err(db_error)?;
+    let items = sessions.iter().map(|s| s.view(current)).collect();
+    Ok(page.page(items, total))
+}
+
+async fn list_mine(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    page: PageRequest,
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let page = page_of(&state, caller.user_id(), Some(caller.session_id()), page).await?;
+    Ok(Json(page))
+}
+
+async fn current(caller: Authenticated) -> Json<SessionView> {
+    Json(caller.info.session.view(Some(caller.session_id())))
+}
+
+async fn revoke(
+    state: &AppState,
+    caller: &Authenticated,
+    scope: Scope<'_>,
+    reason: &str,
+    origin: &crate::audit::Origin,
+) -> Result<usize, ApiError> {
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin)
+        .await
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let count = revoked.0.len();
+    revoked.apply(state.sessions());
+    Ok(count)
+}
+
+async fn revoke_mine(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    let owned = super::fetch(&mut conn, &id)
+        .await
+        .map_err(db_error)?
+        .is_some_and(|s| s.user_id == caller.user_id() && s.revoked_at.is_none());
+    drop(conn);
+    if !owned {
+        return Err(ApiError::not_found());
+    }
+    revoke(&state, &caller, Scope::One(&id), "revoked_by_user", &origin).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn revoke_others(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+) -> Result<Json<RevokedCount>, ApiError> {
+    let scope = Scope::AllOfExcept(caller.user_id(), caller.session_id());
+    let revoked = revoke(&state, &caller, scope, "revoked_by_user", &origin).await?;
+    Ok(Json(RevokedCount { revoked }))
+}
+
+/// The user `id` when the caller administers its tenant; 403 for non-admins, 404 for anyone
+/// outside the tenant.
+async fn administered_user(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+) -> Result<users::User, ApiError> {
+    if !caller.has_role("admin") {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "this needs the admin role in the tenant",
+        ));
+    }
+    match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
+        Ok(user) => Ok(user),
+        Err(UserError::NotFound) => Err(ApiError::not_found()),
+        Err(e) => Err(db_error(e)),
+    }
+}
+
+async fn list_for_admin(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    page: PageRequest,
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let user = administered_user(&state, &caller, &id).await?;
+    let page = page_of(&state, &user.id, Some(caller.session_id()), page).await?;
+    Ok(Json(page))
+}
+
+async fn revoke_all_for_admin(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<RevokedCount>, ApiError> {
+    let user = administered_user(&state, &caller, &id).await?;
+    let revoked = revoke(
+        &state,
+        &caller,
+        Scope::AllOf(&user.id),
+        "revoked_by_admin",
+        &origin,
+    )
+    .await?;
+    Ok(Json(RevokedCount { revoked }))
+}
