@@ -67,10 +67,9 @@ fn refresh_refused(error: RefreshError) -> ApiError {
             "refresh_token_reused",
             "this refresh token was already used; the session is revoked",
         ),
-        RefreshError::SessionEnded => ApiError::unauthorized(
-            "session_ended",
-            "the session has ended; log in again",
-        ),
+        RefreshError::SessionEnded => {
+            ApiError::unauthorized("session_ended", "the session has ended; log in again")
+        }
         RefreshError::Database(e) => db_error(e),
     }
 }
@@ -107,7 +106,8 @@ pub async fn refresh(
         Delivery::Body
     });
     let outcome = async {
-        let token = RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+        let token =
+            RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
         if from_cookie {
             // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
             // checked, against the token's session, before anything rotates.
@@ -128,7 +128,14 @@ pub async fn refresh(
         let roles = users::roles(state.db(), &rotation.session.user_id)
             .await
             .map_err(db_error)?;
-        tokens::deliver(&state, delivery, &rotation.session, &rotation.token, roles, None)
+        tokens::deliver(
+            &state,
+            delivery,
+            &rotation.session,
+            &rotation.token,
+            roles,
+            None,
+        )
     }
     .await;
     match outcome {
@@ -199,9 +206,10 @@ pub async fn me(caller: Authenticated) -> Response {
         session: info.session.view(Some(&info.session.id)),
     })
     .into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
     response
 }
 

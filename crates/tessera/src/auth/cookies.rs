@@ -62,7 +62,15 @@ impl Cookies {
     pub fn set(&self, headers: &mut HeaderMap, issue: &Issue<'_>) {
         let (access, access_ttl) = issue.access;
         let (refresh, session_ttl) = issue.refresh;
-        self.append(headers, &self.access, access, "/", true, self.same_site, access_ttl);
+        self.append(
+            headers,
+            &self.access,
+            access,
+            "/",
+            true,
+            self.same_site,
+            access_ttl,
+        );
         self.append(
             headers,
             &self.refresh,
@@ -72,13 +80,29 @@ impl Cookies {
             SameSite::Strict,
             session_ttl,
         );
-        self.append(headers, &self.csrf, issue.csrf, "/", false, self.same_site, session_ttl);
+        self.append(
+            headers,
+            &self.csrf,
+            issue.csrf,
+            "/",
+            false,
+            self.same_site,
+            session_ttl,
+        );
     }
 
     /// Appends cookies that delete all three (logout).
     pub fn clear(&self, headers: &mut HeaderMap) {
         self.append(headers, &self.access, "", "/", true, self.same_site, 0);
-        self.append(headers, &self.refresh, "", REFRESH_PATH, true, SameSite::Strict, 0);
+        self.append(
+            headers,
+            &self.refresh,
+            "",
+            REFRESH_PATH,
+            true,
+            SameSite::Strict,
+            0,
+        );
         self.append(headers, &self.csrf, "", "/", false, self.same_site, 0);
     }
 

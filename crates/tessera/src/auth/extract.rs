@@ -77,7 +77,10 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         };
         let claims = state.keys().current().verify(&token).map_err(|e| {
-            ApiError::unauthorized("invalid_token", format!("the access token is not valid: {e}"))
+            ApiError::unauthorized(
+                "invalid_token",
+                format!("the access token is not valid: {e}"),
+            )
         })?;
         let Some(sid) = claims.sid.as_deref() else {
             return Err(ApiError::unauthorized(

@@ -65,9 +65,7 @@ pub async fn login(
     // browser always names the Origin of a cross-site POST; API clients may send none.
     if request.delivery == Delivery::Cookie
         && let Some(origin) = headers.get(header::ORIGIN)
-        && !origin
-            .to_str()
-            .is_ok_and(|o| state.auth().csrf.allows(o))
+        && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o))
     {
         return Err(ApiError::forbidden(
             "csrf_failed",
@@ -104,8 +102,14 @@ pub async fn login(
         }
     };
     if !user.active {
-        login_failed(&state, Some(&user.tenant_id), Some(&user), "account_disabled", &origin)
-            .await?;
+        login_failed(
+            &state,
+            Some(&user.tenant_id),
+            Some(&user),
+            "account_disabled",
+            &origin,
+        )
+        .await?;
         return Err(ApiError::forbidden(
             "account_disabled",
             "this account is disabled",
@@ -150,7 +154,14 @@ pub async fn login(
     tx.commit().await.map_err(db_error)?;
 
     let roles = users::roles(db, &user.id).await.map_err(db_error)?;
-    tokens::deliver(&state, request.delivery, &session, &refresh, roles, Some(&user))
+    tokens::deliver(
+        &state,
+        request.delivery,
+        &session,
+        &refresh,
+        roles,
+        Some(&user),
+    )
 }
 
 async fn login_failed(
@@ -243,7 +254,9 @@ pub async fn register(
         if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
             return Err(invalid(
                 "validation_failed",
-                format!("`{field}` has at most {MAX_NAME_CHARS} characters and no control characters"),
+                format!(
+                    "`{field}` has at most {MAX_NAME_CHARS} characters and no control characters"
+                ),
             ));
         }
     }
@@ -278,5 +291,9 @@ pub async fn register(
         Err(e) => return Err(db_error(e)),
     };
     tx.commit().await.map_err(db_error)?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "user": user }))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "user": user })),
+    )
+        .into_response())
 }

@@ -45,10 +45,7 @@ impl Csrf {
         allowed_origins.sort();
         allowed_origins.dedup();
         Self {
-            key: hmac::Key::new(
-                hmac::HMAC_SHA256,
-                &master.derive("tessera csrf token v1"),
-            ),
+            key: hmac::Key::new(hmac::HMAC_SHA256, &master.derive("tessera csrf token v1")),
             cookie_name,
             allowed_origins,
         }
@@ -101,7 +98,9 @@ impl Csrf {
         };
         match origin {
             Some(origin) if self.allows(&origin) => Ok(()),
-            Some(_) => Err(failed("the request comes from an origin that is not allowed")),
+            Some(_) => Err(failed(
+                "the request comes from an origin that is not allowed",
+            )),
             None => Err(failed("the request names no Origin or Referer")),
         }
     }
@@ -145,7 +144,11 @@ mod tests {
         let token = csrf.token_for("s1");
         let cookie = format!("csrf_token={token}");
         for origin in ["http://127.0.0.1:8080", "https://app.example.com"] {
-            let ok = headers(&[("origin", origin), ("x-csrf-token", &token), ("cookie", &cookie)]);
+            let ok = headers(&[
+                ("origin", origin),
+                ("x-csrf-token", &token),
+                ("cookie", &cookie),
+            ]);
             assert!(csrf.check(&ok, "s1").is_ok(), "{origin}");
         }
         let referer = headers(&[
@@ -167,11 +170,31 @@ mod tests {
             headers(&[("origin", origin), ("cookie", &cookie)]),
             headers(&[("origin", origin), ("x-csrf-token", &token)]),
             headers(&[("x-csrf-token", &token), ("cookie", &cookie)]),
-            headers(&[("origin", "https://evil.example"), ("x-csrf-token", &token), ("cookie", &cookie)]),
-            headers(&[("origin", "null"), ("x-csrf-token", &token), ("cookie", &cookie)]),
-            headers(&[("origin", origin), ("x-csrf-token", "forged"), ("cookie", "csrf_token=forged")]),
-            headers(&[("origin", origin), ("x-csrf-token", &other), ("cookie", &format!("csrf_token={other}"))]),
-            headers(&[("origin", origin), ("x-csrf-token", &token), ("cookie", &format!("csrf_token={token}; csrf_token={token}"))]),
+            headers(&[
+                ("origin", "https://evil.example"),
+                ("x-csrf-token", &token),
+                ("cookie", &cookie),
+            ]),
+            headers(&[
+                ("origin", "null"),
+                ("x-csrf-token", &token),
+                ("cookie", &cookie),
+            ]),
+            headers(&[
+                ("origin", origin),
+                ("x-csrf-token", "forged"),
+                ("cookie", "csrf_token=forged"),
+            ]),
+            headers(&[
+                ("origin", origin),
+                ("x-csrf-token", &other),
+                ("cookie", &format!("csrf_token={other}")),
+            ]),
+            headers(&[
+                ("origin", origin),
+                ("x-csrf-token", &token),
+                ("cookie", &format!("csrf_token={token}; csrf_token={token}")),
+            ]),
         ];
         for (i, case) in cases.iter().enumerate() {
             let error = csrf.check(case, "s1").expect_err("refused");

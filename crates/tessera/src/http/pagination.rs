@@ -57,7 +57,11 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let invalid = |detail: &str| {
-            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_pagination", detail)
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_pagination",
+                detail,
+            )
         };
         let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
             .await

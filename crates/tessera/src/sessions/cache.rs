@@ -265,7 +265,10 @@ mod tests {
         cache.revoke(["s"], 11);
         assert!(cache.put(info(12)).is_none());
         cache.forget("s");
-        assert!(cache.put(info(13)).is_none(), "forgetting keeps revocations");
+        assert!(
+            cache.put(info(13)).is_none(),
+            "forgetting keeps revocations"
+        );
     }
 
     #[test]

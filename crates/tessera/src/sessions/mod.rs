@@ -151,7 +151,9 @@ pub struct Revoked(pub Vec<String>);
 impl Revoked {
     /// Marks the sessions revoked in `sessions`' cache (after the commit).
     pub fn apply(self, sessions: &Sessions) {
-        sessions.cache.revoke(self.0.iter().map(String::as_str), unix_now());
+        sessions
+            .cache
+            .revoke(self.0.iter().map(String::as_str), unix_now());
     }
 }
 
@@ -230,9 +232,8 @@ impl Sessions {
         new: &NewSession<'_>,
     ) -> Result<(Session, RefreshToken), sqlx::Error> {
         let now = unix_now();
-        let token = RefreshToken::generate().map_err(|_| {
-            sqlx::Error::Protocol("the system random generator failed".to_owned())
-        })?;
+        let token = RefreshToken::generate()
+            .map_err(|_| sqlx::Error::Protocol("the system random generator failed".to_owned()))?;
         let absolute = now.saturating_add(self.absolute_ttl);
         let session = Session {
             id: uuid::Uuid::now_v7().to_string(),
@@ -332,10 +333,11 @@ impl Sessions {
             });
         }
 
-        let row = sqlx::query("SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1")
-            .bind(&hash)
-            .fetch_optional(&mut *tx)
-            .await?;
+        let row =
+            sqlx::query("SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1")
+                .bind(&hash)
+                .fetch_optional(&mut *tx)
+                .await?;
         let Some(row) = row else {
             return Err(RefreshError::Unknown);
         };
@@ -393,12 +395,14 @@ async fn insert_token(
     session_id: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)")
-        .bind(token.hash())
-        .bind(session_id)
-        .bind(now)
-        .execute(conn)
-        .await?;
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+    )
+    .bind(token.hash())
+    .bind(session_id)
+    .bind(now)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 

@@ -160,6 +160,93 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// POSTs `body` as JSON.
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// GETs with `Authorization: Bearer`.
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// POSTs an empty body with `Authorization: Bearer`.
+    pub async fn post_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// Creates an account in the default tenant with `password` (hashed by the server's own
+    /// service) or, when `stored_hash` is given, exactly that stored hash.
+    pub async fn create_user(
+        &self,
+        email: &str,
+        password: &str,
+        roles: &[&str],
+        stored_hash: Option<&str>,
+    ) -> tessera::users::User {
+        use tessera::audit::{Actor, Origin};
+        use tessera::users::{self, DEFAULT_TENANT_ID, Email, NewUser};
+        let hash = match stored_hash {
+            Some(hash) => hash.to_owned(),
+            None => self
+                .state
+                .passwords()
+                .hash(password.to_owned())
+                .await
+                .expect("hash"),
+        };
+        let new = NewUser {
+            tenant_id: DEFAULT_TENANT_ID.into(),
+            email: Email::parse(email).expect("email"),
+            username: None,
+            first_name: "Test".into(),
+            last_name: "User".into(),
+            password_hash: Some(hash),
+            roles: roles.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        let mut tx = self.state.db().pool().begin().await.expect("tx");
+        let user = users::create(&mut tx, &new, &Actor::System, &Origin::default())
+            .await
+            .expect("user created");
+        tx.commit().await.expect("commit");
+        user
+    }
+
+    /// Logs in with body delivery; returns the token response.
+    pub async fn login(&self, login: &str, password: &str) -> serde_json::Value {
+        let response = self
+            .post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({ "login": login, "password": password, "delivery": "body" }),
+            )
+            .await;
+        assert_eq!(response.status(), 200, "login of {login}");
+        response.json().await.expect("token JSON")
+    }
+
+    /// Action names of the audit log, oldest first.
+    pub async fn audit_actions(&self) -> Vec<String> {
+        sqlx::query_scalar("SELECT action FROM audit_events ORDER BY occurred_at, id")
+            .fetch_all(self.state.db().pool())
+            .await
+            .expect("audit rows")
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

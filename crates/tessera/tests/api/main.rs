@@ -2,10 +2,13 @@
 
 mod helpers;
 
+mod auth;
 mod cli;
+mod cookies;
 mod errors;
 mod health;
 mod interop;
 mod keys;
 mod migrations;
+mod sessions;
 mod users;

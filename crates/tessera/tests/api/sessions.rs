@@ -1,0 +1,230 @@
+//! Refresh rotation (grace, reuse, races), listing and revoking sessions, and the admin view.
+
+use serde_json::json;
+
+use crate::helpers::{TestApp, problem, spawn_app_with};
+use crate::on_each_database;
+
+const PASSWORD: &str = "correct horse battery";
+
+async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
+    app.post_json("/api/v1/auth/refresh", &json!({ "refresh_token": token }))
+        .await
+}
+
+/// Moves the rotation time of every rotated token back, as if `secs` had passed.
+async fn age_rotations(app: &TestApp, secs: i64) {
+    sqlx::query(
+        "UPDATE refresh_tokens SET rotated_at = rotated_at - $1 WHERE rotated_at IS NOT NULL",
+    )
+    .bind(secs)
+    .execute(app.state.db().pool())
+    .await
+    .expect("aged");
+}
+
+on_each_database! {
+    async fn a_rotated_token_within_the_grace_window_returns_the_same_successor(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let first = app.login("ada@example.com", PASSWORD).await;
+        let token = first["refresh_token"].as_str().expect("token");
+
+        let a: serde_json::Value = refresh(&app, token).await.json().await.expect("JSON");
+        let b: serde_json::Value = refresh(&app, token).await.json().await.expect("JSON");
+        assert_eq!(a["refresh_token"], b["refresh_token"], "the second tab gets the same successor");
+        assert_ne!(a["refresh_token"], first["refresh_token"]);
+        assert!(b["access_token"].is_string());
+
+        // The successor works and rotates in turn.
+        let next = a["refresh_token"].as_str().expect("successor");
+        assert_eq!(refresh(&app, next).await.status(), 200);
+    }
+}
+
+on_each_database! {
+    async fn reuse_after_the_grace_window_revokes_the_session(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let first = app.login("ada@example.com", PASSWORD).await;
+        let token = first["refresh_token"].as_str().expect("token");
+        let rotated: serde_json::Value = refresh(&app, token).await.json().await.expect("JSON");
+        let access = rotated["access_token"].as_str().expect("access");
+        assert_eq!(app.get_bearer("/api/v1/auth/me", access).await.status(), 200);
+
+        age_rotations(&app, 11).await;
+        problem(refresh(&app, token).await, 401, "refresh_token_reused").await;
+        // The thief's replay ended the session for everyone holding its tokens.
+        problem(app.get_bearer("/api/v1/auth/me", access).await, 401, "session_ended").await;
+        let successor = rotated["refresh_token"].as_str().expect("successor");
+        problem(refresh(&app, successor).await, 401, "session_ended").await;
+
+        let reason: String = sqlx::query_scalar("SELECT revoked_reason FROM sessions WHERE id = $1")
+            .bind(first["session_id"].as_str().expect("sid"))
+            .fetch_one(app.state.db().pool())
+            .await
+            .expect("session");
+        assert_eq!(reason, "refresh_reuse");
+        assert!(app.audit_actions().await.contains(&"refresh.reuse_detected".to_owned()));
+    }
+}
+
+on_each_database! {
+    async fn parallel_refreshes_of_one_token_rotate_it_exactly_once(db: TestDatabase) {
+        let app = std::sync::Arc::new(spawn_app_with(db, |_| {}).await);
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let first = app.login("ada@example.com", PASSWORD).await;
+        let token = first["refresh_token"].as_str().expect("token").to_owned();
+
+        let tasks: Vec<_> = (0..12)
+            .map(|_| {
+                let app = std::sync::Arc::clone(&app);
+                let token = token.clone();
+                tokio::spawn(async move {
+                    let response = refresh(&app, &token).await;
+                    assert_eq!(response.status(), 200);
+                    let body: serde_json::Value = response.json().await.expect("JSON");
+                    body["refresh_token"].as_str().expect("successor").to_owned()
+                })
+            })
+            .collect();
+        let mut successors = Vec::new();
+        for task in tasks {
+            successors.push(task.await.expect("task"));
+        }
+        successors.dedup();
+        assert_eq!(successors.len(), 1, "every caller got the one successor");
+
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE session_id = $1")
+            .bind(first["session_id"].as_str().expect("sid"))
+            .fetch_one(app.state.db().pool())
+            .await
+            .expect("count");
+        assert_eq!(rows, 2, "the login's token and exactly one successor");
+    }
+}
+
+on_each_database! {
+    async fn users_list_and_revoke_their_own_sessions_only(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        app.create_user("bob@example.com", PASSWORD, &["user"], None).await;
+        let logins: Vec<serde_json::Value> = {
+            let mut all = Vec::new();
+            for _ in 0..3 {
+                all.push(app.login("ada@example.com", PASSWORD).await);
+            }
+            all
+        };
+        let current = logins[2]["access_token"].as_str().expect("token");
+        let bob = app.login("bob@example.com", PASSWORD).await;
+
+        let list: serde_json::Value = app
+            .get_bearer("/api/v1/auth/sessions?page=1&page_size=2", current)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!((list["total"].as_i64(), list["pages"].as_i64(), list["page_size"].as_i64()), (Some(3), Some(2), Some(2)));
+        let items = list["items"].as_array().expect("items");
+        assert_eq!(items[0]["id"], logins[2]["session_id"], "newest first");
+        assert_eq!(items[0]["is_current"], true);
+        assert_eq!(items[1]["is_current"], false);
+        let text = list.to_string();
+        assert!(!text.contains("tsr_") && !text.contains("token"), "no token material: {text}");
+        problem(app.get_bearer("/api/v1/auth/sessions?page=0", current).await, 422, "invalid_pagination").await;
+
+        // Bob's session id is not Ada's to revoke, and looks exactly like a missing one.
+        let bob_sid = bob["session_id"].as_str().expect("sid");
+        let foreign = problem(app.post_bearer(&format!("/api/v1/auth/sessions/{bob_sid}/revoke"), current).await, 404, "not_found").await;
+        let missing = problem(app.post_bearer("/api/v1/auth/sessions/00000000-0000-7000-8000-00000000dead/revoke", current).await, 404, "not_found").await;
+        assert_eq!(foreign["detail"], missing["detail"]);
+        assert_eq!(app.get_bearer("/api/v1/auth/me", bob["access_token"].as_str().expect("t")).await.status(), 200);
+
+        // Revoking one session rejects its unexpired access token at once.
+        let first_sid = logins[0]["session_id"].as_str().expect("sid");
+        let response = app.post_bearer(&format!("/api/v1/auth/sessions/{first_sid}/revoke"), current).await;
+        assert_eq!(response.status(), 204);
+        problem(app.get_bearer("/api/v1/auth/me", logins[0]["access_token"].as_str().expect("t")).await, 401, "session_ended").await;
+
+        let response = app.post_bearer("/api/v1/auth/sessions/revoke-others", current).await;
+        let revoked: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(revoked["revoked"], 1);
+        let list: serde_json::Value = app.get_bearer("/api/v1/auth/sessions", current).await.json().await.expect("JSON");
+        assert_eq!(list["total"], 1);
+        assert_eq!(list["items"][0]["is_current"], true);
+        let current_view: serde_json::Value = app.get_bearer("/api/v1/auth/sessions/current", current).await.json().await.expect("JSON");
+        assert_eq!(current_view["id"], logins[2]["session_id"]);
+        problem(app.get_bearer("/api/v1/auth/me", logins[1]["access_token"].as_str().expect("t")).await, 401, "session_ended").await;
+    }
+}
+
+on_each_database! {
+    async fn admins_manage_sessions_of_their_own_tenant_only(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let root = app.create_user("root@example.com", PASSWORD, &["admin"], None).await;
+        let ada = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let admin = app.login("root@example.com", PASSWORD).await;
+        let admin_token = admin["access_token"].as_str().expect("token");
+        let ada_login = app.login("ada@example.com", PASSWORD).await;
+        app.login("ada@example.com", PASSWORD).await;
+        let ada_token = ada_login["access_token"].as_str().expect("token");
+
+        let list: serde_json::Value = app
+            .get_bearer(&format!("/api/v1/admin/users/{}/sessions", ada.id), admin_token)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(list["total"], 2);
+
+        // A user of another tenant is invisible, whatever the id.
+        let pool = app.state.db().pool();
+        sqlx::query("INSERT INTO tenants (id, slug, name, active, created_at) VALUES ('t-other', 'other', 'Other', 1, 0)")
+            .execute(pool)
+            .await
+            .expect("tenant");
+        let stranger = app.create_user("eve@example.com", PASSWORD, &["user"], None).await;
+        sqlx::query("UPDATE users SET tenant_id = 't-other' WHERE id = $1").bind(&stranger.id).execute(pool).await.expect("moved");
+        problem(app.get_bearer(&format!("/api/v1/admin/users/{}/sessions", stranger.id), admin_token).await, 404, "not_found").await;
+        problem(app.post_bearer(&format!("/api/v1/admin/users/{}/sessions/revoke-all", stranger.id), admin_token).await, 404, "not_found").await;
+
+        problem(app.get_bearer(&format!("/api/v1/admin/users/{}/sessions", ada.id), ada_token).await, 403, "forbidden").await;
+
+        let response = app.post_bearer(&format!("/api/v1/admin/users/{}/sessions/revoke-all", ada.id), admin_token).await;
+        let revoked: serde_json::Value = response.json().await.expect("JSON");
+        assert_eq!(revoked["revoked"], 2);
+        problem(app.get_bearer("/api/v1/auth/me", ada_token).await, 401, "session_ended").await;
+        let by: Vec<String> = sqlx::query_scalar("SELECT actor_id FROM audit_events WHERE action = 'session.revoked'")
+            .fetch_all(pool)
+            .await
+            .expect("audit");
+        assert_eq!(by, [root.id.clone(), root.id.clone()], "revoked by the admin, on record");
+    }
+}
+
+on_each_database! {
+    async fn a_revocation_written_elsewhere_reaches_the_cache_within_seconds(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let tokens = app.login("ada@example.com", PASSWORD).await;
+        let access = tokens["access_token"].as_str().expect("token");
+        assert_eq!(app.get_bearer("/api/v1/auth/me", access).await.status(), 200, "now cached");
+        // Another instance (or the CLI) revokes it: only the database changes here.
+        sqlx::query("UPDATE sessions SET revoked_at = $1, revoked_reason = 'test' WHERE id = $2")
+            .bind(tessera_token::unix_now())
+            .bind(tokens["session_id"].as_str().expect("sid"))
+            .execute(app.state.db().pool())
+            .await
+            .expect("revoked");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let status = app.get_bearer("/api/v1/auth/me", access).await.status();
+            if status == 401 {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "still accepted after 5 s");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
