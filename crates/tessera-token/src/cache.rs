@@ -8,29 +8,34 @@ use std::sync::{Arc, RwLock};
 
 use crate::{AccessClaims, Verifier, VerifyError};
 
-/// Verified tokens of one [`Verifier`]: build a new cache whenever the key set changes.
+/// A [`Verifier`] and the tokens it accepted. The two belong together: a verdict reached
+/// with one key set, issuer or audience says nothing about another.
 pub struct TokenCache {
+    verifier: Verifier,
     entries: RwLock<HashMap<Box<str>, Arc<AccessClaims>>>,
     capacity: usize,
 }
 
 impl TokenCache {
-    /// A cache holding at most `capacity` tokens; when full, expired tokens are dropped and,
-    /// if that is not enough, everything is (the next presentation verifies again).
-    pub fn new(capacity: usize) -> Self {
+    /// `verifier` remembering at most `capacity` tokens. When full, expired tokens are
+    /// dropped and, unless that frees a quarter of the room, everything is (the next
+    /// presentation verifies again), so a full cache never costs a scan per insert.
+    pub fn new(verifier: Verifier, capacity: usize) -> Self {
         Self {
+            verifier,
             entries: RwLock::new(HashMap::new()),
             capacity: capacity.max(1),
         }
     }
 
-    /// Verifies `token` with `verifier` at `now`, from the cache when it was verified before.
-    pub fn verify(
-        &self,
-        verifier: &Verifier,
-        token: &str,
-        now: i64,
-    ) -> Result<Arc<AccessClaims>, VerifyError> {
+    /// The verifier.
+    pub fn verifier(&self) -> &Verifier {
+        &self.verifier
+    }
+
+    /// Verifies `token` at `now`, from the cache when it was verified before.
+    pub fn verify(&self, token: &str, now: i64) -> Result<Arc<AccessClaims>, VerifyError> {
+        let verifier = &self.verifier;
         let cached = self
             .entries
             .read()
@@ -45,7 +50,7 @@ impl TokenCache {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         if entries.len() >= self.capacity {
             entries.retain(|_, c| verifier.check_time(c, now).is_ok());
-            if entries.len() >= self.capacity {
+            if entries.len() > self.capacity / 4 * 3 {
                 entries.clear();
             }
         }
@@ -67,7 +72,7 @@ impl TokenCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Audience, KeySet, Signer, Validation};
+    use crate::{Audience, KeySet, Signer, Validation, Verifier};
 
     fn claims(exp: i64) -> AccessClaims {
         AccessClaims {
@@ -88,47 +93,44 @@ mod tests {
         }
     }
 
-    fn setup() -> (Signer, Verifier) {
+    fn setup() -> (Signer, TokenCache) {
         let signer = Signer::hs256(Some("k".into()), &[7u8; 32]).expect("signer");
         let mut validation = Validation::new("https://auth.example", "platform");
         validation.leeway_secs = 0;
         let verifier = Verifier::new(KeySet::new(vec![signer.verifying_key()]), validation);
-        (signer, verifier)
+        (signer, TokenCache::new(verifier, 2))
     }
 
     #[test]
     fn a_cached_token_is_still_refused_once_expired() {
-        let (signer, verifier) = setup();
-        let cache = TokenCache::new(10);
+        let (signer, cache) = setup();
         let token = signer.sign(&claims(2_000)).expect("token");
-        assert!(cache.verify(&verifier, &token, 1_500).is_ok());
+        assert!(cache.verify(&token, 1_500).is_ok());
         assert_eq!(cache.len(), 1);
         assert_eq!(
-            cache.verify(&verifier, &token, 2_001).map(|_| ()),
+            cache.verify(&token, 2_001).map(|_| ()),
             Err(VerifyError::Expired)
         );
     }
 
     #[test]
     fn only_verified_tokens_are_remembered_and_near_misses_are_not_hits() {
-        let (signer, verifier) = setup();
-        let cache = TokenCache::new(10);
+        let (signer, cache) = setup();
         let token = signer.sign(&claims(2_000)).expect("token");
-        cache.verify(&verifier, &token, 1_500).expect("valid");
+        cache.verify(&token, 1_500).expect("valid");
         let mut tampered = token.clone();
         tampered.push('A');
-        assert!(cache.verify(&verifier, &tampered, 1_500).is_err());
-        assert!(cache.verify(&verifier, "garbage", 1_500).is_err());
+        assert!(cache.verify(&tampered, 1_500).is_err());
+        assert!(cache.verify("garbage", 1_500).is_err());
         assert_eq!(cache.len(), 1);
     }
 
     #[test]
     fn a_full_cache_makes_room() {
-        let (signer, verifier) = setup();
-        let cache = TokenCache::new(2);
+        let (signer, cache) = setup();
         for exp in [1_600, 2_000, 2_001] {
             let token = signer.sign(&claims(exp)).expect("token");
-            cache.verify(&verifier, &token, 1_500).expect("valid");
+            cache.verify(&token, 1_500).expect("valid");
         }
         assert!(cache.len() <= 2);
     }

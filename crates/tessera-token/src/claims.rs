@@ -47,7 +47,7 @@ pub struct AccessClaims {
 impl AccessClaims {
     /// Whether the space-separated `scope` holds `wanted`.
     pub fn has_scope(&self, wanted: &str) -> bool {
-        self.scope.split(' ').any(|s| s == wanted)
+        !wanted.is_empty() && self.scope.split(' ').any(|s| s == wanted)
     }
 }
 

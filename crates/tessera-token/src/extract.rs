@@ -33,7 +33,7 @@ impl Default for ExtractionPolicy {
 
 /// A credential and where it was found, which decides what else is required (cookie-borne
 /// requests need CSRF protection; tickets are redeemed, not verified as tokens).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Credential {
     /// From `Authorization: Bearer`.
     Bearer(String),
@@ -43,6 +43,19 @@ pub enum Credential {
     Ticket(String),
     /// An access token from the query string, through the legacy switch.
     LegacyQuery(String),
+}
+
+/// Names the source only: a credential must never reach a log through `{:?}`.
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let source = match self {
+            Self::Bearer(_) => "Bearer",
+            Self::Cookie(_) => "Cookie",
+            Self::Ticket(_) => "Ticket",
+            Self::LegacyQuery(_) => "LegacyQuery",
+        };
+        write!(f, "{source}([redacted])")
+    }
 }
 
 impl Credential {
@@ -132,21 +145,28 @@ fn bearer(headers: &HeaderMap) -> Result<Option<String>, ExtractError> {
 /// The value of cookie `name`, read the way the access-token cookie is: a name sent twice is
 /// ambiguous (an error), an empty value is absent, surrounding quotes are dropped.
 pub fn cookie_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ExtractError> {
+    let mut seen = false;
     let mut found = None;
     for header in headers.get_all(COOKIE) {
-        let Ok(text) = header.to_str() else { continue };
-        for pair in text.split(';') {
-            let Some((key, value)) = pair.trim().split_once('=') else {
+        // Split the raw bytes: another cookie with a non-ASCII value (set by a sibling site,
+        // say) must not hide this one.
+        for pair in header.as_bytes().split(|b| *b == b';') {
+            let Some(eq) = pair.iter().position(|b| *b == b'=') else {
                 continue;
             };
-            if key.trim() != name {
+            let (key, value) = (&pair[..eq], &pair[eq + 1..]);
+            if key.trim_ascii() != name.as_bytes() {
                 continue;
             }
-            if found.is_some() {
+            if seen {
                 return Err(ExtractError::AmbiguousCookie);
             }
-            let value = value.trim().trim_matches('"');
-            if !value.is_empty() {
+            seen = true;
+            let Ok(value) = std::str::from_utf8(value.trim_ascii()) else {
+                continue;
+            };
+            let value = value.trim_matches('"');
+            if !value.is_empty() && value.is_ascii() {
                 found = Some(checked(value)?);
             }
         }
@@ -242,9 +262,29 @@ mod tests {
     }
 
     #[test]
+    fn a_foreign_cookie_with_non_ascii_bytes_does_not_hide_ours() {
+        let value = http::HeaderValue::from_bytes("theme=é; access_token=tok".as_bytes())
+            .expect("opaque header value");
+        let found = extract(Request::get("/").header("cookie", value));
+        assert_eq!(found, Ok(Some(Credential::Cookie("tok".into()))));
+    }
+
+    #[test]
+    fn credentials_never_show_in_debug_output() {
+        let shown = format!("{:?}", Credential::Bearer("secret.token.value".into()));
+        assert_eq!(shown, "Bearer([redacted])");
+    }
+
+    #[test]
     fn duplicate_cookies_and_headers_are_refused() {
-        let found = extract(Request::get("/").header("cookie", "access_token=a; access_token=b"));
-        assert_eq!(found, Err(ExtractError::AmbiguousCookie));
+        for cookie in [
+            "access_token=a; access_token=b",
+            "access_token=; access_token=b",
+            "access_token=a; access_token=",
+        ] {
+            let found = extract(Request::get("/").header("cookie", cookie));
+            assert_eq!(found, Err(ExtractError::AmbiguousCookie), "{cookie}");
+        }
         let found = extract(
             Request::get("/")
                 .header("authorization", "Bearer a")

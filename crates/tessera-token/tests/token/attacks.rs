@@ -212,7 +212,10 @@ fn attack_table() {
         ),
         (
             "truncated token text",
-            good[..good.len() - 8].to_owned(),
+            // 86 base64url characters less 5 leaves 81: one character too many for whole
+            // bytes, which no canonical encoding has, whatever the signature's bytes are.
+            // (Cutting 8 left a final character whose unused bits are zero one time in 16.)
+            good[..good.len() - 5].to_owned(),
             VerifyError::Malformed("signature is not base64url"),
         ),
         (

@@ -32,15 +32,14 @@ const REFRESH_EVERY_SECS: i64 = 10;
 pub struct Published {
     /// Signs new access tokens.
     pub signer: Arc<Signer>,
-    /// Trusts exactly the published keys, with the configured issuer, audience and leeway.
-    pub verifier: Verifier,
     /// The JWKS document, serialized once.
     pub jwks_body: Arc<[u8]>,
     /// Its strong ETag.
     pub jwks_etag: HeaderValue,
     /// Algorithms of the published keys (or HS256), for the metadata document.
     pub algorithms: Vec<&'static str>,
-    /// Tokens this verifier already accepted; it goes with the key set it was filled under.
+    /// Trusts exactly the published keys, with the configured issuer, audience and leeway,
+    /// and remembers the tokens it accepted.
     pub tokens: TokenCache,
     next_change: Option<i64>,
 }
@@ -51,7 +50,12 @@ const TOKEN_CACHE_CAPACITY: usize = 50_000;
 impl Published {
     /// Verifies an access token now, from the cache when it was seen before.
     pub fn verify(&self, token: &str) -> Result<Arc<AccessClaims>, VerifyError> {
-        self.tokens.verify(&self.verifier, token, unix_now())
+        self.tokens.verify(token, unix_now())
+    }
+
+    /// The verifier of the published keys.
+    pub fn verifier(&self) -> &Verifier {
+        self.tokens.verifier()
     }
 
     /// Whether `other` publishes the same keys, signs with the same key and changes at the
@@ -223,11 +227,13 @@ fn hs256_published(config: &Config) -> anyhow::Result<Published> {
     let keys = KeySet::new(vec![signer.verifying_key()]);
     Ok(Published {
         signer: Arc::new(signer),
-        verifier: Verifier::new(keys, validation(config)),
         jwks_body: serde_json::to_vec(&Jwks::default())?.into(),
         jwks_etag: etag_of(b"{\"keys\":[]}"),
         algorithms: vec![Algorithm::HS256.as_str()],
-        tokens: TokenCache::new(TOKEN_CACHE_CAPACITY),
+        tokens: TokenCache::new(
+            Verifier::new(keys, validation(config)),
+            TOKEN_CACHE_CAPACITY,
+        ),
         next_change: None,
     })
 }
@@ -261,12 +267,14 @@ fn stored_published(
     algorithms.dedup();
     Ok(Published {
         signer,
-        // Built from the published document, exactly as an outside verifier would.
-        verifier: Verifier::new(KeySet::from_jwks(&jwks), validation(config)),
         jwks_etag: etag_of(&body),
         jwks_body: body.into(),
         algorithms,
-        tokens: TokenCache::new(TOKEN_CACHE_CAPACITY),
+        // Built from the published document, exactly as an outside verifier would.
+        tokens: TokenCache::new(
+            Verifier::new(KeySet::from_jwks(&jwks), validation(config)),
+            TOKEN_CACHE_CAPACITY,
+        ),
         next_change: plan.next_change,
     })
 }

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use tessera_token::{Algorithm, Jwk, Signer, generate_pkcs8};
 
 use super::master::MasterKey;
-use crate::db::Db;
+use crate::db::{Backend, Db};
 
 /// One row of `signing_keys`, private part still sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,7 +132,14 @@ pub async fn rotate(
         kid: Some(kid.clone()),
         ..public_jwk
     };
-    let mut tx = db.pool().begin().await?;
+    let mut tx = db.begin_write().await?;
+    if db.backend() == Backend::Postgres {
+        // Rotations from several instances or the CLI at once take turns, so each sees the
+        // schedule the previous one left and no two keys end up signing open-ended.
+        sqlx::query("SELECT pg_advisory_xact_lock(7465737365)")
+            .execute(&mut *tx)
+            .await?;
+    }
     let signing: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE activated_at <= $1")
             .bind(now)
@@ -149,9 +156,19 @@ pub async fn rotate(
         retired_at: None,
     };
 
+    // Every key that signs by the new key's activation stops signing then, including one
+    // whose retirement was already set later; a key still waiting to activate after it never
+    // signs at all (it stays published until its would-be tokens could have expired).
     sqlx::query(
         "UPDATE signing_keys SET retired_at = $1 \
-         WHERE retired_at IS NULL AND activated_at <= $1",
+         WHERE activated_at <= $1 AND (retired_at IS NULL OR retired_at > $1)",
+    )
+    .bind(row.activated_at)
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE signing_keys SET retired_at = activated_at \
+         WHERE activated_at > $1 AND (retired_at IS NULL OR retired_at > activated_at)",
     )
     .bind(row.activated_at)
     .execute(&mut *tx)

@@ -95,7 +95,7 @@ async fn server_tokens_verify_against_the_published_jwks_only() {
     let verified = outside_verifier(&app).await.verify(&token).expect("valid");
     assert_eq!(verified.sub, "user-1");
     assert!(
-        app.state.keys().current().verifier.verify(&token).is_ok(),
+        app.state.keys().current().verifier().verify(&token).is_ok(),
         "server agrees"
     );
 
@@ -137,16 +137,37 @@ on_each_database! {
         state.keys().refresh_at(state.db(), activation).await.expect("refresh");
         let current = state.keys().current();
         assert_eq!(current.signer.kid(), Some(new.kid.as_str()));
-        assert!(current.verifier.verify_at(&old_token, activation).is_ok(), "overlap");
+        assert!(current.verifier().verify_at(&old_token, activation).is_ok(), "overlap");
         let new_token = current.signer.sign(&claims_for(&app, activation)).expect("signs");
 
         // Once every token the old key signed has expired, it leaves the JWKS.
         let gone = activation + max_token_lifetime(config) + 1;
         state.keys().refresh_at(state.db(), gone).await.expect("refresh");
         let after = state.keys().current();
-        assert_eq!(after.verifier.keys().keys().len(), 1);
-        assert_eq!(after.verifier.verify_at(&old_token, gone), Err(VerifyError::UnknownKey));
-        assert!(after.verifier.verify_at(&new_token, activation + 60).is_ok());
+        assert_eq!(after.verifier().keys().keys().len(), 1);
+        assert_eq!(after.verifier().verify_at(&old_token, gone), Err(VerifyError::UnknownKey));
+        assert!(after.verifier().verify_at(&new_token, activation + 60).is_ok());
+    }
+}
+
+on_each_database! {
+    async fn an_immediate_rotation_overrides_one_still_waiting(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let state = &app.state;
+        let master = MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+        let now = unix_now();
+        let waiting = store::rotate(state.db(), &master, Algorithm::EdDSA, now, 300).await.expect("rotate");
+        // An emergency: the current key must stop now, whatever was planned.
+        let urgent = store::rotate(state.db(), &master, Algorithm::EdDSA, now + 10, 0).await.expect("rotate");
+        for at in [now + 10, now + 300, now + 1_000] {
+            state.keys().refresh_at(state.db(), at).await.expect("refresh");
+            assert_eq!(state.keys().current().signer.kid(), Some(urgent.kid.as_str()), "at {at}");
+        }
+        let rows = store::list(state.db()).await.expect("rows");
+        let open_ended: Vec<_> = rows.iter().filter(|r| r.retired_at.is_none()).map(|r| r.kid.clone()).collect();
+        assert_eq!(open_ended, std::slice::from_ref(&urgent.kid), "one signer has no end");
+        let cancelled = rows.iter().find(|r| r.kid == waiting.kid).expect("waiting key");
+        assert_eq!(cancelled.retired_at, Some(cancelled.activated_at), "never signs");
     }
 }
 
