@@ -19,6 +19,14 @@ CREATE TABLE sessions (
     amr TEXT NOT NULL,
     ip TEXT,
     user_agent TEXT,
+    -- Hex SHA-256 of the session's current refresh token. Rotation is one conditional update
+    -- of this row (`WHERE refresh_hash = <presented>`): of concurrent refreshes with the same
+    -- token exactly one matches, on both databases, in a single statement.
+    refresh_hash TEXT NOT NULL,
+    -- The token it replaced and when, which tells the grace answer (the same token again
+    -- within seconds: a second tab) from reuse (later: a copy in someone else's hands).
+    previous_refresh_hash TEXT,
+    refreshed_at BIGINT,
     -- Set once: when, why (`logout`, `refresh_reuse`, `password_changed`, …) and by whom
     -- (`user:<id>`, `system`).
     revoked_at BIGINT,
@@ -30,17 +38,16 @@ CREATE TABLE sessions (
 CREATE INDEX sessions_user_created ON sessions (user_id, created_at DESC);
 -- Other instances poll for recent revocations to drop them from their session caches.
 CREATE INDEX sessions_revoked ON sessions (revoked_at);
+-- Every refresh finds its session by the presented token.
+CREATE UNIQUE INDEX sessions_refresh_hash ON sessions (refresh_hash);
 
 CREATE TABLE refresh_tokens (
-    -- Hex SHA-256 of the token: the token itself is never stored. Refresh finds its row by
-    -- this, hence the primary key (a unique index).
+    -- Every refresh token ever issued, as hex SHA-256 (the token itself is never stored), and
+    -- its session: a token that is no longer its session's current or previous one is found
+    -- here and recognised as reuse, which revokes the session.
     token_hash TEXT PRIMARY KEY,
     session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE,
-    created_at BIGINT NOT NULL,
-    -- NULL while this is the session's current token. Rotation sets it in a conditional
-    -- update (`WHERE rotated_at IS NULL`), so of concurrent refreshes exactly one rotates;
-    -- the time decides between the grace answer and reuse.
-    rotated_at BIGINT
+    created_at BIGINT NOT NULL
 );
 
 CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);

@@ -154,6 +154,9 @@ impl Db {
             .disable_statement_logging();
         let pool = AnyPoolOptions::new()
             .max_connections(config.max_connections)
+            // A ping before every checkout doubles the round trips of every query; a dead
+            // connection shows itself on its next query instead, and is then dropped.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(config.acquire_timeout_secs))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
@@ -176,12 +179,18 @@ impl Db {
     /// Begins a transaction that writes. Multi-step writes on request paths use this rather
     /// than `pool().begin()`, so SQLite writers wait their turn instead of failing busy.
     pub async fn begin_write(&self) -> Result<WriteTx, sqlx::Error> {
-        let turn = match self.backend {
-            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
-            Backend::Postgres => None,
-        };
+        let turn = self.write_turn().await;
         let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// This process's turn to write, for single-statement writes outside a transaction;
+    /// `None` (nothing to wait for) on PostgreSQL. Hold it until the statement has run.
+    pub async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
+            Backend::Postgres => None,
+        }
     }
 
     /// The pool, for queries.

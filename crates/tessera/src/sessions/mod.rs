@@ -181,6 +181,26 @@ const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s.las
      s.idle_expires_at, s.absolute_expires_at, s.auth_time, s.amr, s.ip, s.user_agent, \
      s.revoked_at, u.active";
 
+/// Rotation: replaces the session's current refresh token with its successor and extends the
+/// idle expiry (never past the absolute one), if and only if the presented token is the
+/// current one and the session is unrevoked, unexpired and its user active. One statement:
+/// the database lets exactly one of any concurrent refreshes with the same token match.
+const ROTATE_SESSION: &str = "UPDATE sessions SET refresh_hash = $1, \
+     previous_refresh_hash = refresh_hash, refreshed_at = $2, last_used_at = $2, \
+     idle_expires_at = CASE WHEN $3 < absolute_expires_at THEN $3 ELSE absolute_expires_at END \
+     WHERE refresh_hash = $4 AND revoked_at IS NULL \
+     AND idle_expires_at > $2 AND absolute_expires_at > $2 \
+     AND EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.active = 1) \
+     RETURNING id, user_id, tenant_id, created_at, last_used_at, idle_expires_at, \
+     absolute_expires_at, auth_time, amr, ip, user_agent, revoked_at, 1 AS active";
+
+/// Records a successor in the history of issued tokens before the rotation that makes it
+/// current; only while the presented token is current, so made-up tokens write nothing, and
+/// a concurrent refresh recording the same successor is not an error.
+const RECORD_SUCCESSOR: &str = "INSERT INTO refresh_tokens (token_hash, session_id, created_at) \
+     SELECT $1, id, $2 FROM sessions WHERE refresh_hash = $3 \
+     ON CONFLICT (token_hash) DO NOTHING";
+
 fn row_to_session(row: &AnyRow) -> Result<Session, sqlx::Error> {
     let amr: String = row.try_get("amr")?;
     Ok(Session {
@@ -252,8 +272,8 @@ impl Sessions {
         };
         sqlx::query(
             "INSERT INTO sessions (id, user_id, tenant_id, created_at, last_used_at, \
-             idle_expires_at, absolute_expires_at, auth_time, amr, ip, user_agent) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $4, $7, $8, $9)",
+             idle_expires_at, absolute_expires_at, auth_time, amr, ip, user_agent, refresh_hash) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $4, $7, $8, $9, $10)",
         )
         .bind(&session.id)
         .bind(&session.user_id)
@@ -264,9 +284,17 @@ impl Sessions {
         .bind(serde_json::to_string(&session.amr).unwrap_or_else(|_| "[]".to_owned()))
         .bind(session.ip.as_deref())
         .bind(session.user_agent.as_deref())
+        .bind(token.hash())
         .execute(&mut *conn)
         .await?;
-        insert_token(conn, &token, &session.id, now).await?;
+        sqlx::query(
+            "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(token.hash())
+        .bind(&session.id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
         Ok((session, token))
     }
 
@@ -294,38 +322,23 @@ impl Sessions {
         let now = unix_now();
         let hash = presented.hash();
         let successor = presented.successor(&self.successor_key);
-        let mut tx = db.begin_write().await?;
-        // The conditional update is the whole race: the database lets one caller match the
-        // row; the rest see it already rotated.
-        let won: Option<String> = sqlx::query_scalar(
-            "UPDATE refresh_tokens SET rotated_at = $1 \
-             WHERE token_hash = $2 AND rotated_at IS NULL RETURNING session_id",
-        )
-        .bind(now)
-        .bind(&hash)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(session_id) = won {
-            let mut session = fetch(&mut tx, &session_id)
-                .await?
-                .ok_or(RefreshError::Unknown)?;
-            if !session.is_live(now) {
-                return Err(RefreshError::SessionEnded);
-            }
-            insert_token(&mut tx, &successor, &session_id, now).await?;
-            session.last_used_at = now;
-            session.idle_expires_at = now
-                .saturating_add(self.idle_ttl)
-                .min(session.absolute_expires_at);
-            sqlx::query(
-                "UPDATE sessions SET last_used_at = $1, idle_expires_at = $2 WHERE id = $3",
-            )
+        let turn = db.write_turn().await;
+        sqlx::query(RECORD_SUCCESSOR)
+            .bind(successor.hash())
             .bind(now)
-            .bind(session.idle_expires_at)
-            .bind(&session_id)
-            .execute(&mut *tx)
+            .bind(&hash)
+            .execute(db.pool())
             .await?;
-            tx.commit().await?;
+        let rotated = sqlx::query(ROTATE_SESSION)
+            .bind(successor.hash())
+            .bind(now)
+            .bind(now.saturating_add(self.idle_ttl))
+            .bind(&hash)
+            .fetch_optional(db.pool())
+            .await?;
+        drop(turn);
+        if let Some(row) = rotated {
+            let session = row_to_session(&row)?;
             self.cache.forget(&session.id);
             return Ok(Rotation {
                 token: successor,
@@ -333,31 +346,40 @@ impl Sessions {
             });
         }
 
-        let row =
-            sqlx::query("SELECT session_id, rotated_at FROM refresh_tokens WHERE token_hash = $1")
-                .bind(&hash)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // Not rotated: an unknown token, a dead session, the other tab, or reuse.
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS}, s.refresh_hash, s.previous_refresh_hash, s.refreshed_at \
+             FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)"
+        );
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&hash)
+            .fetch_optional(db.pool())
+            .await?;
         let Some(row) = row else {
             return Err(RefreshError::Unknown);
         };
-        let session_id: String = row.try_get("session_id")?;
-        let Some(rotated_at) = row.try_get::<Option<i64>, _>("rotated_at")? else {
-            return Err(RefreshError::Unknown);
-        };
-        let session = fetch(&mut tx, &session_id)
-            .await?
-            .ok_or(RefreshError::Unknown)?;
-        if now.saturating_sub(rotated_at) <= self.grace {
-            // The other tab's refresh: same successor, nothing written.
-            if !session.is_live(now) {
-                return Err(RefreshError::SessionEnded);
-            }
+        let session = row_to_session(&row)?;
+        if !session.is_live(now) {
+            return Err(RefreshError::SessionEnded);
+        }
+        let current: String = row.try_get("refresh_hash")?;
+        let previous: Option<String> = row.try_get("previous_refresh_hash")?;
+        let refreshed_at: Option<i64> = row.try_get("refreshed_at")?;
+        let within_grace = refreshed_at.is_some_and(|t| now.saturating_sub(t) <= self.grace);
+        if previous.as_deref() == Some(hash.as_str()) && current == successor.hash() && within_grace
+        {
+            // The other tab's refresh: the same successor, nothing written.
             return Ok(Rotation {
                 token: successor,
                 session,
             });
         }
+        if current == hash {
+            // Current, live, yet not rotated: it was revoked or expired a moment ago.
+            return Err(RefreshError::SessionEnded);
+        }
+        let mut tx = db.begin_write().await?;
         audit::record(
             &mut tx,
             &audit::Event {
@@ -370,7 +392,7 @@ impl Sessions {
                 origin,
                 details: Some(serde_json::json!({
                     "user_id": session.user_id,
-                    "rotated_at": rotated_at,
+                    "last_refreshed_at": refreshed_at,
                 })),
             },
         )
@@ -387,23 +409,6 @@ impl Sessions {
         revoked.apply(self);
         Err(RefreshError::Reused)
     }
-}
-
-async fn insert_token(
-    conn: &mut AnyConnection,
-    token: &RefreshToken,
-    session_id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, session_id, created_at) VALUES ($1, $2, $3)",
-    )
-    .bind(token.hash())
-    .bind(session_id)
-    .bind(now)
-    .execute(conn)
-    .await?;
-    Ok(())
 }
 
 /// One session with its user's state.

@@ -15,7 +15,7 @@ async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
 /// Moves the rotation time of every rotated token back, as if `secs` had passed.
 async fn age_rotations(app: &TestApp, secs: i64) {
     sqlx::query(
-        "UPDATE refresh_tokens SET rotated_at = rotated_at - $1 WHERE rotated_at IS NOT NULL",
+        "UPDATE sessions SET refreshed_at = refreshed_at - $1 WHERE refreshed_at IS NOT NULL",
     )
     .bind(secs)
     .execute(app.state.db().pool())
@@ -226,5 +226,26 @@ on_each_database! {
             assert!(std::time::Instant::now() < deadline, "still accepted after 5 s");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
+    }
+}
+
+on_each_database! {
+    async fn a_token_two_rotations_old_is_reuse_even_within_seconds(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let first = app.login("ada@example.com", PASSWORD).await;
+        let t0 = first["refresh_token"].as_str().expect("token");
+        let t1: serde_json::Value = refresh(&app, t0).await.json().await.expect("JSON");
+        let t1 = t1["refresh_token"].as_str().expect("t1").to_owned();
+        assert_eq!(refresh(&app, &t1).await.status(), 200);
+        // t0 is neither the current token nor the one just replaced: a stolen copy.
+        problem(refresh(&app, t0).await, 401, "refresh_token_reused").await;
+        let unknown = format!("tsr_{}", "A".repeat(43));
+        problem(refresh(&app, &unknown).await, 401, "invalid_refresh_token").await;
+        let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens")
+            .fetch_one(app.state.db().pool())
+            .await
+            .expect("count");
+        assert_eq!(rows, 3, "t0, t1, t2: a made-up token writes nothing");
     }
 }
