@@ -1,10 +1,13 @@
 //! Password hashing: Argon2id for every new hash, legacy PBKDF2-SHA256 (PHC and Django) and
 //! bcrypt verified and upgraded, all on a bounded pool off the async runtime.
 //!
-//! Hashing is the one deliberately slow thing on a request path. At most one job per core
-//! runs at a time, and at most `passwords.max_queued_hashes` wait; anything beyond is refused
-//! at once with [`PasswordError::Busy`] (503 + `Retry-After`), so a login flood queues and
-//! sheds instead of starving token validation.
+//! Hashing is the one deliberately slow thing on a request path. It runs on a pool of its own,
+//! one thread per core, and at most `passwords.max_queued_hashes` jobs wait; anything beyond
+//! is refused at once with [`PasswordError::Busy`] (503 + `Retry-After`), so a login flood
+//! queues and sheds instead of growing without bound. The pool's threads run at the lowest
+//! normal OS priority: when hashing and request handling compete for the cores, requests
+//! (token validation, `/me`) go first and logins absorb the wait; on an idle machine hashing
+//! still gets every core.
 
 use std::sync::{Arc, OnceLock};
 
@@ -57,8 +60,8 @@ pub struct Verified {
 pub struct Passwords {
     argon: Arc<Argon2<'static>>,
     min_length: u32,
-    /// One permit per core: jobs running now.
-    running: Arc<Semaphore>,
+    /// The hashing threads' queue.
+    jobs: std::sync::mpsc::Sender<Job>,
     /// Running plus waiting: beyond this, refuse.
     admitted: Arc<Semaphore>,
     /// A hash of a random password with the configured cost, verified for unknown accounts so
@@ -73,7 +76,7 @@ impl Passwords {
         Self::with_workers(config, workers)
     }
 
-    /// A service with an explicit number of concurrent hashing jobs.
+    /// A service with an explicit number of hashing threads.
     pub fn with_workers(config: &PasswordConfig, workers: usize) -> anyhow::Result<Self> {
         let params = Params::new(
             config.argon2_memory_kib,
@@ -86,7 +89,7 @@ impl Passwords {
         Ok(Self {
             argon: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             min_length: config.min_length,
-            running: Arc::new(Semaphore::new(workers.max(1))),
+            jobs: spawn_pool(workers.max(1))?,
             admitted: Arc::new(Semaphore::new(workers.max(1).saturating_add(queue))),
             dummy: Arc::new(OnceLock::new()),
         })
@@ -147,8 +150,8 @@ impl Passwords {
         .await?
     }
 
-    /// Runs a job on the blocking pool once admitted; the permits travel with the job, so a
-    /// caller that goes away does not free a core that is still hashing.
+    /// Runs a job on the hashing pool once admitted. The admission permit travels with the
+    /// job, so a caller that goes away does not free a place that is still hashing.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> T + Send + 'static,
@@ -156,16 +159,52 @@ impl Passwords {
         let admitted = Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| PasswordError::Busy)?;
-        let running = Arc::clone(&self.running)
-            .acquire_owned()
+        let (done, result) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _admitted = admitted;
+                let _ = done.send(job());
+            }))
+            .map_err(|_| PasswordError::Internal("the hashing pool has stopped".into()))?;
+        result
             .await
-            .map_err(|_| PasswordError::Busy)?;
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, running);
-            job()
-        })
-        .await
-        .map_err(|e| PasswordError::Internal(e.to_string()))
+            .map_err(|_| PasswordError::Internal("a hashing job panicked".into()))
+    }
+}
+
+/// One unit of work for the hashing pool.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Starts `workers` hashing threads; they end when the returned sender is dropped.
+fn spawn_pool(workers: usize) -> anyhow::Result<std::sync::mpsc::Sender<Job>> {
+    let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+    for n in 0..workers {
+        let receiver = Arc::clone(&receiver);
+        std::thread::Builder::new()
+            .name(format!("tessera-hash-{n}"))
+            .spawn(move || {
+                lower_priority();
+                loop {
+                    let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let Ok(job) = next else { return };
+                    // A panicking job drops its result sender (the caller gets an error);
+                    // the thread lives on for the next one.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })?;
+    }
+    Ok(sender)
+}
+
+/// Gives the calling hashing thread the lowest normal priority (nice 19 on Linux): it runs
+/// whenever a core would otherwise idle, and yields at once to request handling. It is not
+/// starved: a nice-19 thread still gets about 1.5% of a busy core (CFS weight 15 against
+/// 1024), so logins keep trickling through even while requests saturate every core.
+fn lower_priority() {
+    let result = thread_priority::set_current_thread_priority(thread_priority::ThreadPriority::Min);
+    if let Err(error) = result {
+        tracing::debug!(error = ?error, "could not lower the priority of a hashing thread");
     }
 }
 
@@ -461,26 +500,28 @@ mod tests {
             )
             .expect("params"),
         );
-        // Hold the only worker and the only queue place.
-        let worker = Arc::clone(&passwords.running)
-            .acquire_owned()
-            .await
-            .expect("permit");
-        let queued = {
+        // Hold the only worker with a job that waits for a signal, and the only queue place.
+        let (release, gate) = std::sync::mpsc::channel::<()>();
+        let holding = {
             let passwords = Arc::clone(&passwords);
-            tokio::spawn(async move { passwords.verify("a".into(), None).await })
+            tokio::spawn(async move { passwords.run(move || gate.recv()).await })
         };
         while passwords.admitted.available_permits() > 1 {
             tokio::task::yield_now().await;
         }
-        let _held = Arc::clone(&passwords.admitted)
-            .try_acquire_owned()
-            .expect("last place");
+        let queued = {
+            let passwords = Arc::clone(&passwords);
+            tokio::spawn(async move { passwords.verify("a".into(), None).await })
+        };
+        while passwords.admitted.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
         assert_eq!(
             passwords.verify("b".into(), None).await,
             Err(PasswordError::Busy)
         );
-        drop(worker);
+        release.send(()).expect("worker waiting");
+        assert!(holding.await.expect("joined").is_ok());
         assert!(
             queued.await.expect("joined").is_ok(),
             "the queued job still runs"
