@@ -41,6 +41,9 @@ pub struct Published {
     /// Trusts exactly the published keys, with the configured issuer, audience and leeway,
     /// and remembers the tokens it accepted.
     pub tokens: TokenCache,
+    /// When the next published key starts signing, if one is waiting: caches of the JWKS
+    /// must expire before then.
+    pub next_activation: Option<i64>,
     next_change: Option<i64>,
 }
 
@@ -79,7 +82,10 @@ pub struct Keys {
     mode: Mode,
     config: Config,
     current: RwLock<Arc<Published>>,
-    /// Why the last refresh failed, for `/readyz`; the previous schedule stays in force.
+    /// The key rows last read, so the schedule still advances (a retired key stops signing
+    /// on time) while the database cannot be read.
+    rows: RwLock<Vec<KeyRow>>,
+    /// Why the last refresh failed, for `/readyz`.
     refresh_error: RwLock<Option<String>>,
 }
 
@@ -87,6 +93,7 @@ impl Keys {
     /// Loads the schedule, creating the first signing key when there is none (or sets up the
     /// HS256 legacy mode).
     pub async fn start(config: &Config, db: &Db) -> anyhow::Result<Arc<Self>> {
+        let mut loaded = Vec::new();
         let (mode, published) = if config.token.algorithm == SigningAlgorithm::HS256 {
             tracing::warn!(
                 "token.algorithm = HS256: every service that verifies tokens must hold the same \
@@ -112,12 +119,14 @@ impl Keys {
                     "the active signing key is not of token.algorithm; `tessera keys rotate` switches"
                 );
             }
+            loaded = rows;
             (Mode::Stored(Box::new(master)), published)
         };
         Ok(Arc::new(Self {
             mode,
             config: config.clone(),
             current: RwLock::new(Arc::new(published)),
+            rows: RwLock::new(loaded),
             refresh_error: RwLock::new(None),
         }))
     }
@@ -132,22 +141,34 @@ impl Keys {
         let Mode::Stored(master) = &self.mode else {
             return Ok(());
         };
-        let outcome = async {
-            let rows = store::list(db).await?;
-            let previous = self.current();
-            stored_published(&self.config, master, &rows, now, Some(&previous.signer))
-        }
-        .await;
+        let previous = self.current();
+        let (rows, read_error) = match store::list(db).await {
+            Ok(rows) => {
+                *self.rows.write().unwrap_or_else(|p| p.into_inner()) = rows.clone();
+                (rows, None)
+            }
+            // Keep following the schedule last read: it already says when each key stops
+            // signing and leaves the JWKS.
+            Err(e) => (
+                self.rows.read().unwrap_or_else(|p| p.into_inner()).clone(),
+                Some(e),
+            ),
+        };
+        let outcome = stored_published(&self.config, master, &rows, now, Some(&previous.signer))
+            .and_then(|published| match read_error {
+                None => Ok(published),
+                Some(e) => {
+                    self.swap(published);
+                    Err(e.context("reading signing keys failed; following the last schedule read"))
+                }
+            });
         let mut error = self
             .refresh_error
             .write()
             .unwrap_or_else(|p| p.into_inner());
         match outcome {
             Ok(published) => {
-                let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-                if !current.same_as(&published) {
-                    *current = Arc::new(published);
-                }
+                self.swap(published);
                 *error = None;
                 Ok(())
             }
@@ -155,6 +176,14 @@ impl Keys {
                 *error = Some(format!("{e:#}"));
                 Err(e)
             }
+        }
+    }
+
+    /// Puts `published` in force unless it changes nothing (keeping the token cache warm).
+    fn swap(&self, published: Published) {
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        if !current.same_as(&published) {
+            *current = Arc::new(published);
         }
     }
 
@@ -197,10 +226,14 @@ impl Keys {
     }
 }
 
-/// Access-token lifetime plus leeway: how long after its retirement a key's tokens can still
-/// be accepted somewhere.
+/// How long after its retirement a key's tokens can still be accepted somewhere: the
+/// access-token lifetime, the leeway, and the time another instance may take to notice the
+/// retirement and stop signing with it.
 pub fn max_token_lifetime(config: &Config) -> i64 {
-    i64::try_from(config.token.access_ttl_secs + config.token.leeway_secs).unwrap_or(i64::MAX)
+    let token = &config.token;
+    i64::try_from(token.access_ttl_secs.saturating_add(token.leeway_secs))
+        .unwrap_or(i64::MAX)
+        .saturating_add(REFRESH_EVERY_SECS)
 }
 
 fn validation(config: &Config) -> Validation {
@@ -234,6 +267,7 @@ fn hs256_published(config: &Config) -> anyhow::Result<Published> {
             Verifier::new(keys, validation(config)),
             TOKEN_CACHE_CAPACITY,
         ),
+        next_activation: None,
         next_change: None,
     })
 }
@@ -254,15 +288,28 @@ fn stored_published(
         Some(signer) if signer.kid() == Some(row.kid.as_str()) => Arc::clone(signer),
         _ => Arc::new(row.signer(master)?),
     };
+    // Only keys whose private part the master key opens, and whose stored public key is that
+    // private key's, are published: a row written by someone without the master key is never
+    // trusted.
+    let mut published = Vec::with_capacity(plan.published.len());
+    for row in &plan.published {
+        match bound_public_key(master, row) {
+            Ok(()) => published.push(*row),
+            Err(e) => {
+                tracing::error!(kid = %row.kid, error = %format!("{e:#}"), "not publishing a signing key")
+            }
+        }
+    }
     let jwks = Jwks {
-        keys: plan
-            .published
-            .iter()
-            .map(|r| r.public_jwk.clone())
-            .collect(),
+        keys: published.iter().map(|r| r.public_jwk.clone()).collect(),
     };
+    let next_activation = published
+        .iter()
+        .map(|r| r.activated_at)
+        .filter(|t| *t > now)
+        .min();
     let body = serde_json::to_vec(&jwks)?;
-    let mut algorithms: Vec<&'static str> = plan.published.iter().map(|r| r.alg.as_str()).collect();
+    let mut algorithms: Vec<&'static str> = published.iter().map(|r| r.alg.as_str()).collect();
     algorithms.sort_unstable();
     algorithms.dedup();
     Ok(Published {
@@ -275,8 +322,28 @@ fn stored_published(
             Verifier::new(KeySet::from_jwks(&jwks), validation(config)),
             TOKEN_CACHE_CAPACITY,
         ),
+        next_activation,
         next_change: plan.next_change,
     })
+}
+
+/// Checks that `row`'s public JWK is the public half of its sealed private key, under its kid.
+fn bound_public_key(master: &MasterKey, row: &KeyRow) -> anyhow::Result<()> {
+    let derived = row
+        .signer(master)?
+        .public_jwk()
+        .context("the key has no public JWK")?;
+    let kid_ok = derived.thumbprint().as_deref() == Some(row.kid.as_str());
+    let same = derived.kty == row.public_jwk.kty
+        && derived.crv == row.public_jwk.crv
+        && derived.x == row.public_jwk.x
+        && derived.y == row.public_jwk.y
+        && row.public_jwk.kid.as_deref() == Some(row.kid.as_str());
+    anyhow::ensure!(
+        kid_ok && same,
+        "its stored public key is not the public half of its private key"
+    );
+    Ok(())
 }
 
 /// A strong ETag: a truncated SHA-256 of the body.

@@ -317,3 +317,79 @@ async fn readyz_reports_the_signing_key() {
     let body: serde_json::Value = app.get("/readyz").await.json().await.expect("json");
     assert_eq!(body["checks"]["keys"], "ok");
 }
+
+on_each_database! {
+    async fn a_key_row_the_master_key_does_not_vouch_for_is_never_published(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let state = &app.state;
+        // Someone with write access to the database but not the master key plants their own
+        // public key, to mint tokens every verifier would trust.
+        let theirs = tessera_token::Signer::from_pkcs8(
+            Algorithm::EdDSA,
+            "",
+            &tessera_token::generate_pkcs8(Algorithm::EdDSA).expect("key"),
+        )
+        .expect("signer");
+        let mut jwk = theirs.public_jwk().expect("jwk");
+        let kid = jwk.thumbprint().expect("kid");
+        jwk.kid = Some(kid.clone());
+        let now = unix_now();
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, alg, public_jwk, private_key, created_at, activated_at, retired_at) \
+             VALUES ($1, 'EdDSA', $2, $3, $4, $5, NULL)",
+        )
+        .bind(&kid)
+        .bind(serde_json::to_string(&jwk).expect("json"))
+        .bind(vec![0u8; 64])
+        .bind(now)
+        .bind(now + 3600)
+        .execute(state.db().pool())
+        .await
+        .expect("planted");
+        state.keys().refresh_at(state.db(), now).await.expect("refresh");
+        let kids: Vec<_> = fetch_jwks(&app).await.keys.into_iter().filter_map(|k| k.kid).collect();
+        assert!(!kids.contains(&kid), "planted key published: {kids:?}");
+        assert_eq!(kids.len(), 1, "the real key still is");
+    }
+}
+
+on_each_database! {
+    async fn jwks_caches_expire_before_a_waiting_key_signs(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let state = &app.state;
+        let master = MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+        let now = unix_now();
+        store::rotate(state.db(), &master, Algorithm::EdDSA, now, 60).await.expect("rotate");
+        state.keys().refresh_at(state.db(), now).await.expect("refresh");
+        let response = app.get("/.well-known/jwks.json").await;
+        let cache_control = response.headers()["cache-control"].to_str().expect("ascii").to_owned();
+        let max_age: i64 = cache_control
+            .strip_prefix("public, max-age=")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        // The new key signs in 60 s: every cache must have refetched well before.
+        assert!(max_age <= 25, "{cache_control}");
+    }
+}
+
+#[tokio::test]
+async fn the_schedule_advances_while_the_database_cannot_be_read() {
+    let app = spawn_app().await;
+    let state = &app.state;
+    let master =
+        MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+    let now = unix_now();
+    let new = store::rotate(state.db(), &master, Algorithm::EdDSA, now, 300)
+        .await
+        .expect("rotate");
+    state
+        .keys()
+        .refresh_at(state.db(), now)
+        .await
+        .expect("refresh");
+    state.db().close().await;
+    // The database is gone when the old key retires; the new key must sign all the same.
+    let result = state.keys().refresh_at(state.db(), now + 300).await;
+    assert!(result.is_err(), "the failure is reported");
+    assert_eq!(state.keys().current().signer.kid(), Some(new.kid.as_str()));
+}
