@@ -100,11 +100,23 @@ pub async fn refresh(
             }
         }
     };
-    let delivery = request.delivery.unwrap_or(if from_cookie {
-        Delivery::Cookie
-    } else {
-        Delivery::Body
-    });
+    // A token from an HttpOnly cookie goes back into cookies, never into a body a script
+    // could read; tokens from a body may go into cookies only for an allowed page.
+    let delivery = match (from_cookie, request.delivery) {
+        (true, Some(Delivery::Body)) => {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "a refresh token from the cookie is answered with cookies only",
+            ));
+        }
+        (true, _) => Delivery::Cookie,
+        (false, Some(Delivery::Cookie)) => {
+            auth.csrf.check_origin(&headers)?;
+            Delivery::Cookie
+        }
+        (false, _) => Delivery::Body,
+    };
     let outcome = async {
         let token =
             RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
@@ -235,10 +247,12 @@ pub async fn change_password(
     let stored = users::password_hash(db, caller.user_id())
         .await
         .map_err(db_error)?;
-    let verified = passwords.verify(request.current_password, stored).await?;
+    let verified = passwords
+        .verify(request.current_password, stored.clone())
+        .await?;
     let actor = caller.actor();
     let user = &caller.info.user;
-    if !verified.ok {
+    let Some(expected) = stored.filter(|_| verified.ok) else {
         let mut tx = db.begin_write().await.map_err(db_error)?;
         audit::record(
             &mut tx,
@@ -260,12 +274,27 @@ pub async fn change_password(
             "invalid_credentials",
             "the current password is wrong",
         ));
-    }
+    };
     let hash = passwords.hash(request.new_password).await?;
     let mut tx = db.begin_write().await.map_err(db_error)?;
-    users::replace_password_hash(&mut tx, user, &hash, "password.changed", &actor, &origin)
-        .await
-        .map_err(db_error)?;
+    let swapped = users::swap_password_hash(
+        &mut tx,
+        user,
+        &expected,
+        &hash,
+        "password.changed",
+        &actor,
+        &origin,
+    )
+    .await
+    .map_err(db_error)?;
+    if !swapped {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "password_changed_meanwhile",
+            "the password was changed by another request; log in again",
+        ));
+    }
     let revoked = sessions::revoke(
         &mut tx,
         Scope::AllOfExcept(&user.id, caller.session_id()),

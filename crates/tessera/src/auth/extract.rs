@@ -10,6 +10,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tessera_token::{AccessClaims, Credential, extract_token, unix_now};
 
+use super::tokens::SESSION_CLIENT_ID;
 use crate::AppState;
 use crate::audit::Actor;
 use crate::http::ApiError;
@@ -82,11 +83,16 @@ impl FromRequestParts<AppState> for Authenticated {
                 format!("the access token is not valid: {e}"),
             )
         })?;
-        let Some(sid) = claims.sid.as_deref() else {
-            return Err(ApiError::unauthorized(
-                "invalid_token",
-                "this endpoint needs a user session's token",
-            ));
+        // Only tokens of Tessera's own sessions: a token issued to another OAuth client, even
+        // one naming a session, does not act for the user here.
+        let sid = match claims.sid.as_deref() {
+            Some(sid) if claims.client_id == SESSION_CLIENT_ID => sid,
+            _ => {
+                return Err(ApiError::unauthorized(
+                    "invalid_token",
+                    "this endpoint needs a user session's token",
+                ));
+            }
         };
         let now = unix_now();
         let lookup = state

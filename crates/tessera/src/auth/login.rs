@@ -88,8 +88,8 @@ pub async fn login(
     let stored = account.as_ref().and_then(|(_, hash)| hash.clone());
     let verified = state.passwords().verify(request.password, stored).await?;
 
-    let user = match account {
-        Some((user, _)) if verified.ok => user,
+    let (user, verified_hash) = match account {
+        Some((user, Some(hash))) if verified.ok => (user, hash),
         account => {
             let reason = match (&tenant_id, &account) {
                 (None, _) => "unknown_tenant",
@@ -117,9 +117,28 @@ pub async fn login(
     }
 
     let mut tx = db.begin_write().await.map_err(db_error)?;
-    users::record_login(&mut tx, &user.id, verified.upgraded.as_deref(), unix_now())
-        .await
-        .map_err(db_error)?;
+    let still_valid = users::record_login(
+        &mut tx,
+        &user.id,
+        &verified_hash,
+        verified.upgraded.as_deref(),
+        unix_now(),
+    )
+    .await
+    .map_err(db_error)?;
+    if !still_valid {
+        // The password was reset or the account disabled while this login was verifying.
+        drop(tx);
+        login_failed(
+            &state,
+            Some(&user.tenant_id),
+            Some(&user),
+            "changed_meanwhile",
+            &origin,
+        )
+        .await?;
+        return Err(invalid_credentials());
+    }
     let (session, refresh) = state
         .sessions()
         .create(

@@ -129,21 +129,30 @@ impl Passwords {
         let argon = Arc::clone(&self.argon);
         let dummy = Arc::clone(&self.dummy);
         self.run(move || {
-            let Some(stored) = stored else {
+            // Every failure costs one verification at the configured cost: an unknown account
+            // checks a dummy hash, and so does a wrong password against a cheaper legacy hash,
+            // so the answer's timing never tells which accounts exist or were imported.
+            let dummy_check = || {
                 let dummy = dummy.get_or_init(|| {
                     argon_hash(&argon, uuid::Uuid::new_v4().as_bytes()).unwrap_or_default()
                 });
                 let _ = verify_stored(&argon, password.as_bytes(), dummy);
+            };
+            let Some(stored) = stored else {
+                dummy_check();
                 return Ok(Verified {
                     ok: false,
                     upgraded: None,
                 });
             };
             let (ok, needs_upgrade) = verify_stored(&argon, password.as_bytes(), &stored);
-            let upgraded = if ok && needs_upgrade {
-                Some(argon_hash(&argon, password.as_bytes())?)
-            } else {
-                None
+            let upgraded = match (ok, needs_upgrade) {
+                (true, true) => Some(argon_hash(&argon, password.as_bytes())?),
+                (false, true) => {
+                    dummy_check();
+                    None
+                }
+                _ => None,
             };
             Ok(Verified { ok, upgraded })
         })
@@ -485,6 +494,22 @@ mod tests {
             passwords.verify(long, Some("$2a$05$x".into())).await,
             Err(PasswordError::TooLong),
             "refused before any hashing"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_wrong_password_against_a_cheap_legacy_hash_still_costs_a_full_verification() {
+        let passwords = service();
+        let django = "pbkdf2_sha256$1000$saltsalt$qQDPSZa3Ormyy9oK1Pu0ZLLwP2Svzmx3yu8OvDdq/J0=";
+        assert!(passwords.dummy.get().is_none());
+        let verified = passwords
+            .verify("not the password".into(), Some(django.into()))
+            .await
+            .expect("checked");
+        assert!(!verified.ok);
+        assert!(
+            passwords.dummy.get().is_some(),
+            "the Argon2id dummy was verified too, as for an unknown account"
         );
     }
 

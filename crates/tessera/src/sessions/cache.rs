@@ -21,8 +21,9 @@ const ENTRY_TTL_SECS: i64 = 30;
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// How far back each poll looks again, covering clock differences between instances and
-/// transactions that committed after the previous poll but carry an earlier time.
-const POLL_OVERLAP_SECS: i64 = 5;
+/// transactions that committed after the previous poll but carry an earlier time. As long as
+/// an entry lives: a revocation older than that is caught by re-reading the entry anyway.
+const POLL_OVERLAP_SECS: i64 = ENTRY_TTL_SECS;
 
 /// Most sessions remembered; beyond it, stale entries go first.
 const CAPACITY: usize = 100_000;
@@ -97,6 +98,12 @@ impl SessionCache {
         let Some(info) = load(db, id, now).await? else {
             return Ok(Lookup::Ended);
         };
+        // Revoked or past its absolute end: final, so remembered as such and never read
+        // again for the tokens still presented with it.
+        if info.session.revoked_at.is_some() || now >= info.session.absolute_expires_at {
+            self.revoke([id], now);
+            return Ok(Lookup::Ended);
+        }
         let live = info.session.is_live(now);
         let stored = self.put(info);
         Ok(match stored {

@@ -322,6 +322,11 @@ impl Sessions {
         let now = unix_now();
         let hash = presented.hash();
         let successor = presented.successor(&self.successor_key);
+        // A token this server never issued is answered from one read, before anything that
+        // would queue behind the writers.
+        let Some(session_id) = self.session_of(db, presented).await? else {
+            return Err(RefreshError::Unknown);
+        };
         let turn = db.write_turn().await;
         sqlx::query(RECORD_SUCCESSOR)
             .bind(successor.hash())
@@ -346,14 +351,13 @@ impl Sessions {
             });
         }
 
-        // Not rotated: an unknown token, a dead session, the other tab, or reuse.
+        // Not rotated: a dead session, the other tab, or reuse.
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, s.refresh_hash, s.previous_refresh_hash, s.refreshed_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.id = (SELECT session_id FROM refresh_tokens WHERE token_hash = $1)"
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&hash)
+            .bind(&session_id)
             .fetch_optional(db.pool())
             .await?;
         let Some(row) = row else {
@@ -369,7 +373,24 @@ impl Sessions {
         let within_grace = refreshed_at.is_some_and(|t| now.saturating_sub(t) <= self.grace);
         if previous.as_deref() == Some(hash.as_str()) && current == successor.hash() && within_grace
         {
-            // The other tab's refresh: the same successor, nothing written.
+            // The other tab's refresh: the same successor. On record, since a copy of the token
+            // in other hands would also get here within the window.
+            let mut tx = db.begin_write().await?;
+            audit::record(
+                &mut tx,
+                &audit::Event {
+                    action: "refresh.grace",
+                    actor: &Actor::User(session.user_id.clone()),
+                    tenant_id: Some(&session.tenant_id),
+                    target: Some(("session", &session.id)),
+                    success: true,
+                    reason: None,
+                    origin,
+                    details: None,
+                },
+            )
+            .await?;
+            tx.commit().await?;
             return Ok(Rotation {
                 token: successor,
                 session,

@@ -376,33 +376,55 @@ pub async fn find_in_tenant(db: &Db, tenant_id: &str, id: &str) -> Result<User, 
 
 /// Records a successful login: its time and, when the password was checked against a legacy
 /// or weaker hash, the Argon2id replacement. On `conn`, the login's transaction.
+///
+/// Only if the account still has the hash the password was checked against and is still
+/// active: a reset, change or disable that committed while the password was being verified
+/// wins, and the login must fail (`Ok(false)`) rather than open a session after it.
 pub async fn record_login(
     conn: &mut AnyConnection,
     user_id: &str,
+    verified_hash: &str,
     upgraded_hash: Option<&str>,
     now: i64,
-) -> Result<(), sqlx::Error> {
-    match upgraded_hash {
-        Some(hash) => {
-            sqlx::query(
-                "UPDATE users SET last_login_at = $1, password_hash = $2, updated_at = $1 \
-                 WHERE id = $3",
-            )
-            .bind(now)
-            .bind(hash)
-            .bind(user_id)
-            .execute(conn)
-            .await?
-        }
-        None => {
-            sqlx::query("UPDATE users SET last_login_at = $1 WHERE id = $2")
-                .bind(now)
-                .bind(user_id)
-                .execute(conn)
-                .await?
-        }
-    };
-    Ok(())
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET last_login_at = $1, password_hash = $2 \
+         WHERE id = $3 AND password_hash = $4 AND active = 1",
+    )
+    .bind(now)
+    .bind(upgraded_hash.unwrap_or(verified_hash))
+    .bind(user_id)
+    .bind(verified_hash)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Replaces the password hash only if it is still `expected` (the one the current password
+/// was checked against); `Ok(false)` when it changed meanwhile. Audited as `action`.
+pub async fn swap_password_hash(
+    conn: &mut AnyConnection,
+    user: &User,
+    expected: &str,
+    hash: &str,
+    action: &'static str,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
+    )
+    .bind(hash)
+    .bind(tessera_token::unix_now())
+    .bind(&user.id)
+    .bind(expected)
+    .execute(&mut *conn)
+    .await?;
+    if done.rows_affected() != 1 {
+        return Ok(false);
+    }
+    record_change(conn, user, action, actor, origin).await?;
+    Ok(true)
 }
 
 /// The audit event of a successful change to `user`, on the change's transaction.

@@ -349,3 +349,67 @@ async fn a_login_flood_beyond_the_queue_is_shed_with_503_while_me_keeps_answerin
     }
     assert!(shed > 0, "a queue of one cannot hold 24 logins");
 }
+
+on_each_database! {
+    async fn a_login_verified_against_a_hash_replaced_meanwhile_opens_no_session(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let user = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let old_hash = tessera::users::password_hash(app.state.db(), &user.id).await.expect("hash").expect("set");
+        // An operator resets the password while a login is still checking the old one.
+        let new_hash = app.state.passwords().hash("an entirely new secret".into()).await.expect("hash");
+        let revoked = tessera::users::set_password_hash(
+            app.state.db(),
+            &user,
+            &new_hash,
+            "user.password_reset",
+            &tessera::audit::Actor::System,
+            &tessera::audit::Origin::default(),
+        )
+        .await
+        .expect("reset");
+        revoked.apply(app.state.sessions());
+        let mut conn = app.state.db().pool().acquire().await.expect("connection");
+        let recorded = tessera::users::record_login(&mut conn, &user.id, &old_hash, None, tessera_token::unix_now())
+            .await
+            .expect("query");
+        assert!(!recorded, "the login that checked the old hash must fail");
+        let stored = tessera::users::password_hash(app.state.db(), &user.id).await.expect("hash").expect("set");
+        assert_eq!(stored, new_hash, "and must not write the old password back");
+    }
+}
+
+#[tokio::test]
+async fn a_token_of_another_client_does_not_act_for_the_session() {
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", PASSWORD, &["user"], None)
+        .await;
+    let tokens = app.login("ada@example.com", PASSWORD).await;
+    let access = tokens["access_token"].as_str().expect("token");
+    let mut claims = app
+        .state
+        .keys()
+        .current()
+        .verify(access)
+        .expect("valid")
+        .as_ref()
+        .clone();
+    claims.client_id = "some-oauth-client".into();
+    claims.jti = "another".into();
+    let foreign = app
+        .state
+        .keys()
+        .current()
+        .signer
+        .sign(&claims)
+        .expect("signed");
+    problem(
+        app.get_bearer("/api/v1/auth/me", &foreign).await,
+        401,
+        "invalid_token",
+    )
+    .await;
+    assert_eq!(
+        app.get_bearer("/api/v1/auth/me", access).await.status(),
+        200
+    );
+}

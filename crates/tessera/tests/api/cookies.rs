@@ -135,6 +135,18 @@ on_each_database! {
                 .send()
         };
         problem(refresh("forged").await.expect("sent"), 403, "csrf_failed").await;
+        // A script on the page must not trade the HttpOnly cookie for tokens it can read.
+        let to_body = app
+            .client
+            .post(app.url("/api/v1/auth/refresh"))
+            .header("cookie", format!("refresh_token={}; csrf_token={}", browser.refresh, browser.csrf))
+            .header("origin", &browser.origin)
+            .header("x-csrf-token", browser.csrf.clone())
+            .json(&json!({"delivery": "body"}))
+            .send()
+            .await
+            .expect("sent");
+        problem(to_body, 422, "validation_failed").await;
         let response = refresh(&browser.csrf).await.expect("sent");
         assert_eq!(response.status(), 200);
         let cookies = set_cookies(&response);
