@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
+use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::bootstrap;
 use crate::{auth, health, http, keys, oauth, sessions};
@@ -38,6 +39,8 @@ struct Inner {
     sessions: Arc<Sessions>,
     /// Cookie names and CSRF protection for browsers.
     auth: Arc<Auth>,
+    /// Role definitions and permission checks.
+    rbac: Arc<Rbac>,
 }
 
 impl AppState {
@@ -69,6 +72,11 @@ impl AppState {
     /// Browser authentication settings.
     pub fn auth(&self) -> &Auth {
         &self.inner.auth
+    }
+
+    /// Roles and permissions.
+    pub fn rbac(&self) -> &Rbac {
+        &self.inner.rbac
     }
 }
 
@@ -123,6 +131,7 @@ impl Application {
                 passwords,
                 sessions,
                 auth,
+                rbac: Arc::new(Rbac::new()),
             }),
         };
         let router = router(state.clone());

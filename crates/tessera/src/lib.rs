@@ -14,6 +14,7 @@ pub mod health;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod rbac;
 pub mod sessions;
 pub mod telemetry;
 pub mod users;

@@ -14,6 +14,7 @@ use super::tokens::SESSION_CLIENT_ID;
 use crate::AppState;
 use crate::audit::Actor;
 use crate::http::ApiError;
+use crate::rbac::Permission;
 use crate::sessions::cache::{Lookup, SessionInfo};
 
 /// A request made within a live session.
@@ -48,9 +49,28 @@ impl Authenticated {
         Actor::User(self.user_id().to_owned())
     }
 
-    /// Whether the token carries `role`.
-    pub fn has_role(&self, role: &str) -> bool {
-        self.claims.roles.iter().any(|r| r == role)
+    /// Succeeds when one of the caller's roles grants `wanted` (`resource:action`) in the
+    /// caller's tenant; otherwise 403 naming the permission.
+    pub async fn require(&self, state: &AppState, wanted: &str) -> Result<(), ApiError> {
+        let permission = Permission::parse(wanted).map_err(ApiError::internal)?;
+        let allowed = state
+            .rbac()
+            .allows(
+                state.db(),
+                self.tenant_id(),
+                &self.claims.roles,
+                &permission,
+            )
+            .await
+            .map_err(ApiError::internal)?;
+        if allowed {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(
+                "forbidden",
+                format!("this needs the permission `{permission}`"),
+            ))
+        }
     }
 }
 

@@ -109,19 +109,15 @@ async fn revoke_others(
     Ok(Json(RevokedCount { revoked }))
 }
 
-/// The user `id` when the caller administers its tenant; 403 for non-admins, 404 for anyone
-/// outside the tenant.
+/// The user `id` when the caller holds `permission` in its tenant; 403 without it, 404 for
+/// anyone outside the tenant.
 async fn administered_user(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
+    permission: &str,
 ) -> Result<users::User, ApiError> {
-    if !caller.has_role("admin") {
-        return Err(ApiError::forbidden(
-            "forbidden",
-            "this needs the admin role in the tenant",
-        ));
-    }
+    caller.require(state, permission).await?;
     match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
         Ok(user) => Ok(user),
         Err(UserError::NotFound) => Err(ApiError::not_found()),
@@ -135,7 +131,7 @@ async fn list_for_admin(
     Path(id): Path<String>,
     page: PageRequest,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let user = administered_user(&state, &caller, &id).await?;
+    let user = administered_user(&state, &caller, &id, "sessions:read").await?;
     let page = page_of(&state, &user.id, Some(caller.session_id()), page).await?;
     Ok(Json(page))
 }
@@ -146,7 +142,7 @@ async fn revoke_all_for_admin(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<RevokedCount>, ApiError> {
-    let user = administered_user(&state, &caller, &id).await?;
+    let user = administered_user(&state, &caller, &id, "sessions:revoke").await?;
     let revoked = revoke(
         &state,
         &caller,

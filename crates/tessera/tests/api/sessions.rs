@@ -189,7 +189,8 @@ on_each_database! {
         problem(app.get_bearer(&format!("/api/v1/admin/users/{}/sessions", stranger.id), admin_token).await, 404, "not_found").await;
         problem(app.post_bearer(&format!("/api/v1/admin/users/{}/sessions/revoke-all", stranger.id), admin_token).await, 404, "not_found").await;
 
-        problem(app.get_bearer(&format!("/api/v1/admin/users/{}/sessions", ada.id), ada_token).await, 403, "forbidden").await;
+        let denied = problem(app.get_bearer(&format!("/api/v1/admin/users/{}/sessions", ada.id), ada_token).await, 403, "forbidden").await;
+        assert!(denied["detail"].as_str().is_some_and(|d| d.contains("sessions:read")), "{denied}");
 
         let response = app.post_bearer(&format!("/api/v1/admin/users/{}/sessions/revoke-all", ada.id), admin_token).await;
         let revoked: serde_json::Value = response.json().await.expect("JSON");
@@ -247,5 +248,37 @@ on_each_database! {
             .await
             .expect("count");
         assert_eq!(rows, 3, "t0, t1, t2: a made-up token writes nothing");
+    }
+}
+
+on_each_database! {
+    async fn what_a_role_may_do_follows_its_permissions(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        sqlx::query(
+            "INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) \
+             VALUES ($1, 'support', 'Looks at sessions', '[\"sessions:read\"]', 0, 0, 0)",
+        )
+        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .execute(app.state.db().pool())
+        .await
+        .expect("custom role");
+        let ada = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        app.create_user("vic@example.com", PASSWORD, &["viewer"], None).await;
+        app.create_user("sam@example.com", PASSWORD, &["support"], None).await;
+        app.login("ada@example.com", PASSWORD).await;
+        let list = format!("/api/v1/admin/users/{}/sessions", ada.id);
+        let revoke_all = format!("/api/v1/admin/users/{}/sessions/revoke-all", ada.id);
+        for (who, can_list) in [("vic@example.com", true), ("sam@example.com", true)] {
+            let token = app.login(who, PASSWORD).await["access_token"].as_str().expect("t").to_owned();
+            assert_eq!(app.get_bearer(&list, &token).await.status() == 200, can_list, "{who} lists");
+            // Reading everything is not changing anything.
+            problem(app.post_bearer(&revoke_all, &token).await, 403, "forbidden").await;
+        }
+        let roles: Vec<String> = sqlx::query_scalar("SELECT name FROM roles WHERE tenant_id = $1 ORDER BY name")
+            .bind(tessera::rbac::SYSTEM_TENANT_ID)
+            .fetch_all(app.state.db().pool())
+            .await
+            .expect("system roles");
+        assert_eq!(roles, ["admin", "platform_admin"]);
     }
 }
