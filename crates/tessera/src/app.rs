@@ -18,7 +18,7 @@ use crate::keys::master::{Generate, MasterKey};
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::bootstrap;
-use crate::{auth, health, http, keys, oauth, sessions};
+use crate::{auth, health, http, keys, oauth, rbac, sessions};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -178,6 +178,7 @@ fn router(state: AppState) -> Router {
         .merge(oauth::router())
         .merge(auth::router())
         .merge(sessions::routes::router())
+        .merge(rbac::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -3,6 +3,8 @@
 //! its roles grants. Built-in roles: `admin` (`*:*`), `user` (`profile:*`), `viewer`
 //! (`*:read`); the `system` tenant's `platform_admin` manages every tenant.
 
+pub mod routes;
+
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};

@@ -10,5 +10,6 @@ mod health;
 mod interop;
 mod keys;
 mod migrations;
+mod roles;
 mod sessions;
 mod users;
