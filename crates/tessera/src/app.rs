@@ -17,7 +17,7 @@ use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
-use crate::users::bootstrap;
+use crate::users::{self, bootstrap};
 use crate::{auth, health, http, keys, oauth, rbac, sessions};
 
 /// State shared by every handler; cheap to clone.
@@ -179,6 +179,7 @@ fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(sessions::routes::router())
         .merge(rbac::routes::router())
+        .merge(users::admin::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

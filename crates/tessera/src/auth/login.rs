@@ -24,9 +24,6 @@ use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, UserError};
 /// Longest login name or email considered; longer input cannot name an account.
 const MAX_LOGIN_BYTES: usize = 320;
 
-/// Longest first or last name.
-const MAX_NAME_CHARS: usize = 100;
-
 /// The login request.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -233,23 +230,6 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-/// A username: 3 to 64 of lowercase-insensitive letters, digits, `.`, `_`, `-`; never an
-/// `@`, so a login is unambiguously an email or a username.
-fn check_username(name: &str) -> Result<(), ApiError> {
-    let ok = (3..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "invalid_username",
-            "a username has 3 to 64 letters, digits, `.`, `_` or `-`",
-        ))
-    }
-}
-
 /// Creates an account when `auth.registration = "open"`.
 pub async fn register(
     State(state): State<AppState>,
@@ -264,21 +244,12 @@ pub async fn register(
     }
     let email = Email::parse(&request.email).map_err(|e| invalid("invalid_email", e))?;
     if let Some(username) = &request.username {
-        check_username(username)?;
+        users::check_username(username).map_err(|e| invalid("invalid_username", e))?;
     }
-    for (field, value) in [
-        ("first_name", &request.first_name),
-        ("last_name", &request.last_name),
-    ] {
-        if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
-            return Err(invalid(
-                "validation_failed",
-                format!(
-                    "`{field}` has at most {MAX_NAME_CHARS} characters and no control characters"
-                ),
-            ));
-        }
-    }
+    users::check_name("first_name", &request.first_name)
+        .map_err(|e| invalid("validation_failed", e))?;
+    users::check_name("last_name", &request.last_name)
+        .map_err(|e| invalid("validation_failed", e))?;
     let db = state.db();
     let tenant_id = match request.tenant.as_deref() {
         None => DEFAULT_TENANT_ID.to_owned(),

@@ -113,6 +113,17 @@ impl Rbac {
         }))
     }
 
+    /// The permissions of role `name` in `tenant_id`, or `None` when the tenant has no such
+    /// role.
+    pub async fn role(
+        &self,
+        db: &Db,
+        tenant_id: &str,
+        name: &str,
+    ) -> Result<Option<Arc<[Permission]>>, sqlx::Error> {
+        Ok(self.tenant(db, tenant_id).await?.roles.get(name).cloned())
+    }
+
     /// Forgets a tenant's roles after they changed here.
     pub fn invalidate(&self, tenant_id: &str) {
         self.tenants

@@ -1,6 +1,7 @@
 //! Tenants and users: validated identifiers, the queries behind accounts, and the bootstrap
 //! admin created on the first start.
 
+pub mod admin;
 pub mod bootstrap;
 
 use std::fmt;
@@ -61,6 +62,33 @@ impl fmt::Display for Email {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.raw)
     }
+}
+
+/// Longest first or last name, in characters.
+pub const MAX_NAME_CHARS: usize = 100;
+
+/// A username: 3 to 64 letters, digits, `.`, `_`, `-`; never an `@`, so a login is
+/// unambiguously an email or a username.
+pub fn check_username(name: &str) -> Result<(), String> {
+    let ok = (3..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err("a username has 3 to 64 letters, digits, `.`, `_` or `-`".to_owned())
+    }
+}
+
+/// A first or last name: at most [`MAX_NAME_CHARS`] characters, no control characters.
+pub fn check_name(field: &str, value: &str) -> Result<(), String> {
+    if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+        return Err(format!(
+            "`{field}` has at most {MAX_NAME_CHARS} characters and no control characters"
+        ));
+    }
+    Ok(())
 }
 
 /// What a new account needs.

@@ -2,6 +2,7 @@
 
 mod helpers;
 
+mod admin_users;
 mod auth;
 mod cli;
 mod cookies;

@@ -1,0 +1,515 @@
+//! `/api/v1/admin/users`: a tenant's accounts for callers holding `users:*` permissions in it.
+//! Another tenant's account is answered exactly like a missing one. Giving someone a role
+//! needs every permission that role grants: nobody hands out more than they hold.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tessera_token::unix_now;
+
+use super::{Email, NewUser, User, UserError};
+use crate::AppState;
+use crate::audit::{self, Origin};
+use crate::auth::Authenticated;
+use crate::auth::login::db_error;
+use crate::http::client::Client;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::{ApiError, Json};
+use crate::sessions::{self, Scope};
+
+/// Most roles one account may hold.
+const MAX_ROLES: usize = 32;
+
+/// Longest search text.
+const MAX_QUERY: usize = 100;
+
+/// The user routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/users", get(list).post(create))
+        .route(
+            "/api/v1/admin/users/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/admin/users/{id}/password", post(reset_password))
+}
+
+/// An account as administrators see it.
+#[derive(Debug, Clone, Serialize)]
+pub struct UserView {
+    /// The account.
+    #[serde(flatten)]
+    pub user: User,
+    /// Its role names, sorted.
+    pub roles: Vec<String>,
+}
+
+fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+fn user_error(error: UserError) -> ApiError {
+    match error {
+        UserError::NotFound => ApiError::not_found(),
+        UserError::Conflict => ApiError::new(
+            StatusCode::CONFLICT,
+            "account_exists",
+            "an account with this email or username already exists in the tenant",
+        ),
+        UserError::Database(e) => db_error(e),
+    }
+}
+
+/// The account `id` of the caller's tenant, after checking `permission`.
+async fn administered(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+    permission: &str,
+) -> Result<User, ApiError> {
+    caller.require(state, permission).await?;
+    super::find_in_tenant(state.db(), caller.tenant_id(), id)
+        .await
+        .map_err(user_error)
+}
+
+/// Checks that every role exists in the caller's tenant and that the caller holds every
+/// permission each grants; returns them sorted, without duplicates.
+async fn grantable_roles(
+    state: &AppState,
+    caller: &Authenticated,
+    roles: &[String],
+) -> Result<Vec<String>, ApiError> {
+    if roles.len() > MAX_ROLES {
+        return Err(invalid(
+            "validation_failed",
+            format!("an account holds at most {MAX_ROLES} roles"),
+        ));
+    }
+    let rbac = state.rbac();
+    for role in roles {
+        let Some(permissions) = rbac
+            .role(state.db(), caller.tenant_id(), role)
+            .await
+            .map_err(db_error)?
+        else {
+            return Err(invalid(
+                "unknown_role",
+                format!("the tenant has no role `{}`", role.escape_debug()),
+            ));
+        };
+        for permission in permissions.iter() {
+            let held = rbac
+                .allows(
+                    state.db(),
+                    caller.tenant_id(),
+                    &caller.claims.roles,
+                    permission,
+                )
+                .await
+                .map_err(db_error)?;
+            if !held {
+                return Err(ApiError::forbidden(
+                    "forbidden",
+                    format!("role `{role}` grants `{permission}`, which you do not hold"),
+                ));
+            }
+        }
+    }
+    let mut sorted = roles.to_vec();
+    sorted.sort();
+    sorted.dedup();
+    Ok(sorted)
+}
+
+/// `?q=` narrows the list to emails, usernames and names containing it.
+#[derive(Deserialize)]
+struct Search {
+    #[serde(default)]
+    q: String,
+}
+
+/// `%text%` for `LIKE … ESCAPE '\'`, the text's own wildcards escaped.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+async fn roles_of(state: &AppState, users: &[User]) -> Result<Vec<Vec<String>>, ApiError> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
+    let sql = format!(
+        "SELECT user_id, role FROM user_roles WHERE user_id IN ({}) ORDER BY role",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
+    for user in users {
+        query = query.bind(&user.id);
+    }
+    let rows = query.fetch_all(state.db().pool()).await.map_err(db_error)?;
+    Ok(users
+        .iter()
+        .map(|u| {
+            rows.iter()
+                .filter(|(id, _)| id == &u.id)
+                .map(|(_, role)| role.clone())
+                .collect()
+        })
+        .collect())
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    page: PageRequest,
+    Query(search): Query<Search>,
+) -> Result<Json<Page<UserView>>, ApiError> {
+    caller.require(&state, "users:read").await?;
+    if search.q.chars().count() > MAX_QUERY {
+        return Err(invalid(
+            "validation_failed",
+            format!("`q` has at most {MAX_QUERY} characters"),
+        ));
+    }
+    let filter = if search.q.trim().is_empty() {
+        ""
+    } else {
+        " AND (email_normalized LIKE $2 ESCAPE '\\' OR username_normalized LIKE $2 ESCAPE '\\' \
+         OR LOWER(first_name) LIKE $2 ESCAPE '\\' OR LOWER(last_name) LIKE $2 ESCAPE '\\')"
+    };
+    let pattern = like_pattern(search.q.trim());
+    let pool = state.db().pool();
+    let count_sql = format!("SELECT COUNT(*) FROM users WHERE tenant_id = $1{filter}");
+    let mut count =
+        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(caller.tenant_id());
+    if !filter.is_empty() {
+        count = count.bind(&pattern);
+    }
+    let total = count.fetch_one(pool).await.map_err(db_error)?;
+    let (limit, offset) = if filter.is_empty() {
+        ("$2", "$3")
+    } else {
+        ("$3", "$4")
+    };
+    let sql = format!(
+        "SELECT {} FROM users WHERE tenant_id = $1{filter} \
+         ORDER BY email_normalized LIMIT {limit} OFFSET {offset}",
+        super::USER_COLUMNS
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(caller.tenant_id());
+    if !filter.is_empty() {
+        query = query.bind(&pattern);
+    }
+    let rows = query
+        .bind(page.limit())
+        .bind(page.offset())
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let users: Vec<User> = rows
+        .iter()
+        .map(super::row_to_user)
+        .collect::<Result<_, _>>()
+        .map_err(db_error)?;
+    let roles = roles_of(&state, &users).await?;
+    let items = users
+        .into_iter()
+        .zip(roles)
+        .map(|(user, roles)| UserView { user, roles })
+        .collect();
+    Ok(Json(page.page(items, total)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    let user = administered(&state, &caller, &id, "users:read").await?;
+    let roles = super::roles(state.db(), &user.id)
+        .await
+        .map_err(user_error)?;
+    Ok(Json(UserView { user, roles }))
+}
+
+/// A new account.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewAccount {
+    email: String,
+    /// Without one, the account cannot log in until a password is set.
+    password: Option<String>,
+    username: Option<String>,
+    #[serde(default)]
+    first_name: String,
+    #[serde(default)]
+    last_name: String,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Json(new): Json<NewAccount>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, "users:create").await?;
+    let email = Email::parse(&new.email).map_err(|e| invalid("invalid_email", e))?;
+    if let Some(username) = &new.username {
+        super::check_username(username).map_err(|e| invalid("invalid_username", e))?;
+    }
+    super::check_name("first_name", &new.first_name)
+        .map_err(|e| invalid("validation_failed", e))?;
+    super::check_name("last_name", &new.last_name).map_err(|e| invalid("validation_failed", e))?;
+    let roles = grantable_roles(&state, &caller, &new.roles).await?;
+    let password_hash = match new.password {
+        Some(password) => Some(state.passwords().hash(password).await?),
+        None => None,
+    };
+    let account = NewUser {
+        tenant_id: caller.tenant_id().to_owned(),
+        email,
+        username: new.username,
+        first_name: new.first_name.trim().to_owned(),
+        last_name: new.last_name.trim().to_owned(),
+        password_hash,
+        roles: roles.clone(),
+    };
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let user = super::create(&mut tx, &account, &caller.actor(), &origin)
+        .await
+        .map_err(user_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok((StatusCode::CREATED, Json(UserView { user, roles })).into_response())
+}
+
+/// Changes to an account; absent fields stay as they are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccountChange {
+    first_name: Option<String>,
+    last_name: Option<String>,
+    active: Option<bool>,
+    roles: Option<Vec<String>>,
+}
+
+async fn record(
+    conn: &mut sqlx::AnyConnection,
+    caller: &Authenticated,
+    action: &'static str,
+    user: &User,
+    origin: &Origin,
+    details: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    audit::record(
+        conn,
+        &audit::Event {
+            action,
+            actor: &caller.actor(),
+            tenant_id: Some(&user.tenant_id),
+            target: Some(("user", &user.id)),
+            success: true,
+            reason: None,
+            origin,
+            details,
+        },
+    )
+    .await
+    .map_err(db_error)
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    Json(change): Json<AccountChange>,
+) -> Result<Json<UserView>, ApiError> {
+    let mut user = administered(&state, &caller, &id, "users:update").await?;
+    let current_roles = super::roles(state.db(), &user.id)
+        .await
+        .map_err(user_error)?;
+    let new_roles = match &change.roles {
+        Some(roles) => {
+            // Only roles being added need the caller's permissions; taking one away does not.
+            let added: Vec<String> = roles
+                .iter()
+                .filter(|r| !current_roles.contains(r))
+                .cloned()
+                .collect();
+            grantable_roles(&state, &caller, &added).await?;
+            let mut all = roles.clone();
+            all.sort();
+            all.dedup();
+            if all.len() > MAX_ROLES {
+                return Err(invalid(
+                    "validation_failed",
+                    format!("an account holds at most {MAX_ROLES} roles"),
+                ));
+            }
+            Some(all)
+        }
+        None => None,
+    };
+    for (field, value) in [
+        ("first_name", &change.first_name),
+        ("last_name", &change.last_name),
+    ] {
+        if let Some(value) = value {
+            super::check_name(field, value).map_err(|e| invalid("validation_failed", e))?;
+        }
+    }
+
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut revoked = sessions::Revoked::default();
+    if change.first_name.is_some() || change.last_name.is_some() {
+        user.first_name = change
+            .first_name
+            .map_or(user.first_name, |n| n.trim().to_owned());
+        user.last_name = change
+            .last_name
+            .map_or(user.last_name, |n| n.trim().to_owned());
+        sqlx::query(
+            "UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(&user.first_name)
+        .bind(&user.last_name)
+        .bind(unix_now())
+        .bind(&user.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_error)?;
+        record(&mut tx, &caller, "user.updated", &user, &origin, None).await?;
+    }
+    if let Some(active) = change.active
+        && active != user.active
+    {
+        sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
+            .bind(i32::from(active))
+            .bind(unix_now())
+            .bind(&user.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let action = if active {
+            "user.enabled"
+        } else {
+            "user.disabled"
+        };
+        record(&mut tx, &caller, action, &user, &origin, None).await?;
+        if !active {
+            revoked = sessions::revoke(
+                &mut tx,
+                Scope::AllOf(&user.id),
+                "user_disabled",
+                &caller.actor(),
+                &origin,
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        user.active = active;
+    }
+    let roles = match new_roles {
+        Some(roles) if roles != current_roles => {
+            sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
+                .bind(&user.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
+            for role in &roles {
+                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+                    .bind(&user.id)
+                    .bind(role)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+            }
+            let details = serde_json::json!({ "from": current_roles, "to": roles });
+            record(
+                &mut tx,
+                &caller,
+                "user.roles_changed",
+                &user,
+                &origin,
+                Some(details),
+            )
+            .await?;
+            roles
+        }
+        _ => current_roles,
+    };
+    tx.commit().await.map_err(db_error)?;
+    revoked.apply(state.sessions());
+    Ok(Json(UserView { user, roles }))
+}
+
+/// Deleting disables the account and ends its sessions; the row stays for the audit trail.
+async fn remove(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = administered(&state, &caller, &id, "users:delete").await?;
+    let revoked = super::disable(state.db(), &user, &caller.actor(), &origin)
+        .await
+        .map_err(user_error)?;
+    revoked.apply(state.sessions());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// An administrator's password reset.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordReset {
+    new_password: String,
+}
+
+async fn reset_password(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    Json(reset): Json<PasswordReset>,
+) -> Result<StatusCode, ApiError> {
+    let user = administered(&state, &caller, &id, "users:update").await?;
+    let hash = state.passwords().hash(reset.new_password).await?;
+    let revoked = super::set_password_hash(
+        state.db(),
+        &user,
+        &hash,
+        "user.password_reset",
+        &caller.actor(),
+        &origin,
+    )
+    .await
+    .map_err(user_error)?;
+    revoked.apply(state.sessions());
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_cannot_smuggle_wildcards() {
+        assert_eq!(like_pattern("Ada"), "%ada%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
+}
