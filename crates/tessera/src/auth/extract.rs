@@ -12,7 +12,7 @@ use tessera_token::{AccessClaims, Credential, extract_token, unix_now};
 
 use super::tokens::SESSION_CLIENT_ID;
 use crate::AppState;
-use crate::audit::Actor;
+use crate::audit::{self, Actor, Origin};
 use crate::http::ApiError;
 use crate::rbac::Permission;
 use crate::sessions::cache::{Lookup, SessionInfo};
@@ -47,6 +47,33 @@ impl Authenticated {
     /// The caller, for audit events.
     pub fn actor(&self) -> Actor {
         Actor::User(self.user_id().to_owned())
+    }
+
+    /// Records a successful change this caller made in its tenant, on `conn` (the change's
+    /// transaction).
+    pub async fn record(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        action: &'static str,
+        target: (&'static str, &str),
+        origin: &Origin,
+        details: Option<serde_json::Value>,
+    ) -> Result<(), ApiError> {
+        audit::record(
+            conn,
+            &audit::Event {
+                action,
+                actor: &self.actor(),
+                tenant_id: Some(self.tenant_id()),
+                target: Some(target),
+                success: true,
+                reason: None,
+                origin,
+                details,
+            },
+        )
+        .await
+        .map_err(ApiError::internal)
     }
 
     /// Succeeds when one of the caller's roles grants `wanted` (`resource:action`) in the

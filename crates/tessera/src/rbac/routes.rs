@@ -14,7 +14,6 @@ use tessera_token::unix_now;
 
 use super::Permission;
 use crate::AppState;
-use crate::audit::{self, Origin};
 use crate::auth::Authenticated;
 use crate::auth::login::db_error;
 use crate::http::client::Client;
@@ -199,31 +198,6 @@ struct NewRole {
     permissions: Vec<String>,
 }
 
-async fn record(
-    conn: &mut sqlx::AnyConnection,
-    caller: &Authenticated,
-    action: &'static str,
-    name: &str,
-    origin: &Origin,
-    details: Option<serde_json::Value>,
-) -> Result<(), ApiError> {
-    audit::record(
-        conn,
-        &audit::Event {
-            action,
-            actor: &caller.actor(),
-            tenant_id: Some(caller.tenant_id()),
-            target: Some(("role", name)),
-            success: true,
-            reason: None,
-            origin,
-            details,
-        },
-    )
-    .await
-    .map_err(db_error)
-}
-
 async fn create(
     State(state): State<AppState>,
     Client(origin): Client,
@@ -260,15 +234,15 @@ async fn create(
         Err(e) => return Err(db_error(e)),
     }
     let details = serde_json::json!({ "permissions": permissions });
-    record(
-        &mut tx,
-        &caller,
-        "role.created",
-        &new.name,
-        &origin,
-        Some(details),
-    )
-    .await?;
+    caller
+        .record(
+            &mut tx,
+            "role.created",
+            ("role", &new.name),
+            &origin,
+            Some(details),
+        )
+        .await?;
     tx.commit().await.map_err(db_error)?;
     state.rbac().invalidate(caller.tenant_id());
     let view = RoleView {
@@ -333,15 +307,15 @@ async fn update(
     .await
     .map_err(db_error)?;
     let details = serde_json::json!({ "permissions": role.permissions });
-    record(
-        &mut tx,
-        &caller,
-        "role.updated",
-        &name,
-        &origin,
-        Some(details),
-    )
-    .await?;
+    caller
+        .record(
+            &mut tx,
+            "role.updated",
+            ("role", &name),
+            &origin,
+            Some(details),
+        )
+        .await?;
     tx.commit().await.map_err(db_error)?;
     state.rbac().invalidate(caller.tenant_id());
     Ok(Json(role))
@@ -381,7 +355,9 @@ async fn remove(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-    record(&mut tx, &caller, "role.deleted", &name, &origin, None).await?;
+    caller
+        .record(&mut tx, "role.deleted", ("role", &name), &origin, None)
+        .await?;
     tx.commit().await.map_err(db_error)?;
     state.rbac().invalidate(caller.tenant_id());
     Ok(StatusCode::NO_CONTENT)

@@ -12,7 +12,6 @@ use tessera_token::unix_now;
 
 use super::{Email, NewUser, User, UserError};
 use crate::AppState;
-use crate::audit::{self, Origin};
 use crate::auth::Authenticated;
 use crate::auth::login::db_error;
 use crate::http::client::Client;
@@ -307,31 +306,6 @@ struct AccountChange {
     roles: Option<Vec<String>>,
 }
 
-async fn record(
-    conn: &mut sqlx::AnyConnection,
-    caller: &Authenticated,
-    action: &'static str,
-    user: &User,
-    origin: &Origin,
-    details: Option<serde_json::Value>,
-) -> Result<(), ApiError> {
-    audit::record(
-        conn,
-        &audit::Event {
-            action,
-            actor: &caller.actor(),
-            tenant_id: Some(&user.tenant_id),
-            target: Some(("user", &user.id)),
-            success: true,
-            reason: None,
-            origin,
-            details,
-        },
-    )
-    .await
-    .map_err(db_error)
-}
-
 async fn update(
     State(state): State<AppState>,
     Client(origin): Client,
@@ -393,7 +367,9 @@ async fn update(
         .execute(&mut *tx)
         .await
         .map_err(db_error)?;
-        record(&mut tx, &caller, "user.updated", &user, &origin, None).await?;
+        caller
+            .record(&mut tx, "user.updated", ("user", &user.id), &origin, None)
+            .await?;
     }
     if let Some(active) = change.active
         && active != user.active
@@ -410,7 +386,9 @@ async fn update(
         } else {
             "user.disabled"
         };
-        record(&mut tx, &caller, action, &user, &origin, None).await?;
+        caller
+            .record(&mut tx, action, ("user", &user.id), &origin, None)
+            .await?;
         if !active {
             revoked = sessions::revoke(
                 &mut tx,
@@ -440,15 +418,15 @@ async fn update(
                     .map_err(db_error)?;
             }
             let details = serde_json::json!({ "from": current_roles, "to": roles });
-            record(
-                &mut tx,
-                &caller,
-                "user.roles_changed",
-                &user,
-                &origin,
-                Some(details),
-            )
-            .await?;
+            caller
+                .record(
+                    &mut tx,
+                    "user.roles_changed",
+                    ("user", &user.id),
+                    &origin,
+                    Some(details),
+                )
+                .await?;
             roles
         }
         _ => current_roles,
