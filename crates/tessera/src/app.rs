@@ -18,7 +18,7 @@ use crate::keys::master::{Generate, MasterKey};
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
-use crate::{auth, health, http, keys, oauth, rbac, sessions};
+use crate::{auth, health, http, keys, oauth, rbac, sessions, tenants};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -180,6 +180,7 @@ fn router(state: AppState) -> Router {
         .merge(sessions::routes::router())
         .merge(rbac::routes::router())
         .merge(users::admin::router())
+        .merge(tenants::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

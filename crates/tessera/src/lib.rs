@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod rbac;
 pub mod sessions;
 pub mod telemetry;
+pub mod tenants;
 pub mod users;
 
 pub use app::{AppState, Application};

@@ -16,6 +16,18 @@ use crate::db::Db;
 /// Id of the tenant whose platform admins manage every tenant (see migration 0004).
 pub const SYSTEM_TENANT_ID: &str = "00000000-0000-7000-8000-000000000000";
 
+/// The roles every tenant starts with: name, description, permissions (JSON). Migration 0004
+/// seeds the same for the default tenant.
+pub const BUILT_IN_ROLES: [(&str, &str, &str); 3] = [
+    ("admin", "Everything within the tenant", r#"["*:*"]"#),
+    ("user", "A signed-in member", r#"["profile:*"]"#),
+    (
+        "viewer",
+        "Reads everything, changes nothing",
+        r#"["*:read"]"#,
+    ),
+];
+
 /// How long a tenant's roles are trusted before they are read again, so a change made on
 /// another instance applies within this many seconds (changes made here apply at once).
 const ROLES_TTL_SECS: i64 = 10;

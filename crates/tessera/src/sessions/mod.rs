@@ -166,6 +166,8 @@ pub enum Scope<'a> {
     AllOf(&'a str),
     /// Every session of the user except one (`revoke-others`, password change).
     AllOfExcept(&'a str, &'a str),
+    /// Every session in a tenant (the tenant was disabled).
+    Tenant(&'a str),
 }
 
 /// The session service of one instance.
@@ -497,6 +499,7 @@ pub async fn revoke(
         Scope::One(id) => ("id = $4", id, ""),
         Scope::AllOf(user) => ("user_id = $4 AND id <> $5", user, ""),
         Scope::AllOfExcept(user, keep) => ("user_id = $4 AND id <> $5", user, keep),
+        Scope::Tenant(tenant) => ("tenant_id = $4", tenant, ""),
     };
     let sql = format!(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 \
@@ -507,7 +510,7 @@ pub async fn revoke(
         .bind(reason)
         .bind(&by)
         .bind(key);
-    if !matches!(scope, Scope::One(_)) {
+    if matches!(scope, Scope::AllOf(_) | Scope::AllOfExcept(..)) {
         query = query.bind(except);
     }
     let rows = query.fetch_all(&mut *conn).await?;

@@ -363,7 +363,7 @@ pub async fn disable(
 }
 
 /// The account a login names in a tenant (by email when it holds `@`, else by username),
-/// with its password hash.
+/// with its password hash; `active` is false when the account or its tenant is disabled.
 pub async fn find_for_login(
     db: &Db,
     tenant_id: &str,
@@ -376,7 +376,9 @@ pub async fn find_for_login(
         "username_normalized"
     };
     let sql = format!(
-        "SELECT {USER_COLUMNS}, password_hash FROM users WHERE tenant_id = $1 AND {column} = $2"
+        "SELECT {USER_COLUMNS}, password_hash, \
+         (SELECT t.active FROM tenants t WHERE t.id = users.tenant_id) AS tenant_active \
+         FROM users WHERE tenant_id = $1 AND {column} = $2"
     );
     let row = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(tenant_id)
@@ -384,7 +386,12 @@ pub async fn find_for_login(
         .fetch_optional(db.pool())
         .await?;
     match row {
-        Some(row) => Ok(Some((row_to_user(&row)?, row.try_get("password_hash")?))),
+        Some(row) => {
+            let mut user = row_to_user(&row)?;
+            // An account of a disabled tenant cannot log in either.
+            user.active = user.active && row.try_get::<i32, _>("tenant_active")? != 0;
+            Ok(Some((user, row.try_get("password_hash")?)))
+        }
         None => Ok(None),
     }
 }

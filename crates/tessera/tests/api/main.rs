@@ -13,4 +13,5 @@ mod keys;
 mod migrations;
 mod roles;
 mod sessions;
+mod tenants;
 mod users;
