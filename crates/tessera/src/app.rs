@@ -18,7 +18,7 @@ use crate::keys::master::{Generate, MasterKey};
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
-use crate::{auth, health, http, keys, oauth, rbac, sessions, tenants};
+use crate::{auth, clients, health, http, keys, oauth, rbac, sessions, tenants};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -181,6 +181,7 @@ fn router(state: AppState) -> Router {
         .merge(rbac::routes::router())
         .merge(users::admin::router())
         .merge(tenants::router())
+        .merge(clients::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -76,6 +76,30 @@ impl Authenticated {
         .map_err(ApiError::internal)
     }
 
+    /// Succeeds when the caller holds every one of `permissions`: whatever a caller hands out
+    /// (a role's permissions, a client's scopes) must be theirs to give. Otherwise 403 naming
+    /// the first one missing.
+    pub async fn ensure_holds(
+        &self,
+        state: &AppState,
+        permissions: &[Permission],
+    ) -> Result<(), ApiError> {
+        for permission in permissions {
+            let held = state
+                .rbac()
+                .allows(state.db(), self.tenant_id(), &self.claims.roles, permission)
+                .await
+                .map_err(ApiError::internal)?;
+            if !held {
+                return Err(ApiError::forbidden(
+                    "forbidden",
+                    format!("you cannot grant `{permission}`, which you do not hold"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Succeeds when one of the caller's roles grants `wanted` (`resource:action`) in the
     /// caller's tenant; otherwise 403 naming the permission.
     pub async fn require(&self, state: &AppState, wanted: &str) -> Result<(), ApiError> {

@@ -2,6 +2,7 @@
 //! errors are printed as one clear message, never a backtrace.
 
 mod check;
+mod clients;
 mod keys;
 mod migrate;
 mod users;
@@ -59,6 +60,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: UsersAction,
+    },
+    /// Operator tasks on service accounts (OAuth clients).
+    Clients {
+        /// What to do.
+        #[command(subcommand)]
+        action: ClientsAction,
     },
     /// Generated configuration documentation and the effective configuration.
     Config {
@@ -142,6 +149,33 @@ pub enum UsersAction {
     },
 }
 
+/// `tessera clients …`
+#[derive(Debug, Subcommand)]
+pub enum ClientsAction {
+    /// Create a service account; prints its client_id and secret (shown only this once).
+    Create {
+        /// What the client is, for people.
+        #[arg(long)]
+        name: String,
+        /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// A scope its tokens may carry (`resource:action`); repeat for several.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+    /// Replace a client's secret (the old one stops working at once); prints the new one.
+    RotateSecret {
+        /// The client_id.
+        client_id: String,
+    },
+    /// Disable a client: it obtains no more tokens.
+    Disable {
+        /// The client_id.
+        client_id: String,
+    },
+}
+
 /// `tessera keys …`
 #[derive(Debug, Subcommand)]
 pub enum KeysAction {
@@ -216,6 +250,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Migrate { action } => migrate::run(&config, action).await,
                 Command::Keys { action } => keys::run(&config, action).await,
                 Command::Users { action } => users::run(&config, action).await,
+                Command::Clients { action } => clients::run(&config, action).await,
                 Command::Config { .. } => {
                     print!("{}", config::show_toml(&config));
                     Ok(())

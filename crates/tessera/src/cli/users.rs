@@ -96,7 +96,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
     outcome
 }
 
-async fn tenant_id(db: &Db, slug: Option<&str>) -> anyhow::Result<String> {
+pub(super) async fn tenant_id(db: &Db, slug: Option<&str>) -> anyhow::Result<String> {
     match slug {
         None => Ok(DEFAULT_TENANT_ID.to_owned()),
         Some(slug) => users::tenant_id(db, slug)

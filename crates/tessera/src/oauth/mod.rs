@@ -1,11 +1,13 @@
-//! OAuth 2.0 surface: the authorization-server metadata (RFC 8414). The token, introspection
-//! and revocation endpoints it names are served from this module too.
+//! OAuth 2.0 surface: the authorization-server metadata (RFC 8414) and the token endpoint
+//! (client credentials). Introspection and revocation join them here.
+
+pub mod token;
 
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::app::AppState;
@@ -14,7 +16,9 @@ use crate::keys::etag_of;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/oauth-authorization-server", get(metadata))
+    Router::new()
+        .route("/.well-known/oauth-authorization-server", get(metadata))
+        .route("/oauth2/token", post(token::token))
 }
 
 /// Client authentication methods of every endpoint that authenticates clients.

@@ -111,27 +111,12 @@ async fn grantable(
             format!("a role holds at most {MAX_PERMISSIONS} permissions"),
         ));
     }
-    let mut normalized = Vec::with_capacity(texts.len());
+    let mut parsed = Vec::with_capacity(texts.len());
     for text in texts {
-        let permission = Permission::parse(text).map_err(|e| invalid("invalid_permission", e))?;
-        let held = state
-            .rbac()
-            .allows(
-                state.db(),
-                caller.tenant_id(),
-                &caller.claims.roles,
-                &permission,
-            )
-            .await
-            .map_err(db_error)?;
-        if !held {
-            return Err(ApiError::forbidden(
-                "forbidden",
-                format!("you cannot grant `{permission}`, which you do not hold"),
-            ));
-        }
-        normalized.push(permission.to_string());
+        parsed.push(Permission::parse(text).map_err(|e| invalid("invalid_permission", e))?);
     }
+    caller.ensure_holds(state, &parsed).await?;
+    let mut normalized: Vec<String> = parsed.iter().map(ToString::to_string).collect();
     normalized.sort();
     normalized.dedup();
     Ok(normalized)

@@ -14,6 +14,7 @@ use tessera_token::unix_now;
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::auth::login::db_error;
+use crate::clients::routes::check_name;
 use crate::http::client::Client;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
@@ -86,16 +87,6 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
         return Err(invalid(
             "invalid_slug",
             "a tenant slug has 2 to 63 lowercase letters, digits or inner `-`",
-        ));
-    }
-    Ok(())
-}
-
-fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(invalid(
-            "validation_failed",
-            "`name` has 1 to 200 characters and no control characters",
         ));
     }
     Ok(())

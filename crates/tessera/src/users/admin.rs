@@ -100,23 +100,7 @@ async fn grantable_roles(
                 format!("the tenant has no role `{}`", role.escape_debug()),
             ));
         };
-        for permission in permissions.iter() {
-            let held = rbac
-                .allows(
-                    state.db(),
-                    caller.tenant_id(),
-                    &caller.claims.roles,
-                    permission,
-                )
-                .await
-                .map_err(db_error)?;
-            if !held {
-                return Err(ApiError::forbidden(
-                    "forbidden",
-                    format!("role `{role}` grants `{permission}`, which you do not hold"),
-                ));
-            }
-        }
+        caller.ensure_holds(state, &permissions).await?;
     }
     let mut sorted = roles.to_vec();
     sorted.sort();

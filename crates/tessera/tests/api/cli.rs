@@ -129,7 +129,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("reverted 4"), "{stdout}");
+    assert!(stdout.contains("reverted 5"), "{stdout}");
     let (code, stdout, _) = run(dir.path(), &["migrate", "status"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("pending"), "{stdout}");
@@ -420,4 +420,47 @@ fn serve_starts_on_a_fresh_folder_answers_and_stops_on_sigterm() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn clients_are_created_rotated_and_disabled_from_the_command_line() {
+    let dir = TempDir::new().expect("dir");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let (code, stdout, stderr) = run(
+        dir.path(),
+        &[
+            "clients",
+            "create",
+            "--name",
+            "etl",
+            "--scope",
+            "reports:read",
+        ],
+        &[],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let field = |text: &str, name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let id = field(&stdout, "client_id:");
+    let first = field(&stdout, "client_secret:");
+    assert!(first.starts_with("tss_"), "{stdout}");
+    let (code, stdout, _) = run(dir.path(), &["clients", "rotate-secret", &id], &[]);
+    assert_eq!(code, 0);
+    assert_ne!(field(&stdout, "client_secret:"), first);
+    assert_eq!(run(dir.path(), &["clients", "disable", &id], &[]).0, 0);
+    let (code, _, stderr) = run(dir.path(), &["clients", "disable", "no-such-client"], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("CLIENT_ID"), "{stderr}");
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["clients", "create", "--name", "x", "--scope", "bad scope"],
+        &[],
+    );
+    assert_ne!(code, 0);
+    assert!(stderr.contains("--scope"), "{stderr}");
 }

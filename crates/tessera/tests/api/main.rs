@@ -5,6 +5,7 @@ mod helpers;
 mod admin_users;
 mod auth;
 mod cli;
+mod clients;
 mod cookies;
 mod errors;
 mod health;

@@ -1,0 +1,308 @@
+//! Service accounts: OAuth 2.0 clients of one tenant, each with a secret (256 random bits,
+//! shown once, stored as SHA-256) and the scopes its tokens may carry.
+
+pub mod routes;
+
+use std::fmt;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row as _};
+use subtle::ConstantTimeEq as _;
+use tessera_token::unix_now;
+
+use crate::audit::{self, Actor, Origin};
+use crate::db::Db;
+use crate::rbac::Permission;
+
+/// Marks Tessera client secrets, so secret scanners and people can recognise one.
+const SECRET_PREFIX: &str = "tss_";
+
+/// Most scopes one client may be allowed.
+pub const MAX_SCOPES: usize = 64;
+
+/// A client secret. `Debug` never shows it.
+pub struct ClientSecret(String);
+
+impl fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientSecret([redacted])")
+    }
+}
+
+impl ClientSecret {
+    /// A new random secret.
+    pub fn generate() -> Result<Self, aws_lc_rs::error::Unspecified> {
+        let mut bytes = [0u8; 32];
+        SystemRandom::new().fill(&mut bytes)?;
+        Ok(Self(format!(
+            "{SECRET_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
+    }
+
+    /// The secret, to show its owner once.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Hex SHA-256 of a presented secret.
+pub fn hash_secret(secret: &str) -> String {
+    let hash = digest(&SHA256, secret.as_bytes());
+    hash.as_ref()
+        .iter()
+        .fold(String::with_capacity(64), |mut hex, b| {
+            use fmt::Write as _;
+            let _ = write!(hex, "{b:02x}");
+            hex
+        })
+}
+
+/// A stored client, without its secret hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Client {
+    /// The `client_id`.
+    pub id: String,
+    /// Its tenant.
+    pub tenant_id: String,
+    /// What it is.
+    pub name: String,
+    /// Scopes its tokens may carry.
+    pub scopes: Vec<String>,
+    /// Whether it may obtain tokens.
+    pub active: bool,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Unix seconds of the last secret rotation.
+    pub secret_rotated_at: i64,
+}
+
+const COLUMNS: &str = "id, tenant_id, name, scopes, active, created_at, secret_rotated_at";
+
+fn row_to_client(row: &AnyRow) -> Result<Client, sqlx::Error> {
+    let scopes: String = row.try_get("scopes")?;
+    Ok(Client {
+        id: row.try_get("id")?,
+        tenant_id: row.try_get("tenant_id")?,
+        name: row.try_get("name")?,
+        scopes: serde_json::from_str(&scopes).unwrap_or_default(),
+        active: row.try_get::<i32, _>("active")? != 0,
+        created_at: row.try_get("created_at")?,
+        secret_rotated_at: row.try_get("secret_rotated_at")?,
+    })
+}
+
+/// Parses scopes (each a `resource:action` permission), sorted and without duplicates.
+pub fn parse_scopes(texts: &[String]) -> Result<Vec<Permission>, String> {
+    if texts.len() > MAX_SCOPES {
+        return Err(format!("a client is allowed at most {MAX_SCOPES} scopes"));
+    }
+    let mut scopes = texts
+        .iter()
+        .map(|t| Permission::parse(t))
+        .collect::<Result<Vec<_>, _>>()?;
+    scopes.sort_by_key(ToString::to_string);
+    scopes.dedup();
+    Ok(scopes)
+}
+
+fn audit_event<'a>(
+    action: &'static str,
+    actor: &'a Actor,
+    client: &'a Client,
+    origin: &'a Origin,
+) -> audit::Event<'a> {
+    audit::Event {
+        action,
+        actor,
+        tenant_id: Some(&client.tenant_id),
+        target: Some(("client", &client.id)),
+        success: true,
+        reason: None,
+        origin,
+        details: Some(serde_json::json!({ "name": client.name, "scopes": client.scopes })),
+    }
+}
+
+/// Creates a client with a new secret on `conn` (a transaction), audited there.
+pub async fn create(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    name: &str,
+    scopes: &[Permission],
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(Client, ClientSecret), sqlx::Error> {
+    let secret = ClientSecret::generate()
+        .map_err(|_| sqlx::Error::Protocol("the system random generator failed".into()))?;
+    let now = unix_now();
+    let client = Client {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant_id.to_owned(),
+        name: name.to_owned(),
+        scopes: scopes.iter().map(ToString::to_string).collect(),
+        active: true,
+        created_at: now,
+        secret_rotated_at: now,
+    };
+    sqlx::query(
+        "INSERT INTO clients (id, tenant_id, name, secret_hash, scopes, active, created_at, \
+         updated_at, secret_rotated_at) VALUES ($1, $2, $3, $4, $5, 1, $6, $6, $6)",
+    )
+    .bind(&client.id)
+    .bind(&client.tenant_id)
+    .bind(&client.name)
+    .bind(hash_secret(secret.expose()))
+    .bind(serde_json::to_string(&client.scopes).unwrap_or_else(|_| "[]".into()))
+    .bind(now)
+    .execute(&mut *conn)
+    .await?;
+    audit::record(conn, &audit_event("client.created", actor, &client, origin)).await?;
+    Ok((client, secret))
+}
+
+/// The client `id`, in `tenant_id` when given.
+pub async fn find(
+    db: &Db,
+    id: &str,
+    tenant_id: Option<&str>,
+) -> Result<Option<Client>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS} FROM clients WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    let client = row.as_ref().map(row_to_client).transpose()?;
+    Ok(client.filter(|c| tenant_id.is_none_or(|t| t == c.tenant_id)))
+}
+
+/// A tenant's clients, newest first, one page, with the total.
+pub async fn list(
+    db: &Db,
+    tenant_id: &str,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Client>, i64), sqlx::Error> {
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients WHERE tenant_id = $1")
+        .bind(tenant_id)
+        .fetch_one(db.pool())
+        .await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM clients WHERE tenant_id = $1 \
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(tenant_id)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db.pool())
+        .await?;
+    let clients = rows.iter().map(row_to_client).collect::<Result<_, _>>()?;
+    Ok((clients, total))
+}
+
+/// Replaces the client's secret; the old one stops working at once. Audited.
+pub async fn rotate_secret(
+    db: &Db,
+    client: &Client,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<ClientSecret, sqlx::Error> {
+    let secret = ClientSecret::generate()
+        .map_err(|_| sqlx::Error::Protocol("the system random generator failed".into()))?;
+    let now = unix_now();
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE clients SET secret_hash = $1, secret_rotated_at = $2, updated_at = $2 WHERE id = $3",
+    )
+    .bind(hash_secret(secret.expose()))
+    .bind(now)
+    .bind(&client.id)
+    .execute(&mut *tx)
+    .await?;
+    audit::record(
+        &mut tx,
+        &audit_event("client.secret_rotated", actor, client, origin),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(secret)
+}
+
+/// Changes name, scopes and whether the client is active. Audited.
+pub async fn update(
+    db: &Db,
+    client: &Client,
+    actor: &Actor,
+    origin: &Origin,
+) -> Result<(), sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    sqlx::query(
+        "UPDATE clients SET name = $1, scopes = $2, active = $3, updated_at = $4 WHERE id = $5",
+    )
+    .bind(&client.name)
+    .bind(serde_json::to_string(&client.scopes).unwrap_or_else(|_| "[]".into()))
+    .bind(i32::from(client.active))
+    .bind(unix_now())
+    .bind(&client.id)
+    .execute(&mut *tx)
+    .await?;
+    let action = if client.active {
+        "client.updated"
+    } else {
+        "client.disabled"
+    };
+    audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The active client these credentials belong to, or `None` for an unknown client, a wrong
+/// secret or a disabled client alike. The secret is compared in constant time.
+pub async fn authenticate(
+    db: &Db,
+    client_id: &str,
+    secret: &str,
+) -> Result<Option<Client>, sqlx::Error> {
+    let sql = format!("SELECT {COLUMNS}, secret_hash FROM clients WHERE id = $1");
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(client_id)
+        .fetch_optional(db.pool())
+        .await?;
+    let presented = hash_secret(secret);
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let stored: String = row.try_get("secret_hash")?;
+    let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
+    let client = row_to_client(&row)?;
+    Ok((matches && client.active).then_some(client))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_prefixed_and_never_printed() {
+        let secret = ClientSecret::generate().expect("random");
+        assert!(secret.expose().starts_with("tss_"));
+        assert_eq!(secret.expose().len(), 47);
+        assert!(!format!("{secret:?}").contains(&secret.expose()[4..]));
+        assert_eq!(hash_secret("abc").len(), 64);
+        assert_ne!(hash_secret("abc"), hash_secret("abd"));
+    }
+
+    #[test]
+    fn scopes_are_permissions() {
+        let scopes =
+            parse_scopes(&["tokens:introspect".into(), "b:c".into(), "b:c".into()]).expect("valid");
+        assert_eq!(scopes.len(), 2);
+        assert!(parse_scopes(&["not a scope".into()]).is_err());
+    }
+}

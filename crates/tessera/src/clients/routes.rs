@@ -1,0 +1,206 @@
+//! `/api/v1/admin/clients`: a tenant's service accounts, for callers holding `clients:*`
+//! permissions in it. A secret is shown once, at creation or rotation. Nobody allows a client
+//! a scope they do not hold themselves.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+
+use super::Client;
+use crate::AppState;
+use crate::auth::Authenticated;
+use crate::auth::login::db_error;
+use crate::http::client::Client as Caller;
+use crate::http::pagination::{Page, PageRequest};
+use crate::http::{ApiError, Json};
+
+/// The client routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/admin/clients", get(list).post(create))
+        .route(
+            "/api/v1/admin/clients/{id}",
+            get(show).patch(update).delete(remove),
+        )
+        .route("/api/v1/admin/clients/{id}/secret", post(rotate))
+}
+
+fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
+}
+
+/// A display name of a client or tenant: 1 to 200 characters, no control characters.
+pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(invalid(
+            "validation_failed",
+            "`name` has 1 to 200 characters and no control characters",
+        ));
+    }
+    Ok(())
+}
+
+/// Parses scopes and checks the caller holds each.
+async fn grantable(
+    state: &AppState,
+    caller: &Authenticated,
+    texts: &[String],
+) -> Result<Vec<String>, ApiError> {
+    let scopes = super::parse_scopes(texts).map_err(|e| invalid("invalid_scope", e))?;
+    caller.ensure_holds(state, &scopes).await?;
+    Ok(scopes.iter().map(ToString::to_string).collect())
+}
+
+async fn administered(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+    permission: &str,
+) -> Result<Client, ApiError> {
+    caller.require(state, permission).await?;
+    super::find(state.db(), id, Some(caller.tenant_id()))
+        .await
+        .map_err(db_error)?
+        .ok_or_else(ApiError::not_found)
+}
+
+async fn list(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    page: PageRequest,
+) -> Result<Json<Page<Client>>, ApiError> {
+    caller.require(&state, "clients:read").await?;
+    let (clients, total) = super::list(state.db(), caller.tenant_id(), page.limit(), page.offset())
+        .await
+        .map_err(db_error)?;
+    Ok(Json(page.page(clients, total)))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Json<Client>, ApiError> {
+    Ok(Json(
+        administered(&state, &caller, &id, "clients:read").await?,
+    ))
+}
+
+/// A client and, once, its secret.
+#[derive(Serialize)]
+struct WithSecret {
+    #[serde(flatten)]
+    client: Client,
+    client_secret: String,
+}
+
+/// The one answer that shows a secret; nothing on the way may keep it.
+fn with_secret(status: StatusCode, client: Client, secret: &super::ClientSecret) -> Response {
+    let body = WithSecret {
+        client,
+        client_secret: secret.expose().to_owned(),
+    };
+    let mut response = (status, Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// A new client.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClient {
+    name: String,
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    Caller(origin): Caller,
+    caller: Authenticated,
+    Json(new): Json<NewClient>,
+) -> Result<Response, ApiError> {
+    caller.require(&state, "clients:create").await?;
+    check_name(&new.name)?;
+    let scopes = grantable(&state, &caller, &new.scopes).await?;
+    let parsed = super::parse_scopes(&scopes).map_err(|e| invalid("invalid_scope", e))?;
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let (client, secret) = super::create(
+        &mut tx,
+        caller.tenant_id(),
+        new.name.trim(),
+        &parsed,
+        &caller.actor(),
+        &origin,
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(with_secret(StatusCode::CREATED, client, &secret))
+}
+
+/// Changes to a client; absent fields stay as they are.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClientChange {
+    name: Option<String>,
+    scopes: Option<Vec<String>>,
+    active: Option<bool>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    Caller(origin): Caller,
+    caller: Authenticated,
+    Path(id): Path<String>,
+    Json(change): Json<ClientChange>,
+) -> Result<Json<Client>, ApiError> {
+    let mut client = administered(&state, &caller, &id, "clients:update").await?;
+    if let Some(name) = change.name {
+        check_name(&name)?;
+        client.name = name.trim().to_owned();
+    }
+    if let Some(scopes) = change.scopes {
+        client.scopes = grantable(&state, &caller, &scopes).await?;
+    }
+    if let Some(active) = change.active {
+        client.active = active;
+    }
+    super::update(state.db(), &client, &caller.actor(), &origin)
+        .await
+        .map_err(db_error)?;
+    Ok(Json(client))
+}
+
+/// Deleting disables the client: it obtains no more tokens; the row stays for the audit log.
+async fn remove(
+    State(state): State<AppState>,
+    Caller(origin): Caller,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut client = administered(&state, &caller, &id, "clients:delete").await?;
+    client.active = false;
+    super::update(state.db(), &client, &caller.actor(), &origin)
+        .await
+        .map_err(db_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn rotate(
+    State(state): State<AppState>,
+    Caller(origin): Caller,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let client = administered(&state, &caller, &id, "clients:update").await?;
+    let secret = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
+        .await
+        .map_err(db_error)?;
+    Ok(with_secret(StatusCode::OK, client, &secret))
+}
