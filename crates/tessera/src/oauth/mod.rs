@@ -1,6 +1,8 @@
 //! OAuth 2.0 surface: the authorization-server metadata (RFC 8414) and the token endpoint
 //! (client credentials). Introspection and revocation join them here.
 
+pub mod client_auth;
+pub mod introspect;
 pub mod token;
 
 use axum::Router;
@@ -19,6 +21,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/oauth2/token", post(token::token))
+        .route("/oauth2/introspect", post(introspect::introspect))
 }
 
 /// Client authentication methods of every endpoint that authenticates clients.

@@ -10,6 +10,7 @@ mod cookies;
 mod errors;
 mod health;
 mod interop;
+mod introspection;
 mod keys;
 mod migrations;
 mod roles;

@@ -1,0 +1,98 @@
+//! `POST /oauth2/introspect` (RFC 7662) for clients allowed `tokens:introspect`.
+//!
+//! Any token that cannot be used right now gets the same `{"active": false}`: garbage, a
+//! wrong signature, an expired token, a revoked or ended session, a disabled account or
+//! client, another tenant's token. Nothing tells them apart. Answers come from the verified
+//! token cache and the session cache, so a revocation shows at once without a database round
+//! trip per call.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+use tessera_token::unix_now;
+
+use super::client_auth::{self, OAuthError, no_store};
+use crate::AppState;
+use crate::clients::{self, Client};
+use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::sessions::cache::Lookup;
+
+/// The scope a client needs to introspect.
+const INTROSPECT_SCOPE: &str = "tokens:introspect";
+
+/// The introspection endpoint.
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match answer(&state, &headers, &body).await {
+        Ok(value) => {
+            let mut response = axum::Json(value).into_response();
+            no_store(response.headers_mut());
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
+    let (client, fields) = client_auth::authenticate(state, headers, body).await?;
+    let wanted = Permission::parse(INTROSPECT_SCOPE).map_err(|_| {
+        OAuthError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "server_error",
+            "bad scope constant",
+        )
+    })?;
+    let allowed = client
+        .scopes
+        .iter()
+        .filter_map(|s| Permission::parse(s).ok())
+        .any(|s| s.allows(&wanted));
+    if !allowed {
+        return Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "this client is not allowed tokens:introspect",
+        ));
+    }
+    let token = fields
+        .get("token")
+        .ok_or(OAuthError::invalid_request("token is required"))?;
+    Ok(inspect(state, &client, token).await)
+}
+
+async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
+    let inactive = json!({ "active": false });
+    let Ok(claims) = state.keys().current().verify(token) else {
+        return inactive;
+    };
+    // A tenant's services see their own tenant's tokens; the system tenant's see all.
+    if caller.tenant_id != SYSTEM_TENANT_ID && caller.tenant_id != claims.tid {
+        return inactive;
+    }
+    let usable = match &claims.sid {
+        Some(sid) => matches!(
+            state.sessions().cache().get(state.db(), sid, unix_now()).await,
+            Ok(Lookup::Live(info))
+                if info.session.user_id == claims.sub && info.session.tenant_id == claims.tid
+        ),
+        None => matches!(
+            clients::find(state.db(), &claims.client_id, Some(&claims.tid)).await,
+            Ok(Some(client)) if client.active
+        ),
+    };
+    if !usable {
+        return inactive;
+    }
+    let mut value = serde_json::to_value(&*claims).unwrap_or_else(|_| json!({}));
+    if let Value::Object(map) = &mut value {
+        map.insert("active".into(), Value::Bool(true));
+        map.insert("token_type".into(), Value::String("Bearer".into()));
+        return value;
+    }
+    inactive
+}
