@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
+use crate::oauth::denylist::DenyList;
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
@@ -41,6 +42,8 @@ struct Inner {
     auth: Arc<Auth>,
     /// Role definitions and permission checks.
     rbac: Arc<Rbac>,
+    /// Access tokens revoked before their expiry.
+    denylist: Arc<DenyList>,
 }
 
 impl AppState {
@@ -78,6 +81,11 @@ impl AppState {
     pub fn rbac(&self) -> &Rbac {
         &self.inner.rbac
     }
+
+    /// Revoked access tokens.
+    pub fn denylist(&self) -> &DenyList {
+        &self.inner.denylist
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
@@ -114,6 +122,10 @@ impl Application {
         let sessions = Arc::new(Sessions::new(&config, &master));
         sessions.cache().spawn_poller(db.clone());
         let auth = Arc::new(Auth::new(&config, &master));
+        let denylist = DenyList::load(&db)
+            .await
+            .context("cannot read the revoked tokens")?;
+        denylist.spawn_poller(db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -132,6 +144,7 @@ impl Application {
                 sessions,
                 auth,
                 rbac: Arc::new(Rbac::new()),
+                denylist,
             }),
         };
         let router = router(state.clone());

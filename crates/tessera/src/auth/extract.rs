@@ -154,6 +154,12 @@ impl FromRequestParts<AppState> for Authenticated {
                 format!("the access token is not valid: {e}"),
             )
         })?;
+        if state.denylist().is_denied(&claims.jti) {
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "the access token was revoked",
+            ));
+        }
         // Only tokens of Tessera's own sessions: a token issued to another OAuth client, even
         // one naming a session, does not act for the user here.
         let sid = match claims.sid.as_deref() {

@@ -1,10 +1,10 @@
 //! `POST /oauth2/introspect` (RFC 7662) for clients allowed `tokens:introspect`.
 //!
 //! Any token that cannot be used right now gets the same `{"active": false}`: garbage, a
-//! wrong signature, an expired token, a revoked or ended session, a disabled account or
-//! client, another tenant's token. Nothing tells them apart. Answers come from the verified
-//! token cache and the session cache, so a revocation shows at once without a database round
-//! trip per call.
+//! wrong signature, an expired token, a revoked token, a revoked or ended session, a disabled
+//! account or client, another tenant's token. Nothing tells them apart. Answers come from
+//! the verified-token cache, the deny list and the session cache, so a revocation shows at
+//! once without a database round trip per call.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -70,6 +70,9 @@ async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
     let Ok(claims) = state.keys().current().verify(token) else {
         return inactive;
     };
+    if state.denylist().is_denied(&claims.jti) {
+        return inactive;
+    }
     // A tenant's services see their own tenant's tokens; the system tenant's see all.
     if caller.tenant_id != SYSTEM_TENANT_ID && caller.tenant_id != claims.tid {
         return inactive;

@@ -1,8 +1,10 @@
-//! OAuth 2.0 surface: the authorization-server metadata (RFC 8414) and the token endpoint
-//! (client credentials). Introspection and revocation join them here.
+//! OAuth 2.0 surface: the authorization-server metadata (RFC 8414), the token endpoint
+//! (client credentials), introspection (RFC 7662) and revocation (RFC 7009).
 
 pub mod client_auth;
+pub mod denylist;
 pub mod introspect;
+pub mod revoke;
 pub mod token;
 
 use axum::Router;
@@ -22,6 +24,7 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/oauth-authorization-server", get(metadata))
         .route("/oauth2/token", post(token::token))
         .route("/oauth2/introspect", post(introspect::introspect))
+        .route("/oauth2/revoke", post(revoke::revoke))
 }
 
 /// Client authentication methods of every endpoint that authenticates clients.

@@ -13,6 +13,7 @@ mod interop;
 mod introspection;
 mod keys;
 mod migrations;
+mod revocation;
 mod roles;
 mod sessions;
 mod tenants;

@@ -1,0 +1,147 @@
+//! `POST /oauth2/revoke` (RFC 7009). A refresh token ends its whole session; an access token
+//! joins the deny list (by `jti`) until it would have expired. Any client may revoke the
+//! access tokens issued to itself; revoking other tokens of its tenant needs `tokens:revoke`.
+//! As the RFC asks, the answer is 200 whether or not the token was valid or revocable by this
+//! client, so the endpoint never tells which tokens exist.
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tessera_token::unix_now;
+
+use super::client_auth::{self, OAuthError, no_store};
+use crate::AppState;
+use crate::audit::{self, Actor, Origin};
+use crate::clients::Client;
+use crate::http::client::origin_of;
+use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::sessions::refresh::RefreshToken;
+use crate::sessions::{self, Scope};
+
+/// The scope that lets a client revoke tokens it was not issued.
+const REVOKE_SCOPE: &str = "tokens:revoke";
+
+/// The revocation endpoint.
+pub async fn revoke(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let origin = origin_of(&parts);
+    let body = match axum::body::to_bytes(body, 64 * 1024).await {
+        Ok(body) => body,
+        Err(_) => return OAuthError::invalid_request("the body could not be read").into_response(),
+    };
+    match handle(&state, &parts.headers, &body, &origin).await {
+        Ok(()) => {
+            let mut response = StatusCode::OK.into_response();
+            no_store(response.headers_mut());
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+fn server_error(error: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(error = %error, "revocation failed");
+    OAuthError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the token could not be revoked",
+    )
+}
+
+/// Whether `client` may revoke tokens of `tenant_id` it was not issued.
+fn may_revoke_for(client: &Client, tenant_id: &str) -> bool {
+    let Ok(wanted) = Permission::parse(REVOKE_SCOPE) else {
+        return false;
+    };
+    let scoped = client
+        .scopes
+        .iter()
+        .filter_map(|s| Permission::parse(s).ok())
+        .any(|s| s.allows(&wanted));
+    scoped && (client.tenant_id == tenant_id || client.tenant_id == SYSTEM_TENANT_ID)
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &Bytes,
+    origin: &Origin,
+) -> Result<(), OAuthError> {
+    let (client, fields) = client_auth::authenticate(state, headers, body).await?;
+    let token = fields
+        .get("token")
+        .ok_or(OAuthError::invalid_request("token is required"))?;
+    let actor = Actor::Client(client.id.clone());
+    let db = state.db();
+
+    if let Some(refresh) = RefreshToken::parse(token) {
+        let Some(session_id) = state
+            .sessions()
+            .session_of(db, &refresh)
+            .await
+            .map_err(server_error)?
+        else {
+            return Ok(());
+        };
+        let mut conn = db.pool().acquire().await.map_err(server_error)?;
+        let session = sessions::fetch(&mut conn, &session_id)
+            .await
+            .map_err(server_error)?;
+        drop(conn);
+        let Some(session) = session.filter(|s| may_revoke_for(&client, &s.tenant_id)) else {
+            return Ok(());
+        };
+        let mut tx = db.begin_write().await.map_err(server_error)?;
+        let revoked = sessions::revoke(
+            &mut tx,
+            Scope::One(&session.id),
+            "revoked_by_client",
+            &actor,
+            origin,
+        )
+        .await
+        .map_err(server_error)?;
+        tx.commit().await.map_err(server_error)?;
+        revoked.apply(state.sessions());
+        return Ok(());
+    }
+
+    // An invalid or expired token needs no revoking.
+    let Ok(claims) = state.keys().current().verify(token) else {
+        return Ok(());
+    };
+    if claims.client_id != client.id && !may_revoke_for(&client, &claims.tid) {
+        return Ok(());
+    }
+    let mut tx = db.begin_write().await.map_err(server_error)?;
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(&claims.jti)
+    .bind(&claims.tid)
+    .bind(claims.exp)
+    .bind(unix_now())
+    .execute(&mut *tx)
+    .await
+    .map_err(server_error)?;
+    audit::record(
+        &mut tx,
+        &audit::Event {
+            action: "token.revoked",
+            actor: &actor,
+            tenant_id: Some(&claims.tid),
+            target: Some(("token", &claims.jti)),
+            success: true,
+            reason: None,
+            origin,
+            details: Some(serde_json::json!({ "sub": claims.sub, "client_id": claims.client_id })),
+        },
+    )
+    .await
+    .map_err(server_error)?;
+    tx.commit().await.map_err(server_error)?;
+    state.denylist().add([(claims.jti.clone(), claims.exp)]);
+    Ok(())
+}
