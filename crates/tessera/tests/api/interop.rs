@@ -1,5 +1,6 @@
-//! Any-language interoperability: PyJWT verifies Tessera tokens from the JWKS alone, and
-//! Tessera's verifier accepts tokens PyJWT signed.
+//! Any-language interoperability: PyJWT (`PyJWKClient`) and Node's `jose`
+//! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, and Tessera's
+//! verifier accepts tokens PyJWT signed.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
@@ -113,4 +114,75 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
 
     // The key was in the set because it was given; Tessera's own verifier does not trust it.
     assert!(app.state.keys().current().verifier().verify(token).is_err());
+}
+
+const JOSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+
+/// Whether Node and the `jose` package (`npm ci` in tests/interop) are there. Under
+/// `CI=true` they must be.
+fn jose_available() -> bool {
+    let ok = Command::new("node")
+        .current_dir(JOSE_DIR)
+        .args([
+            "-e",
+            "import('jose').then(() => process.exit(0), () => process.exit(1))",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "node and jose must be installed in CI (.ci/run runs npm ci in tests/interop)"
+        );
+        eprintln!("skipped: run `npm ci` in crates/tessera/tests/interop for the jose check");
+    }
+    ok
+}
+
+#[tokio::test]
+async fn jose_verifies_a_token_from_a_real_login_using_the_remote_jwks() {
+    if !jose_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    app.create_user("ada@example.com", "correct horse battery", &["user"], None)
+        .await;
+    let tokens = app.login("ada@example.com", "correct horse battery").await;
+    let token = tokens["access_token"].as_str().expect("token").to_owned();
+    let config = app.state.config().clone();
+    let jwks_url = app.url("/.well-known/jwks.json");
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .current_dir(JOSE_DIR)
+            .args([
+                "jose_check.mjs",
+                &jwks_url,
+                &config.issuer(),
+                &config.token.audience,
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(token.as_bytes())
+            .expect("write");
+        child.wait_with_output().expect("node finishes")
+    })
+    .await
+    .expect("joined");
+    assert!(
+        output.status.success(),
+        "jose refused the token: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let verified: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(verified["alg"], "EdDSA");
+    assert_eq!(verified["claims"]["sid"], tokens["session_id"]);
 }
