@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::auth::Auth;
 use crate::auth::password::Passwords;
+use crate::clients::ClientCache;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::keys::Keys;
@@ -44,6 +45,8 @@ struct Inner {
     rbac: Arc<Rbac>,
     /// Access tokens revoked before their expiry.
     denylist: Arc<DenyList>,
+    /// Service accounts, cached for the OAuth endpoints.
+    clients: Arc<ClientCache>,
 }
 
 impl AppState {
@@ -85,6 +88,11 @@ impl AppState {
     /// Revoked access tokens.
     pub fn denylist(&self) -> &DenyList {
         &self.inner.denylist
+    }
+
+    /// Service accounts.
+    pub fn clients(&self) -> &ClientCache {
+        &self.inner.clients
     }
 }
 
@@ -145,6 +153,7 @@ impl Application {
                 auth,
                 rbac: Arc::new(Rbac::new()),
                 denylist,
+                clients: Arc::new(ClientCache::default()),
             }),
         };
         let router = router(state.clone());

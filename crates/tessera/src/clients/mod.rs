@@ -3,7 +3,9 @@
 
 pub mod routes;
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
@@ -262,26 +264,93 @@ pub async fn update(
     Ok(())
 }
 
-/// The active client these credentials belong to, or `None` for an unknown client, a wrong
-/// secret or a disabled client alike. The secret is compared in constant time.
-pub async fn authenticate(
-    db: &Db,
-    client_id: &str,
-    secret: &str,
-) -> Result<Option<Client>, sqlx::Error> {
-    let sql = format!("SELECT {COLUMNS}, secret_hash FROM clients WHERE id = $1");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(client_id)
-        .fetch_optional(db.pool())
-        .await?;
-    let presented = hash_secret(secret);
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let stored: String = row.try_get("secret_hash")?;
-    let matches: bool = presented.as_bytes().ct_eq(stored.as_bytes()).into();
-    let client = row_to_client(&row)?;
-    Ok((matches && client.active).then_some(client))
+/// How long a client read from the database is trusted. Changes made by this instance apply
+/// at once; a secret rotated or a client disabled elsewhere (another instance, the CLI)
+/// applies here within this many seconds.
+const CACHE_TTL_SECS: i64 = 10;
+
+/// Most clients remembered.
+const CACHE_CAPACITY: usize = 10_000;
+
+/// A client as cached, with its secret hash.
+#[derive(Debug)]
+pub struct CachedClient {
+    /// The client.
+    pub client: Client,
+    secret_hash: String,
+    loaded_at: i64,
+}
+
+/// Clients by id, so the token and introspection endpoints answer without a query per call.
+#[derive(Default)]
+pub struct ClientCache {
+    entries: RwLock<HashMap<String, Arc<CachedClient>>>,
+}
+
+impl ClientCache {
+    /// The client `id`, from memory when fresh. Unknown ids are not remembered (they would
+    /// let anyone fill the cache), so each costs a query.
+    pub async fn get(&self, db: &Db, id: &str) -> Result<Option<Arc<CachedClient>>, sqlx::Error> {
+        let now = unix_now();
+        let cached = self
+            .entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned();
+        if let Some(entry) = cached
+            && now - entry.loaded_at < CACHE_TTL_SECS
+        {
+            return Ok(Some(entry));
+        }
+        let sql = format!("SELECT {COLUMNS}, secret_hash FROM clients WHERE id = $1");
+        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(db.pool())
+            .await?;
+        let Some(row) = row else {
+            self.forget(id);
+            return Ok(None);
+        };
+        let entry = Arc::new(CachedClient {
+            client: row_to_client(&row)?,
+            secret_hash: row.try_get("secret_hash")?,
+            loaded_at: now,
+        });
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if entries.len() >= CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(id.to_owned(), Arc::clone(&entry));
+        Ok(Some(entry))
+    }
+
+    /// Drops a client after it changed here.
+    pub fn forget(&self, id: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
+    }
+
+    /// The active client these credentials belong to, or `None` for an unknown client, a
+    /// wrong secret or a disabled client alike. The secret is compared in constant time.
+    pub async fn authenticate(
+        &self,
+        db: &Db,
+        client_id: &str,
+        secret: &str,
+    ) -> Result<Option<Client>, sqlx::Error> {
+        let presented = hash_secret(secret);
+        let Some(entry) = self.get(db, client_id).await? else {
+            return Ok(None);
+        };
+        let matches: bool = presented
+            .as_bytes()
+            .ct_eq(entry.secret_hash.as_bytes())
+            .into();
+        Ok((matches && entry.client.active).then(|| entry.client.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -174,6 +174,7 @@ async fn update(
     super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
+    state.clients().forget(&client.id);
     Ok(Json(client))
 }
 
@@ -189,6 +190,7 @@ async fn remove(
     super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
+    state.clients().forget(&client.id);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -202,5 +204,6 @@ async fn rotate(
     let secret = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
+    state.clients().forget(&client.id);
     Ok(with_secret(StatusCode::OK, client, &secret))
 }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
 use crate::AppState;
-use crate::clients::{self, Client};
+use crate::clients::Client;
 
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {
@@ -166,7 +166,9 @@ pub async fn authenticate(
 ) -> Result<(Client, HashMap<String, String>), OAuthError> {
     let mut fields = parse_form(headers, body)?;
     let (client_id, secret, basic) = credentials(headers, &mut fields)?;
-    let client = clients::authenticate(state.db(), &client_id, &secret)
+    let client = state
+        .clients()
+        .authenticate(state.db(), &client_id, &secret)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "client lookup failed");

@@ -15,7 +15,7 @@ use tessera_token::unix_now;
 
 use super::client_auth::{self, OAuthError, no_store};
 use crate::AppState;
-use crate::clients::{self, Client};
+use crate::clients::Client;
 use crate::rbac::{Permission, SYSTEM_TENANT_ID};
 use crate::sessions::cache::Lookup;
 
@@ -84,8 +84,8 @@ async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
                 if info.session.user_id == claims.sub && info.session.tenant_id == claims.tid
         ),
         None => matches!(
-            clients::find(state.db(), &claims.client_id, Some(&claims.tid)).await,
-            Ok(Some(client)) if client.active
+            state.clients().get(state.db(), &claims.client_id).await,
+            Ok(Some(entry)) if entry.client.active && entry.client.tenant_id == claims.tid
         ),
     };
     if !usable {
