@@ -20,7 +20,7 @@ use crate::oauth::denylist::DenyList;
 use crate::rbac::Rbac;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
-use crate::{auth, clients, health, http, keys, oauth, rbac, sessions, tenants};
+use crate::{auth, cleanup, clients, health, http, keys, oauth, rbac, sessions, tenants};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -129,6 +129,7 @@ impl Application {
         let master = MasterKey::load(&config, Generate::IfMissing)?;
         let sessions = Arc::new(Sessions::new(&config, &master));
         sessions.cache().spawn_poller(db.clone());
+        cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
         let auth = Arc::new(Auth::new(&config, &master));
         let denylist = DenyList::load(&db)
             .await

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod cleanup;
 pub mod cli;
 pub mod clients;
 pub mod config;

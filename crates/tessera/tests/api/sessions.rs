@@ -282,3 +282,42 @@ on_each_database! {
         assert_eq!(roles, ["admin", "platform_admin"]);
     }
 }
+
+on_each_database! {
+    async fn cleanup_drops_long_ended_sessions_and_expired_revocations_only(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        let old = app.login("ada@example.com", PASSWORD).await;
+        let live = app.login("ada@example.com", PASSWORD).await;
+        let recent = app.login("ada@example.com", PASSWORD).await;
+        let pool = app.state.db().pool();
+        let now = tessera_token::unix_now();
+        let keep = tessera::cleanup::KEEP_ENDED_SESSIONS_SECS;
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2")
+            .bind(now - keep - 10)
+            .bind(old["session_id"].as_str().expect("sid"))
+            .execute(pool).await.expect("ended long ago");
+        sqlx::query("UPDATE sessions SET revoked_at = $1 WHERE id = $2")
+            .bind(now - 60)
+            .bind(recent["session_id"].as_str().expect("sid"))
+            .execute(pool).await.expect("ended just now");
+        sqlx::query("INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) VALUES ('gone', 't', $1, $1), ('kept', 't', $2, $1)")
+            .bind(now - 10)
+            .bind(now + 600)
+            .execute(pool).await.expect("revocations");
+
+        let removed = tessera::cleanup::run_once(app.state.db(), now).await.expect("ran").expect("lock taken");
+        assert_eq!((removed.sessions, removed.revoked_tokens), (1, 1));
+        let sessions: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions ORDER BY id").fetch_all(pool).await.expect("ids");
+        let mut expected = vec![live["session_id"].as_str().expect("sid").to_owned(), recent["session_id"].as_str().expect("sid").to_owned()];
+        expected.sort();
+        assert_eq!(sessions, expected);
+        let orphans: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM refresh_tokens WHERE session_id = $1")
+            .bind(old["session_id"].as_str().expect("sid"))
+            .fetch_one(pool).await.expect("count");
+        assert_eq!(orphans, 0, "the history went with its session");
+        let jtis: Vec<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens").fetch_all(pool).await.expect("jtis");
+        assert_eq!(jtis, ["kept"]);
+        assert_eq!(app.get_bearer("/api/v1/auth/me", live["access_token"].as_str().expect("t")).await.status(), 200);
+    }
+}

@@ -1,0 +1,93 @@
+//! The periodic cleanup: rows that can no longer matter are deleted, on one instance at a time
+//! (a PostgreSQL advisory lock; SQLite serves a single instance anyway).
+//!
+//! - ended sessions, a week after they ended (revoked or expired), with their refresh-token
+//!   history: a week keeps `refresh_reuse` detection and "who was logged in" questions
+//!   answerable for a while, and the audit log keeps the events for good;
+//! - revoked access tokens once they have expired: nothing can present them any more.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use tessera_token::unix_now;
+
+use crate::db::{Backend, Db};
+
+/// How long an ended session is kept, in seconds.
+pub const KEEP_ENDED_SESSIONS_SECS: i64 = 7 * 86_400;
+
+/// How often cleanup runs.
+const EVERY: Duration = Duration::from_secs(3600);
+
+/// Lock key shared by every instance (`tessera` cleanup).
+const LOCK_KEY: i64 = 7_465_737_366;
+
+/// What one run deleted.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Removed {
+    /// Sessions, with their refresh-token history.
+    pub sessions: u64,
+    /// Expired entries of the access-token deny list.
+    pub revoked_tokens: u64,
+}
+
+/// Deletes what can no longer matter as of `now`. `None` when another instance holds the
+/// cleanup lock.
+pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error> {
+    let mut tx = db.begin_write().await?;
+    if db.backend() == Backend::Postgres {
+        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(LOCK_KEY)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !ours {
+            return Ok(None);
+        }
+    }
+    let cutoff = now - KEEP_ENDED_SESSIONS_SECS;
+    let ended = "revoked_at < $1 OR absolute_expires_at < $1 OR idle_expires_at < $1";
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM refresh_tokens WHERE session_id IN (SELECT id FROM sessions WHERE {ended})"
+    )))
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?;
+    let sessions = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DELETE FROM sessions WHERE {ended}"
+    )))
+    .bind(cutoff)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    let revoked_tokens = sqlx::query("DELETE FROM revoked_tokens WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(Some(Removed {
+        sessions,
+        revoked_tokens,
+    }))
+}
+
+/// Runs cleanup every hour until `db` closes or `alive` is dropped (the application).
+pub fn spawn<T: Send + Sync + 'static>(db: Db, alive: Weak<T>) {
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(EVERY);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            if alive.upgrade().is_none() || db.pool().is_closed() {
+                return;
+            }
+            match run_once(&db, unix_now()).await {
+                Ok(Some(removed)) if removed != Removed::default() => {
+                    tracing::info!(?removed, "cleanup removed rows that can no longer matter");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cleanup failed"),
+            }
+        }
+    });
+}
