@@ -1,7 +1,6 @@
 //! Service accounts: the client credentials grant with each RFC 6749 error, secrets shown
 //! once and rotated, and the admin API's limits.
 
-use base64::Engine as _;
 use reqwest::Method;
 use serde_json::json;
 
@@ -9,14 +8,6 @@ use crate::helpers::{TestApp, problem, spawn_app_with};
 use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
-
-async fn admin_token(app: &TestApp, email: &str, roles: &[&str]) -> String {
-    app.create_user(email, PASSWORD, roles, None).await;
-    app.login(email, PASSWORD).await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
 
 async fn token_request(
     app: &TestApp,
@@ -32,8 +23,7 @@ async fn token_request(
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     if let Some((id, secret)) = basic {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        request = request.header("authorization", format!("Basic {encoded}"));
+        request = request.header("authorization", crate::helpers::basic(id, secret));
     }
     request.send().await.expect("sent")
 }
@@ -55,7 +45,7 @@ async fn oauth_error(
 on_each_database! {
     async fn service_accounts_obtain_scoped_tokens_and_every_mistake_gets_its_rfc_error(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
-        let admin = admin_token(&app, "root@example.com", &["admin"]).await;
+        let admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
         let created = app.client.post(app.url("/api/v1/admin/clients")).bearer_auth(&admin)
             .json(&json!({"name": "etl", "scopes": ["reports:read", "tokens:introspect"]}))
             .send().await.expect("sent");
@@ -124,7 +114,7 @@ on_each_database! {
                      VALUES ($1, 'integrator', '', '[\"clients:*\", \"reports:read\"]', 0, 0, 0)")
             .bind(tessera::users::DEFAULT_TENANT_ID)
             .execute(app.state.db().pool()).await.expect("role");
-        let integrator = admin_token(&app, "int@example.com", &["integrator"]).await;
+        let integrator = app.token_for("int@example.com", PASSWORD, &["integrator"]).await;
         let create = |scopes: serde_json::Value| {
             app.client.post(app.url("/api/v1/admin/clients")).bearer_auth(&integrator)
                 .json(&json!({"name": "svc", "scopes": scopes})).send()
@@ -133,7 +123,7 @@ on_each_database! {
         problem(create(json!(["users:delete"])).await.expect("sent"), 403, "forbidden").await;
         problem(create(json!(["not a scope"])).await.expect("sent"), 422, "invalid_scope").await;
         assert_eq!(create(json!(["reports:read"])).await.expect("sent").status(), 201);
-        let viewer = admin_token(&app, "vic@example.com", &["viewer"]).await;
+        let viewer = app.token_for("vic@example.com", PASSWORD, &["viewer"]).await;
         assert_eq!(app.get_bearer("/api/v1/admin/clients", &viewer).await.status(), 200);
         let denied = app.client.post(app.url("/api/v1/admin/clients")).bearer_auth(&viewer)
             .json(&json!({"name": "svc", "scopes": []})).send().await.expect("sent");

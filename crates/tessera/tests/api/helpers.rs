@@ -190,6 +190,56 @@ impl TestApp {
             .expect("request sent")
     }
 
+    /// Sends `method` to `path` with `Authorization: Bearer token` and, when given, a JSON body.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request sent")
+    }
+
+    /// Creates an account with `roles` in the default tenant, logs it in and returns its
+    /// access token.
+    pub async fn token_for(&self, email: &str, password: &str, roles: &[&str]) -> String {
+        self.create_user(email, password, roles, None).await;
+        self.login(email, password).await["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned()
+    }
+
+    /// Creates a service account through the admin API; returns its id and secret.
+    pub async fn new_client(&self, admin: &str, scopes: serde_json::Value) -> (String, String) {
+        let created: serde_json::Value = self
+            .send(
+                reqwest::Method::POST,
+                "/api/v1/admin/clients",
+                admin,
+                Some(serde_json::json!({"name": "svc", "scopes": scopes})),
+            )
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        (
+            created["id"].as_str().expect("id").to_owned(),
+            created["client_secret"]
+                .as_str()
+                .expect("secret")
+                .to_owned(),
+        )
+    }
+
     /// Creates an account in the default tenant with `password` (hashed by the server's own
     /// service) or, when `stored_hash` is given, exactly that stored hash.
     pub async fn create_user(
@@ -299,6 +349,15 @@ pub async fn build_error(configure: impl FnOnce(&mut Config)) -> String {
         Ok(_) => panic!("the application started with a configuration it must refuse"),
         Err(e) => format!("{e:#}"),
     }
+}
+
+/// The `Authorization` value of HTTP Basic client authentication.
+pub fn basic(id: &str, secret: &str) -> String {
+    use base64::Engine as _;
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
+    )
 }
 
 /// Asserts a problem+json answer and returns its body.

@@ -12,10 +12,10 @@ use crate::keys::claims_for;
 
 const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
 
-/// Whether PyJWT with its crypto extra is importable. Under `CI=true` it must be.
-fn pyjwt_available() -> bool {
-    let ok = Command::new("python3")
-        .args(["-c", "import jwt, cryptography"])
+/// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
+/// be: interoperability checks are never skipped there.
+fn available(probe: &mut Command, what: &str, install: &str) -> bool {
+    let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -23,11 +23,20 @@ fn pyjwt_available() -> bool {
     if !ok {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
-            "PyJWT and cryptography must be installed in CI (.ci/run installs them)"
+            "{what} must be installed in CI (.ci/run installs it)"
         );
-        eprintln!("skipped: pip install 'PyJWT[crypto]' to run the PyJWT interoperability tests");
+        eprintln!("skipped: {install} to run the {what} interoperability tests");
     }
     ok
+}
+
+/// Whether PyJWT with its crypto extra is importable.
+fn pyjwt_available() -> bool {
+    available(
+        Command::new("python3").args(["-c", "import jwt, cryptography"]),
+        "PyJWT",
+        "pip install 'PyJWT[crypto]'",
+    )
 }
 
 fn python(args: &[&str], stdin: &str) -> String {
@@ -118,27 +127,16 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
 
 const JOSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 
-/// Whether Node and the `jose` package (`npm ci` in tests/interop) are there. Under
-/// `CI=true` they must be.
+/// Whether Node and the `jose` package (`npm ci` in tests/interop) are there.
 fn jose_available() -> bool {
-    let ok = Command::new("node")
-        .current_dir(JOSE_DIR)
-        .args([
+    available(
+        Command::new("node").current_dir(JOSE_DIR).args([
             "-e",
             "import('jose').then(() => process.exit(0), () => process.exit(1))",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "node and jose must be installed in CI (.ci/run runs npm ci in tests/interop)"
-        );
-        eprintln!("skipped: run `npm ci` in crates/tessera/tests/interop for the jose check");
-    }
-    ok
+        ]),
+        "jose",
+        "run `npm ci` in crates/tessera/tests/interop",
+    )
 }
 
 #[tokio::test]

@@ -1,41 +1,12 @@
 //! RFC 7662 introspection: active with full claims for a usable token, one identical
 //! `{"active": false}` for everything else, and a revocation visible at once.
 
-use base64::Engine as _;
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app_with};
+use crate::helpers::{TestApp, basic, spawn_app_with};
 use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
-
-async fn new_client(app: &TestApp, admin: &str, scopes: serde_json::Value) -> (String, String) {
-    let created: serde_json::Value = app
-        .client
-        .post(app.url("/api/v1/admin/clients"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "svc", "scopes": scopes}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    (
-        created["id"].as_str().expect("id").to_owned(),
-        created["client_secret"]
-            .as_str()
-            .expect("secret")
-            .to_owned(),
-    )
-}
 
 async fn introspect(app: &TestApp, auth: Option<&str>, token: Option<&str>) -> reqwest::Response {
     let mut form = form_urlencoded::Serializer::new(String::new());
@@ -64,9 +35,9 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         app.create_user("root@example.com", PASSWORD, &["admin"], None).await;
         let admin = app.login("root@example.com", PASSWORD).await["access_token"].as_str().expect("t").to_owned();
-        let (gate_id, gate_secret) = new_client(&app, &admin, json!(["tokens:introspect"])).await;
+        let (gate_id, gate_secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
         let gate = basic(&gate_id, &gate_secret);
-        let (etl_id, etl_secret) = new_client(&app, &admin, json!(["reports:read"])).await;
+        let (etl_id, etl_secret) = app.new_client(&admin, json!(["reports:read"])).await;
 
         let user = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
         let session = app.login("ada@example.com", PASSWORD).await;
@@ -108,7 +79,7 @@ on_each_database! {
         // Who may ask.
         let refused = introspect(&app, Some(&basic(&etl_id, &etl_secret)), Some(&admin)).await;
         assert_eq!(refused.status(), 401, "a disabled client is no client");
-        let (other_id, other_secret) = new_client(&app, &admin, json!(["reports:read"])).await;
+        let (other_id, other_secret) = app.new_client(&admin, json!(["reports:read"])).await;
         let refused = introspect(&app, Some(&basic(&other_id, &other_secret)), Some(&admin)).await;
         assert_eq!(refused.status(), 403);
         let error: serde_json::Value = refused.json().await.expect("JSON");
@@ -124,7 +95,7 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         app.create_user("root@example.com", PASSWORD, &["admin"], None).await;
         let admin = app.login("root@example.com", PASSWORD).await["access_token"].as_str().expect("t").to_owned();
-        let (id, secret) = new_client(&app, &admin, json!(["tokens:introspect"])).await;
+        let (id, secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
         sqlx::query("INSERT INTO tenants (id, slug, name, active, created_at) VALUES ('t-other', 'other', 'Other', 1, 0)")
             .execute(app.state.db().pool()).await.expect("tenant");
         sqlx::query("UPDATE clients SET tenant_id = 't-other' WHERE id = $1").bind(&id)

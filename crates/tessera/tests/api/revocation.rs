@@ -1,38 +1,12 @@
 //! RFC 7009 revocation: access tokens join the deny list at once (and for every instance),
 //! refresh tokens end their session, and the answer never tells which tokens exist.
 
-use base64::Engine as _;
 use serde_json::json;
 
-use crate::helpers::{TestApp, problem, spawn_app_with};
+use crate::helpers::{TestApp, basic, problem, spawn_app_with};
 use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
-
-fn basic(id: &str, secret: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"))
-    )
-}
-
-async fn new_client(app: &TestApp, admin: &str, scopes: serde_json::Value) -> String {
-    let created: serde_json::Value = app
-        .client
-        .post(app.url("/api/v1/admin/clients"))
-        .bearer_auth(admin)
-        .json(&json!({"name": "svc", "scopes": scopes}))
-        .send()
-        .await
-        .expect("sent")
-        .json()
-        .await
-        .expect("JSON");
-    basic(
-        created["id"].as_str().expect("id"),
-        created["client_secret"].as_str().expect("secret"),
-    )
-}
 
 async fn form(
     app: &TestApp,
@@ -69,8 +43,10 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         app.create_user("root@example.com", PASSWORD, &["admin"], None).await;
         let admin = app.login("root@example.com", PASSWORD).await["access_token"].as_str().expect("t").to_owned();
-        let gate = new_client(&app, &admin, json!(["tokens:introspect", "tokens:revoke"])).await;
-        let etl = new_client(&app, &admin, json!(["reports:read"])).await;
+        let gate = app.new_client(&admin, json!(["tokens:introspect", "tokens:revoke"])).await;
+        let gate = basic(&gate.0, &gate.1);
+        let etl = app.new_client(&admin, json!(["reports:read"])).await;
+        let etl = basic(&etl.0, &etl.1);
 
         // A client revokes its own token.
         let issued: serde_json::Value = form(&app, "/oauth2/token", Some(&etl), &[("grant_type", "client_credentials")]).await.json().await.expect("JSON");

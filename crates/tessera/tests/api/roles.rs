@@ -3,37 +3,15 @@
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, problem, spawn_app_with};
+use crate::helpers::{problem, spawn_app_with};
 use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn token_of(app: &TestApp, email: &str, roles: &[&str]) -> String {
-    app.create_user(email, PASSWORD, roles, None).await;
-    app.login(email, PASSWORD).await["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned()
-}
-
-async fn send(
-    app: &TestApp,
-    method: reqwest::Method,
-    path: &str,
-    token: &str,
-    body: Option<serde_json::Value>,
-) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path)).bearer_auth(token);
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("sent")
-}
-
 on_each_database! {
     async fn admins_manage_roles_within_what_they_hold(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
-        let admin = token_of(&app, "root@example.com", &["admin"]).await;
+        let admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
         let post = reqwest::Method::POST;
 
         let list: serde_json::Value = app.get_bearer("/api/v1/admin/roles", &admin).await.json().await.expect("JSON");
@@ -41,43 +19,42 @@ on_each_database! {
         assert_eq!(names, [json!("admin"), json!("user"), json!("viewer")]);
         assert_eq!(list["items"][0]["built_in"], true);
 
-        let created = send(&app, post.clone(), "/api/v1/admin/roles", &admin,
-            Some(json!({"name": "support", "description": "Looks at sessions", "permissions": ["sessions:read", "sessions:read"]}))).await;
+        let created = app.send(post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "support", "description": "Looks at sessions", "permissions": ["sessions:read", "sessions:read"]}))).await;
         assert_eq!(created.status(), 201);
         let created: serde_json::Value = created.json().await.expect("JSON");
         assert_eq!(created["permissions"], json!(["sessions:read"]));
         let shown: serde_json::Value = app.get_bearer("/api/v1/admin/roles/support", &admin).await.json().await.expect("JSON");
         assert_eq!(shown["description"], "Looks at sessions");
 
-        problem(send(&app, post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "support", "permissions": []}))).await, 409, "role_exists").await;
-        problem(send(&app, post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "Bad Name", "permissions": []}))).await, 422, "invalid_role_name").await;
-        problem(send(&app, post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "x", "permissions": ["nocolon"]}))).await, 422, "invalid_permission").await;
-        problem(send(&app, reqwest::Method::PATCH, "/api/v1/admin/roles/admin", &admin, Some(json!({"permissions": []}))).await, 409, "built_in_role").await;
-        problem(send(&app, reqwest::Method::DELETE, "/api/v1/admin/roles/viewer", &admin, None).await, 409, "built_in_role").await;
+        problem(app.send(post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "support", "permissions": []}))).await, 409, "role_exists").await;
+        problem(app.send(post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "Bad Name", "permissions": []}))).await, 422, "invalid_role_name").await;
+        problem(app.send(post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "x", "permissions": ["nocolon"]}))).await, 422, "invalid_permission").await;
+        problem(app.send(reqwest::Method::PATCH, "/api/v1/admin/roles/admin", &admin, Some(json!({"permissions": []}))).await, 409, "built_in_role").await;
+        problem(app.send(reqwest::Method::DELETE, "/api/v1/admin/roles/viewer", &admin, None).await, 409, "built_in_role").await;
 
         // A role manager cannot mint a role more powerful than their own.
-        send(&app, post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "role_admin", "permissions": ["roles:*"]}))).await;
-        let manager = token_of(&app, "rm@example.com", &["role_admin"]).await;
-        let escalation = problem(send(&app, post.clone(), "/api/v1/admin/roles", &manager, Some(json!({"name": "god", "permissions": ["*:*"]}))).await, 403, "forbidden").await;
+        app.send(post.clone(), "/api/v1/admin/roles", &admin, Some(json!({"name": "role_admin", "permissions": ["roles:*"]}))).await;
+        let manager = app.token_for("rm@example.com", PASSWORD, &["role_admin"]).await;
+        let escalation = problem(app.send(post.clone(), "/api/v1/admin/roles", &manager, Some(json!({"name": "god", "permissions": ["*:*"]}))).await, 403, "forbidden").await;
         assert!(escalation["detail"].as_str().is_some_and(|d| d.contains("*:*")), "{escalation}");
-        assert_eq!(send(&app, post.clone(), "/api/v1/admin/roles", &manager, Some(json!({"name": "reader", "permissions": ["roles:read"]}))).await.status(), 201);
+        assert_eq!(app.send(post.clone(), "/api/v1/admin/roles", &manager, Some(json!({"name": "reader", "permissions": ["roles:read"]}))).await.status(), 201);
 
         // Viewers read, never write.
-        let viewer = token_of(&app, "vic@example.com", &["viewer"]).await;
+        let viewer = app.token_for("vic@example.com", PASSWORD, &["viewer"]).await;
         assert_eq!(app.get_bearer("/api/v1/admin/roles", &viewer).await.status(), 200);
-        problem(send(&app, post.clone(), "/api/v1/admin/roles", &viewer, Some(json!({"name": "y", "permissions": []}))).await, 403, "forbidden").await;
+        problem(app.send(post.clone(), "/api/v1/admin/roles", &viewer, Some(json!({"name": "y", "permissions": []}))).await, 403, "forbidden").await;
 
         // A change applies to the next request of everyone holding the role.
         let ada = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
-        let support = token_of(&app, "sam@example.com", &["support"]).await;
+        let support = app.token_for("sam@example.com", PASSWORD, &["support"]).await;
         let sessions = format!("/api/v1/admin/users/{}/sessions", ada.id);
         assert_eq!(app.get_bearer(&sessions, &support).await.status(), 200);
-        let changed = send(&app, reqwest::Method::PATCH, "/api/v1/admin/roles/support", &admin, Some(json!({"permissions": []}))).await;
+        let changed = app.send(reqwest::Method::PATCH, "/api/v1/admin/roles/support", &admin, Some(json!({"permissions": []}))).await;
         assert_eq!(changed.status(), 200);
         problem(app.get_bearer(&sessions, &support).await, 403, "forbidden").await;
 
-        problem(send(&app, reqwest::Method::DELETE, "/api/v1/admin/roles/support", &admin, None).await, 409, "role_in_use").await;
-        assert_eq!(send(&app, reqwest::Method::DELETE, "/api/v1/admin/roles/reader", &admin, None).await.status(), 204);
+        problem(app.send(reqwest::Method::DELETE, "/api/v1/admin/roles/support", &admin, None).await, 409, "role_in_use").await;
+        assert_eq!(app.send(reqwest::Method::DELETE, "/api/v1/admin/roles/reader", &admin, None).await.status(), 204);
         problem(app.get_bearer("/api/v1/admin/roles/reader", &admin).await, 404, "not_found").await;
 
         let actions = app.audit_actions().await;
@@ -90,7 +67,7 @@ on_each_database! {
 on_each_database! {
     async fn another_tenants_roles_do_not_exist_here(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
-        let admin = token_of(&app, "root@example.com", &["admin"]).await;
+        let admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
         let pool = app.state.db().pool();
         sqlx::query("INSERT INTO tenants (id, slug, name, active, created_at) VALUES ('t-other', 'other', 'Other', 1, 0)")
             .execute(pool).await.expect("tenant");
@@ -98,11 +75,11 @@ on_each_database! {
                      VALUES ('t-other', 'secret_ops', '', '[\"*:*\"]', 0, 0, 0)")
             .execute(pool).await.expect("role");
         problem(app.get_bearer("/api/v1/admin/roles/secret_ops", &admin).await, 404, "not_found").await;
-        problem(send(&app, reqwest::Method::DELETE, "/api/v1/admin/roles/secret_ops", &admin, None).await, 404, "not_found").await;
+        problem(app.send(reqwest::Method::DELETE, "/api/v1/admin/roles/secret_ops", &admin, None).await, 404, "not_found").await;
         let list: serde_json::Value = app.get_bearer("/api/v1/admin/roles", &admin).await.json().await.expect("JSON");
         assert_eq!(list["total"], 3);
         // Holding a role name that exists only in another tenant grants nothing here.
-        let stranger = token_of(&app, "eve@example.com", &["secret_ops"]).await;
+        let stranger = app.token_for("eve@example.com", PASSWORD, &["secret_ops"]).await;
         problem(app.get_bearer("/api/v1/admin/roles", &stranger).await, 403, "forbidden").await;
     }
 }

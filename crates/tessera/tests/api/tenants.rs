@@ -10,22 +10,6 @@ use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn send(
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    token: &str,
-    body: serde_json::Value,
-) -> reqwest::Response {
-    app.client
-        .request(method, app.url(path))
-        .bearer_auth(token)
-        .json(&body)
-        .send()
-        .await
-        .expect("sent")
-}
-
 /// An account moved into `tenant_id`, logged in there.
 async fn member_of(
     app: &TestApp,
@@ -57,12 +41,12 @@ on_each_database! {
         let platform = member_of(&app, SYSTEM_TENANT_ID, "system", "ops@example.com", &["platform_admin"]).await;
         let platform = platform["access_token"].as_str().expect("token").to_owned();
 
-        let created = send(&app, Method::POST, "/api/v1/admin/tenants", &platform, json!({"slug": "acme", "name": "Acme Inc."})).await;
+        let created = app.send(Method::POST, "/api/v1/admin/tenants", &platform, Some(json!({"slug": "acme", "name": "Acme Inc."}))).await;
         assert_eq!(created.status(), 201);
         let acme: serde_json::Value = created.json().await.expect("JSON");
         let acme_id = acme["id"].as_str().expect("id").to_owned();
-        problem(send(&app, Method::POST, "/api/v1/admin/tenants", &platform, json!({"slug": "acme", "name": "Again"})).await, 409, "tenant_exists").await;
-        problem(send(&app, Method::POST, "/api/v1/admin/tenants", &platform, json!({"slug": "-Bad Slug", "name": "x"})).await, 422, "invalid_slug").await;
+        problem(app.send(Method::POST, "/api/v1/admin/tenants", &platform, Some(json!({"slug": "acme", "name": "Again"}))).await, 409, "tenant_exists").await;
+        problem(app.send(Method::POST, "/api/v1/admin/tenants", &platform, Some(json!({"slug": "-Bad Slug", "name": "x"}))).await, 422, "invalid_slug").await;
         let list: serde_json::Value = app.get_bearer("/api/v1/admin/tenants", &platform).await.json().await.expect("JSON");
         let slugs: Vec<_> = list["items"].as_array().expect("items").iter().map(|t| t["slug"].clone()).collect();
         assert_eq!(slugs, [json!("acme"), json!("default"), json!("system")]);
@@ -77,7 +61,7 @@ on_each_database! {
         let member_token = member["access_token"].as_str().expect("token");
         assert_eq!(app.get_bearer("/api/v1/auth/me", member_token).await.status(), 200);
 
-        let disabled = send(&app, Method::PATCH, &format!("/api/v1/admin/tenants/{acme_id}"), &platform, json!({"active": false})).await;
+        let disabled = app.send(Method::PATCH, &format!("/api/v1/admin/tenants/{acme_id}"), &platform, Some(json!({"active": false}))).await;
         assert_eq!(disabled.status(), 200);
         problem(app.get_bearer("/api/v1/auth/me", member_token).await, 401, "session_ended").await;
         let wrong = app.post_json("/api/v1/auth/login", &json!({"login": "wile@acme.example", "password": "not it at all", "tenant": "acme"})).await;
@@ -85,7 +69,7 @@ on_each_database! {
         let right = app.post_json("/api/v1/auth/login", &json!({"login": "wile@acme.example", "password": PASSWORD, "tenant": "acme"})).await;
         problem(right, 403, "account_disabled").await;
 
-        problem(send(&app, Method::PATCH, &format!("/api/v1/admin/tenants/{SYSTEM_TENANT_ID}"), &platform, json!({"active": false})).await, 409, "system_tenant").await;
+        problem(app.send(Method::PATCH, &format!("/api/v1/admin/tenants/{SYSTEM_TENANT_ID}"), &platform, Some(json!({"active": false}))).await, 409, "system_tenant").await;
         let actions = app.audit_actions().await;
         for expected in ["tenant.created", "tenant.disabled"] {
             assert!(actions.iter().any(|a| a == expected), "{expected} missing");
@@ -100,7 +84,7 @@ on_each_database! {
         let admin = app.login("root@example.com", PASSWORD).await;
         let admin = admin["access_token"].as_str().expect("token");
         problem(app.get_bearer("/api/v1/admin/tenants", admin).await, 403, "forbidden").await;
-        problem(send(&app, Method::POST, "/api/v1/admin/tenants", admin, json!({"slug": "mine", "name": "Mine"})).await, 403, "forbidden").await;
-        problem(send(&app, Method::PATCH, &format!("/api/v1/admin/tenants/{SYSTEM_TENANT_ID}"), admin, json!({"name": "Mine"})).await, 403, "forbidden").await;
+        problem(app.send(Method::POST, "/api/v1/admin/tenants", admin, Some(json!({"slug": "mine", "name": "Mine"}))).await, 403, "forbidden").await;
+        problem(app.send(Method::PATCH, &format!("/api/v1/admin/tenants/{SYSTEM_TENANT_ID}"), admin, Some(json!({"name": "Mine"}))).await, 403, "forbidden").await;
     }
 }
