@@ -7,11 +7,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Authenticated;
-use super::login::db_error;
 use super::tokens::{self, Delivery};
 use crate::AppState;
 use crate::audit;
 use crate::http::client::Client;
+use crate::http::error::db_error;
 use crate::http::{ApiError, Json};
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, RefreshError, Scope, SessionView};

@@ -17,6 +17,7 @@ use crate::AppState;
 use crate::audit::{self, Actor, Origin};
 use crate::config::Registration;
 use crate::http::client::Client;
+use crate::http::error::db_error;
 use crate::http::{ApiError, Json};
 use crate::sessions::NewSession;
 use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, UserError};
@@ -204,11 +205,6 @@ async fn login_failed(
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)
-}
-
-/// A database failure on a request path: logged, answered as an opaque 500.
-pub(crate) fn db_error(error: impl std::fmt::Display) -> ApiError {
-    ApiError::internal(error)
 }
 
 /// The self-service registration request.

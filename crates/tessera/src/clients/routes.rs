@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use super::Client;
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::auth::login::db_error;
 use crate::http::client::Client as Caller;
+use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 

@@ -180,6 +180,11 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
+/// A database failure on a request path: logged, answered as an opaque 500.
+pub fn db_error(error: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(error)
+}
+
 /// Router fallback: every unknown path is a problem+json 404.
 pub async fn not_found() -> ApiError {
     ApiError::not_found()

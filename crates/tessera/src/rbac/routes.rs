@@ -15,8 +15,8 @@ use tessera_token::unix_now;
 use super::Permission;
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::auth::login::db_error;
 use crate::http::client::Client;
+use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 

@@ -13,9 +13,9 @@ use tessera_token::unix_now;
 
 use crate::AppState;
 use crate::auth::Authenticated;
-use crate::auth::login::db_error;
 use crate::clients::routes::check_name;
 use crate::http::client::Client;
+use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::rbac::{BUILT_IN_ROLES, SYSTEM_TENANT_ID};

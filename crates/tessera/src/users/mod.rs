@@ -318,7 +318,7 @@ pub async fn set_password_hash(
 }
 
 /// Writes a new password hash for `user` with its audit event, on `conn` (a transaction).
-pub async fn replace_password_hash(
+async fn replace_password_hash(
     conn: &mut AnyConnection,
     user: &User,
     hash: &str,
