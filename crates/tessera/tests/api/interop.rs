@@ -5,12 +5,15 @@
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
-use tessera_token::{Jwks, KeySet, Validation, Verifier, unix_now};
+use serde_json::{Value, json};
+use tessera_token::{AccessClaims, Jwks, KeySet, Validation, Verifier, unix_now};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use crate::keys::claims_for;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
+const PYJWT_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
+/// The npm packages (`npm ci` here) and the Node script.
+const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 
 /// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
 /// be: interoperability checks are never skipped there.
@@ -39,28 +42,51 @@ fn pyjwt_available() -> bool {
     )
 }
 
-fn python(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("python3")
-        .arg(SCRIPT)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("python3 finishes");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
+/// Runs `command` with `stdin` as its input, on a blocking thread so the server under test
+/// keeps answering; returns its standard output, failing the test with its output when it
+/// fails.
+async fn run_with_stdin(mut command: Command, stdin: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("finishes");
+        assert!(
+            output.status.success(),
+            "{command:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf8")
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// `pyjwt_check.py` with `args`.
+fn pyjwt_check(args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command.arg(PYJWT_CHECK).args(args);
+    command
+}
+
+/// `claims` signed with the server's current key.
+fn sign(app: &TestApp, claims: &AccessClaims) -> String {
+    app.state
+        .keys()
+        .current()
+        .signer
+        .sign(claims)
+        .expect("signs")
 }
 
 #[tokio::test]
@@ -70,29 +96,17 @@ async fn pyjwt_verifies_a_tessera_token_using_only_the_jwks() {
     }
     let app = spawn_app().await;
     let claims = claims_for(&app, unix_now());
-    let token = app
-        .state
-        .keys()
-        .current()
-        .signer
-        .sign(&claims)
-        .expect("signs");
-    let config = app.state.config().clone();
+    let token = sign(&app, &claims);
+    let config = app.state.config();
     let jwks_url = app.url("/.well-known/jwks.json");
-    let output = tokio::task::spawn_blocking(move || {
-        python(
-            &[
-                "verify",
-                &jwks_url,
-                &config.issuer(),
-                &config.token.audience,
-            ],
-            &token,
-        )
-    })
-    .await
-    .expect("joined");
-    let verified: serde_json::Value = serde_json::from_str(&output).expect("claims JSON");
+    let verify = pyjwt_check(&[
+        "verify",
+        &jwks_url,
+        &config.issuer(),
+        &config.token.audience,
+    ]);
+    let output = run_with_stdin(verify, token).await;
+    let verified: Value = serde_json::from_str(&output).expect("claims JSON");
     assert_eq!(verified["sub"], "user-1");
     assert_eq!(verified["jti"], claims.jti);
     assert_eq!(verified["sid"], "session-1");
@@ -106,12 +120,9 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
     let app = spawn_app().await;
     let claims = claims_for(&app, unix_now());
     let claims_json = serde_json::to_string(&claims).expect("json");
-    let output = tokio::task::spawn_blocking(move || python(&["sign", "py-key-1"], &claims_json))
-        .await
-        .expect("joined");
-    let signed: serde_json::Value = serde_json::from_str(&output).expect("JSON");
-    let jwks: Jwks =
-        serde_json::from_value(serde_json::json!({ "keys": [signed["jwk"]] })).expect("JWKS");
+    let output = run_with_stdin(pyjwt_check(&["sign", "py-key-1"]), claims_json).await;
+    let signed: Value = serde_json::from_str(&output).expect("JSON");
+    let jwks: Jwks = serde_json::from_value(json!({ "keys": [signed["jwk"]] })).expect("JWKS");
     let config = app.state.config();
     let verifier = Verifier::new(
         KeySet::from_jwks(&jwks),
@@ -125,12 +136,10 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
     assert!(app.state.keys().current().verifier().verify(token).is_err());
 }
 
-const JOSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-
 /// Whether Node and the `jose` package (`npm ci` in tests/interop) are there.
 fn jose_available() -> bool {
     available(
-        Command::new("node").current_dir(JOSE_DIR).args([
+        Command::new("node").current_dir(INTEROP_DIR).args([
             "-e",
             "import('jose').then(() => process.exit(0), () => process.exit(1))",
         ]),
@@ -149,38 +158,16 @@ async fn jose_verifies_a_token_from_a_real_login_using_the_remote_jwks() {
         .await;
     let tokens = app.login("ada@example.com", "correct horse battery").await;
     let token = tokens["access_token"].as_str().expect("token").to_owned();
-    let config = app.state.config().clone();
-    let jwks_url = app.url("/.well-known/jwks.json");
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .current_dir(JOSE_DIR)
-            .args([
-                "jose_check.mjs",
-                &jwks_url,
-                &config.issuer(),
-                &config.token.audience,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(token.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("node finishes")
-    })
-    .await
-    .expect("joined");
-    assert!(
-        output.status.success(),
-        "jose refused the token: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let verified: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let config = app.state.config();
+    let mut check = Command::new("node");
+    check.current_dir(INTEROP_DIR).args([
+        "jose_check.mjs",
+        &app.url("/.well-known/jwks.json"),
+        &config.issuer(),
+        &config.token.audience,
+    ]);
+    let output = run_with_stdin(check, token).await;
+    let verified: Value = serde_json::from_str(&output).expect("JSON");
     assert_eq!(verified["alg"], "EdDSA");
     assert_eq!(verified["claims"]["sid"], tokens["session_id"]);
 }
