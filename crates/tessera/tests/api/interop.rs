@@ -1,19 +1,22 @@
 //! Any-language interoperability: PyJWT (`PyJWKClient`) and Node's `jose`
-//! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, and Tessera's
-//! verifier accepts tokens PyJWT signed.
+//! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, Tessera's verifier
+//! accepts tokens PyJWT signed, and the FastAPI example in `examples/` admits and refuses
+//! requests the way Tessera does.
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
 use serde_json::{Value, json};
-use tessera_token::{AccessClaims, Jwks, KeySet, Validation, Verifier, unix_now};
+use tessera_token::{AccessClaims, Audience, Jwks, KeySet, Validation, Verifier, unix_now};
 
 use crate::helpers::{TestApp, spawn_app};
 use crate::keys::claims_for;
 
 const PYJWT_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
-/// The npm packages (`npm ci` here) and the Node script.
+/// The npm packages (`npm ci` here) and the scripts these tests run.
 const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
 
 /// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
 /// be: interoperability checks are never skipped there.
@@ -170,4 +173,285 @@ async fn jose_verifies_a_token_from_a_real_login_using_the_remote_jwks() {
     let verified: Value = serde_json::from_str(&output).expect("JSON");
     assert_eq!(verified["alg"], "EdDSA");
     assert_eq!(verified["claims"]["sid"], tokens["session_id"]);
+}
+
+/// Whether FastAPI and httpx (for its `TestClient`) are importable beside PyJWT.
+fn fastapi_available() -> bool {
+    available(
+        Command::new("python3").args(["-c", "import jwt, cryptography, fastapi, httpx"]),
+        "FastAPI",
+        "pip install 'PyJWT[crypto]' fastapi httpx",
+    )
+}
+
+/// Permission rules every example must apply: the token's scope, the permission asked for,
+/// and whether it is allowed.
+const PERMISSION_RULES: &[(&str, &str, bool)] = &[
+    ("reports:write", "reports:write", true),
+    ("openid reports:write", "reports:write", true),
+    ("reports:read", "reports:write", false),
+    ("", "reports:write", false),
+    ("reports:*", "reports:write", true),
+    ("*:read", "users:read", true),
+    ("*:read", "users:write", false),
+    ("*:*", "users:delete", true),
+    ("users:read", "users:*", false),
+    ("users:*", "users:*", true),
+    ("*:read", "*:*", false),
+    ("*:*", "*:*", true),
+];
+
+/// What an example service must answer.
+enum Expect {
+    /// Success with exactly this JSON body.
+    Ok(u16, Value),
+    /// A problem+json refusal with this status and code.
+    Problem(u16, &'static str),
+}
+
+/// One request to an example service, and what it must answer.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    expect: Expect,
+}
+
+impl Case {
+    /// `GET /whoami`: any valid token.
+    fn whoami(name: &'static str, headers: Vec<(&'static str, String)>, expect: Expect) -> Self {
+        Self {
+            name,
+            method: "GET",
+            path: "/whoami".into(),
+            headers,
+            expect,
+        }
+    }
+
+    /// `POST /reports`: needs `reports:write`.
+    fn report(name: &'static str, headers: Vec<(&'static str, String)>, expect: Expect) -> Self {
+        Self {
+            method: "POST",
+            path: "/reports".into(),
+            ..Self::whoami(name, headers, expect)
+        }
+    }
+}
+
+/// Claims the server would put in a token now, changed by `edit`.
+fn claims_with(app: &TestApp, edit: impl FnOnce(&mut AccessClaims)) -> AccessClaims {
+    let mut claims = claims_for(app, unix_now());
+    edit(&mut claims);
+    claims
+}
+
+/// `token` with its claims swapped for `claims` and its signature kept: a forgery.
+fn forged(token: &str, claims: &AccessClaims) -> String {
+    let (header, rest) = token.split_once('.').expect("a compact JWS");
+    let (_, signature) = rest.split_once('.').expect("a compact JWS");
+    let payload = serde_json::to_vec(claims).expect("JSON");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+    format!("{header}.{payload}.{signature}")
+}
+
+/// The requests every example must answer alike, against a running Tessera: a real login's
+/// token, and tokens signed by Tessera's key with one thing changed each.
+async fn example_cases(app: &TestApp) -> Vec<Case> {
+    let user = app
+        .create_user("ada@example.com", "correct horse battery", &["user"], None)
+        .await;
+    let login = app.login("ada@example.com", "correct horse battery").await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let scoped = |scope: &str| sign(app, &claims_with(app, |c| c.scope = scope.into()));
+    let expired = sign(
+        app,
+        &claims_with(app, |c| {
+            c.iat -= 7200;
+            c.nbf = Some(c.iat);
+            c.exp = c.iat + 3600;
+        }),
+    );
+    let elsewhere = sign(
+        app,
+        &claims_with(app, |c| c.aud = Audience::one("another-service")),
+    );
+    let raised = forged(
+        &scoped("reports:read"),
+        &claims_with(app, |c| c.scope = "*:*".into()),
+    );
+
+    let bearer = |token: &str| ("authorization", format!("Bearer {token}"));
+    let cookie = |token: &str| ("cookie", format!("theme=dark; access_token={token}"));
+    let me = json!({ "sub": user.id, "tid": user.tenant_id, "roles": ["user"] });
+    let created = json!({ "created_by": "user-1", "tid": "tenant-1" });
+    let invalid = || Expect::Problem(401, "invalid_token");
+    let forbidden = || Expect::Problem(403, "forbidden");
+    vec![
+        Case::whoami(
+            "a Bearer token from a real login",
+            vec![bearer(&login)],
+            Expect::Ok(200, me.clone()),
+        ),
+        Case::whoami(
+            "the access cookie",
+            vec![cookie(&login)],
+            Expect::Ok(200, me.clone()),
+        ),
+        Case::whoami(
+            "Bearer, which comes before the cookie",
+            vec![bearer(&login), cookie("not-a-token")],
+            Expect::Ok(200, me),
+        ),
+        Case::whoami("no token", vec![], Expect::Problem(401, "unauthenticated")),
+        Case {
+            path: format!("/whoami?access_token={login}"),
+            ..Case::whoami(
+                "a token in the query string only",
+                vec![],
+                Expect::Problem(401, "unauthenticated"),
+            )
+        },
+        Case::whoami("an expired token", vec![bearer(&expired)], invalid()),
+        Case::whoami(
+            "a token for another audience",
+            vec![bearer(&elsewhere)],
+            invalid(),
+        ),
+        Case::whoami(
+            "a malformed Authorization header beside a valid cookie",
+            vec![
+                ("authorization", "Basic dXNlcjpwdw==".into()),
+                cookie(&login),
+            ],
+            invalid(),
+        ),
+        Case::whoami(
+            "the access cookie sent twice",
+            vec![(
+                "cookie",
+                format!("access_token=stale; access_token={login}"),
+            )],
+            invalid(),
+        ),
+        Case::report(
+            "a token whose scope was raised after signing",
+            vec![bearer(&raised)],
+            invalid(),
+        ),
+        Case::report(
+            "a login token, which holds no permission",
+            vec![bearer(&login)],
+            forbidden(),
+        ),
+        Case::report(
+            "a token holding reports:read and users:*",
+            vec![bearer(&scoped("reports:read users:*"))],
+            forbidden(),
+        ),
+        Case::report(
+            "a token holding reports:write",
+            vec![bearer(&scoped("reports:write"))],
+            Expect::Ok(201, created.clone()),
+        ),
+        Case::report(
+            "a token holding *:*",
+            vec![bearer(&scoped("*:*"))],
+            Expect::Ok(201, created),
+        ),
+    ]
+}
+
+/// What a driver script reads: where Tessera is, the requests and the permission rules.
+fn driver_input(app: &TestApp, cases: &[Case]) -> String {
+    let config = app.state.config();
+    let requests: Vec<Value> = cases
+        .iter()
+        .map(|c| json!({ "method": c.method, "path": c.path, "headers": c.headers }))
+        .collect();
+    let permissions: Vec<[&str; 2]> = PERMISSION_RULES
+        .iter()
+        .map(|(scope, wanted, _)| [*scope, *wanted])
+        .collect();
+    json!({
+        "issuer": config.issuer(),
+        "audience": config.token.audience,
+        "requests": requests,
+        "permissions": permissions,
+    })
+    .to_string()
+}
+
+/// Checks a driver's answers (`{"responses": [...], "permissions": [...]}`) against `cases`
+/// and [`PERMISSION_RULES`].
+fn assert_answers(example: &str, cases: &[Case], output: &str) {
+    let output: Value = serde_json::from_str(output).expect("driver output JSON");
+    let responses = output["responses"].as_array().expect("responses");
+    assert_eq!(
+        responses.len(),
+        cases.len(),
+        "{example}: one answer per request"
+    );
+    for (case, response) in cases.iter().zip(responses) {
+        let context = format!("{example}, {}: {response}", case.name);
+        match &case.expect {
+            Expect::Ok(status, body) => {
+                assert_eq!(response["status"], *status, "{context}");
+                assert_eq!(response["body"], *body, "{context}");
+            }
+            Expect::Problem(status, code) => {
+                let headers = &response["headers"];
+                let body = &response["body"];
+                assert_eq!(response["status"], *status, "{context}");
+                assert_eq!(
+                    headers["content-type"], "application/problem+json",
+                    "{context}"
+                );
+                assert_eq!(headers["cache-control"], "no-store", "{context}");
+                let challenge = match *code {
+                    "unauthenticated" => "Bearer",
+                    "invalid_token" => "Bearer error=\"invalid_token\"",
+                    _ => "Bearer error=\"insufficient_scope\"",
+                };
+                assert_eq!(headers["www-authenticate"], challenge, "{context}");
+                let title = reqwest::StatusCode::from_u16(*status)
+                    .expect("status")
+                    .canonical_reason();
+                assert_eq!(
+                    body["type"],
+                    format!("urn:tessera:problem:{code}"),
+                    "{context}"
+                );
+                assert_eq!(body["title"].as_str(), title, "{context}");
+                assert_eq!(body["status"], *status, "{context}");
+                assert_eq!(body["code"], *code, "{context}");
+            }
+        }
+    }
+    let permissions = output["permissions"].as_array().expect("permissions");
+    assert_eq!(permissions.len(), PERMISSION_RULES.len(), "{example}");
+    for ((scope, wanted, allowed), answer) in PERMISSION_RULES.iter().zip(permissions) {
+        assert_eq!(
+            answer, allowed,
+            "{example}: does `{scope}` allow `{wanted}`?"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_fastapi_example_admits_and_refuses_requests_as_tessera_does() {
+    if !fastapi_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let cases = example_cases(&app).await;
+    let mut driver = Command::new("python3");
+    driver
+        .current_dir(INTEROP_DIR)
+        .args(["fastapi_driver.py", &format!("{EXAMPLES_DIR}/fastapi")]);
+    let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
+    assert_answers("FastAPI", &cases, &output);
 }
