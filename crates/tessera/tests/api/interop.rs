@@ -1,13 +1,15 @@
 //! Any-language interoperability: PyJWT (`PyJWKClient`) and Node's `jose`
 //! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, Tessera's verifier
-//! accepts tokens PyJWT signed, and the FastAPI example in `examples/` admits and refuses
-//! requests the way Tessera does.
+//! accepts tokens PyJWT signed, and the FastAPI and TypeScript examples in `examples/` admit
+//! and refuse requests the way Tessera does.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 use tessera_token::{AccessClaims, Audience, Jwks, KeySet, Validation, Verifier, unix_now};
 
 use crate::helpers::{TestApp, spawn_app};
@@ -181,6 +183,19 @@ fn fastapi_available() -> bool {
         Command::new("python3").args(["-c", "import jwt, cryptography, fastapi, httpx"]),
         "FastAPI",
         "pip install 'PyJWT[crypto]' fastapi httpx",
+    )
+}
+
+/// Whether the TypeScript compiler, Node's type declarations and `jose` are installed in
+/// tests/interop.
+fn typescript_available() -> bool {
+    available(
+        Command::new("node").current_dir(INTEROP_DIR).args([
+            "-e",
+            "for (const p of ['typescript', '@types/node/package.json', 'jose']) require.resolve(p)",
+        ]),
+        "TypeScript",
+        "run `npm ci` in crates/tessera/tests/interop",
     )
 }
 
@@ -454,4 +469,42 @@ async fn the_fastapi_example_admits_and_refuses_requests_as_tessera_does() {
         .args(["fastapi_driver.py", &format!("{EXAMPLES_DIR}/fastapi")]);
     let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
     assert_answers("FastAPI", &cases, &output);
+}
+
+/// The TypeScript example copied into a fresh folder the way a user would take it, with the
+/// interop packages as its `node_modules`, and compiled by its own strict `tsconfig.json`.
+async fn compiled_typescript_example() -> TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let example = Path::new(EXAMPLES_DIR).join("typescript");
+    for entry in std::fs::read_dir(&example).expect("examples/typescript") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copied");
+        }
+    }
+    let node_modules = Path::new(INTEROP_DIR).join("node_modules");
+    std::os::unix::fs::symlink(&node_modules, dir.path().join("node_modules")).expect("linked");
+    let mut tsc = Command::new("node");
+    tsc.current_dir(dir.path())
+        .arg(node_modules.join("typescript/bin/tsc"))
+        .args(["-p", "."]);
+    run_with_stdin(tsc, String::new()).await;
+    dir
+}
+
+#[tokio::test]
+async fn the_typescript_example_compiles_strictly_and_answers_as_tessera_does() {
+    if !typescript_available() {
+        return;
+    }
+    let compiled = compiled_typescript_example().await;
+    let app = spawn_app().await;
+    let cases = example_cases(&app).await;
+    let mut driver = Command::new("node");
+    driver
+        .current_dir(INTEROP_DIR)
+        .arg("typescript_driver.mjs")
+        .arg(compiled.path().join("dist"));
+    let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
+    assert_answers("TypeScript", &cases, &output);
 }
