@@ -313,14 +313,18 @@ pub async fn spawn_app() -> TestApp {
     spawn_app_with(TestDatabase::sqlite(), |_| {}).await
 }
 
-/// The application on `db`, with `configure` applied to the test configuration.
+/// The application on `db`, with `configure` applied to the test configuration (after its
+/// port is bound: `http.bind` is not for tests to change).
 pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = db.config();
-    configure(&mut config);
     let listener = TcpListener::bind(config.http.bind)
         .await
         .expect("bind a free port");
     let address = format!("http://{}", listener.local_addr().expect("local address"));
+    // What the server publishes (the issuer, `jwks_uri`) points at the server itself, so a
+    // client can discover everything from the issuer as in production; a test may change it.
+    config.public_url = url::Url::parse(&address).expect("server URL");
+    configure(&mut config);
     let app = Application::build(config)
         .await
         .expect("application builds");

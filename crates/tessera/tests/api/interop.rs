@@ -1,16 +1,24 @@
 //! Any-language interoperability: PyJWT (`PyJWKClient`) and Node's `jose`
-//! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, and Tessera's
-//! verifier accepts tokens PyJWT signed.
+//! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, Tessera's verifier
+//! accepts tokens PyJWT signed, and the FastAPI and TypeScript examples in `examples/` admit
+//! and refuse requests the way Tessera does.
 
 use std::io::Write as _;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
-use tessera_token::{Jwks, KeySet, Validation, Verifier, unix_now};
+use base64::Engine as _;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tessera_token::{AccessClaims, Audience, Jwks, KeySet, Validation, Verifier, unix_now};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, spawn_app};
 use crate::keys::claims_for;
 
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
+const PYJWT_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
+/// The npm packages (`npm ci` here) and the scripts these tests run.
+const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
 
 /// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
 /// be: interoperability checks are never skipped there.
@@ -39,28 +47,51 @@ fn pyjwt_available() -> bool {
     )
 }
 
-fn python(args: &[&str], stdin: &str) -> String {
-    let mut child = Command::new("python3")
-        .arg(SCRIPT)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin.as_bytes())
-        .expect("write");
-    let output = child.wait_with_output().expect("python3 finishes");
-    assert!(
-        output.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).expect("utf8")
+/// Runs `command` with `stdin` as its input, on a blocking thread so the server under test
+/// keeps answering; returns its standard output, failing the test with its output when it
+/// fails.
+async fn run_with_stdin(mut command: Command, stdin: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} starts: {e}"));
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write");
+        let output = child.wait_with_output().expect("finishes");
+        assert!(
+            output.status.success(),
+            "{command:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).expect("utf8")
+    })
+    .await
+    .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// `pyjwt_check.py` with `args`.
+fn pyjwt_check(args: &[&str]) -> Command {
+    let mut command = Command::new("python3");
+    command.arg(PYJWT_CHECK).args(args);
+    command
+}
+
+/// `claims` signed with the server's current key.
+fn sign(app: &TestApp, claims: &AccessClaims) -> String {
+    app.state
+        .keys()
+        .current()
+        .signer
+        .sign(claims)
+        .expect("signs")
 }
 
 #[tokio::test]
@@ -70,29 +101,17 @@ async fn pyjwt_verifies_a_tessera_token_using_only_the_jwks() {
     }
     let app = spawn_app().await;
     let claims = claims_for(&app, unix_now());
-    let token = app
-        .state
-        .keys()
-        .current()
-        .signer
-        .sign(&claims)
-        .expect("signs");
-    let config = app.state.config().clone();
+    let token = sign(&app, &claims);
+    let config = app.state.config();
     let jwks_url = app.url("/.well-known/jwks.json");
-    let output = tokio::task::spawn_blocking(move || {
-        python(
-            &[
-                "verify",
-                &jwks_url,
-                &config.issuer(),
-                &config.token.audience,
-            ],
-            &token,
-        )
-    })
-    .await
-    .expect("joined");
-    let verified: serde_json::Value = serde_json::from_str(&output).expect("claims JSON");
+    let verify = pyjwt_check(&[
+        "verify",
+        &jwks_url,
+        &config.issuer(),
+        &config.token.audience,
+    ]);
+    let output = run_with_stdin(verify, token).await;
+    let verified: Value = serde_json::from_str(&output).expect("claims JSON");
     assert_eq!(verified["sub"], "user-1");
     assert_eq!(verified["jti"], claims.jti);
     assert_eq!(verified["sid"], "session-1");
@@ -106,12 +125,9 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
     let app = spawn_app().await;
     let claims = claims_for(&app, unix_now());
     let claims_json = serde_json::to_string(&claims).expect("json");
-    let output = tokio::task::spawn_blocking(move || python(&["sign", "py-key-1"], &claims_json))
-        .await
-        .expect("joined");
-    let signed: serde_json::Value = serde_json::from_str(&output).expect("JSON");
-    let jwks: Jwks =
-        serde_json::from_value(serde_json::json!({ "keys": [signed["jwk"]] })).expect("JWKS");
+    let output = run_with_stdin(pyjwt_check(&["sign", "py-key-1"]), claims_json).await;
+    let signed: Value = serde_json::from_str(&output).expect("JSON");
+    let jwks: Jwks = serde_json::from_value(json!({ "keys": [signed["jwk"]] })).expect("JWKS");
     let config = app.state.config();
     let verifier = Verifier::new(
         KeySet::from_jwks(&jwks),
@@ -125,12 +141,10 @@ async fn tessera_accepts_an_eddsa_token_signed_by_pyjwt() {
     assert!(app.state.keys().current().verifier().verify(token).is_err());
 }
 
-const JOSE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-
 /// Whether Node and the `jose` package (`npm ci` in tests/interop) are there.
 fn jose_available() -> bool {
     available(
-        Command::new("node").current_dir(JOSE_DIR).args([
+        Command::new("node").current_dir(INTEROP_DIR).args([
             "-e",
             "import('jose').then(() => process.exit(0), () => process.exit(1))",
         ]),
@@ -149,38 +163,348 @@ async fn jose_verifies_a_token_from_a_real_login_using_the_remote_jwks() {
         .await;
     let tokens = app.login("ada@example.com", "correct horse battery").await;
     let token = tokens["access_token"].as_str().expect("token").to_owned();
-    let config = app.state.config().clone();
-    let jwks_url = app.url("/.well-known/jwks.json");
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .current_dir(JOSE_DIR)
-            .args([
-                "jose_check.mjs",
-                &jwks_url,
-                &config.issuer(),
-                &config.token.audience,
-            ])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node runs");
-        child
-            .stdin
-            .take()
-            .expect("stdin")
-            .write_all(token.as_bytes())
-            .expect("write");
-        child.wait_with_output().expect("node finishes")
-    })
-    .await
-    .expect("joined");
-    assert!(
-        output.status.success(),
-        "jose refused the token: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let verified: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let config = app.state.config();
+    let mut check = Command::new("node");
+    check.current_dir(INTEROP_DIR).args([
+        "jose_check.mjs",
+        &app.url("/.well-known/jwks.json"),
+        &config.issuer(),
+        &config.token.audience,
+    ]);
+    let output = run_with_stdin(check, token).await;
+    let verified: Value = serde_json::from_str(&output).expect("JSON");
     assert_eq!(verified["alg"], "EdDSA");
     assert_eq!(verified["claims"]["sid"], tokens["session_id"]);
+}
+
+/// Whether FastAPI and httpx (for its `TestClient`) are importable beside PyJWT.
+fn fastapi_available() -> bool {
+    available(
+        Command::new("python3").args(["-c", "import jwt, cryptography, fastapi, httpx"]),
+        "FastAPI",
+        "pip install 'PyJWT[crypto]' fastapi httpx",
+    )
+}
+
+/// Whether the TypeScript compiler, Node's type declarations and `jose` are installed in
+/// tests/interop.
+fn typescript_available() -> bool {
+    available(
+        Command::new("node").current_dir(INTEROP_DIR).args([
+            "-e",
+            "for (const p of ['typescript', '@types/node/package.json', 'jose']) require.resolve(p)",
+        ]),
+        "TypeScript",
+        "run `npm ci` in crates/tessera/tests/interop",
+    )
+}
+
+/// Permission rules every example must apply: the token's scope, the permission asked for,
+/// and whether it is allowed.
+const PERMISSION_RULES: &[(&str, &str, bool)] = &[
+    ("reports:write", "reports:write", true),
+    ("openid reports:write", "reports:write", true),
+    ("reports:read", "reports:write", false),
+    ("", "reports:write", false),
+    ("reports:*", "reports:write", true),
+    ("*:read", "users:read", true),
+    ("*:read", "users:write", false),
+    ("*:*", "users:delete", true),
+    ("users:read", "users:*", false),
+    ("users:*", "users:*", true),
+    ("*:read", "*:*", false),
+    ("*:*", "*:*", true),
+];
+
+/// What an example service must answer.
+enum Expect {
+    /// Success with exactly this JSON body.
+    Ok(u16, Value),
+    /// A problem+json refusal with this status and code.
+    Problem(u16, &'static str),
+}
+
+/// One request to an example service, and what it must answer.
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    expect: Expect,
+}
+
+impl Case {
+    /// `GET /whoami`: any valid token.
+    fn whoami(name: &'static str, headers: Vec<(&'static str, String)>, expect: Expect) -> Self {
+        Self {
+            name,
+            method: "GET",
+            path: "/whoami".into(),
+            headers,
+            expect,
+        }
+    }
+
+    /// `POST /reports`: needs `reports:write`.
+    fn report(name: &'static str, headers: Vec<(&'static str, String)>, expect: Expect) -> Self {
+        Self {
+            method: "POST",
+            path: "/reports".into(),
+            ..Self::whoami(name, headers, expect)
+        }
+    }
+}
+
+/// Claims the server would put in a token now, changed by `edit`.
+fn claims_with(app: &TestApp, edit: impl FnOnce(&mut AccessClaims)) -> AccessClaims {
+    let mut claims = claims_for(app, unix_now());
+    edit(&mut claims);
+    claims
+}
+
+/// `token` with its claims swapped for `claims` and its signature kept: a forgery.
+fn forged(token: &str, claims: &AccessClaims) -> String {
+    let (header, rest) = token.split_once('.').expect("a compact JWS");
+    let (_, signature) = rest.split_once('.').expect("a compact JWS");
+    let payload = serde_json::to_vec(claims).expect("JSON");
+    let payload = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(payload);
+    format!("{header}.{payload}.{signature}")
+}
+
+/// The requests every example must answer alike, against a running Tessera: a real login's
+/// token, and tokens signed by Tessera's key with one thing changed each.
+async fn example_cases(app: &TestApp) -> Vec<Case> {
+    let user = app
+        .create_user("ada@example.com", "correct horse battery", &["user"], None)
+        .await;
+    let login = app.login("ada@example.com", "correct horse battery").await["access_token"]
+        .as_str()
+        .expect("access token")
+        .to_owned();
+    let scoped = |scope: &str| sign(app, &claims_with(app, |c| c.scope = scope.into()));
+    let expired = sign(
+        app,
+        &claims_with(app, |c| {
+            c.iat -= 7200;
+            c.nbf = Some(c.iat);
+            c.exp = c.iat + 3600;
+        }),
+    );
+    let elsewhere = sign(
+        app,
+        &claims_with(app, |c| c.aud = Audience::one("another-service")),
+    );
+    let raised = forged(
+        &scoped("reports:read"),
+        &claims_with(app, |c| c.scope = "*:*".into()),
+    );
+
+    let bearer = |token: &str| ("authorization", format!("Bearer {token}"));
+    let cookie = |token: &str| ("cookie", format!("theme=dark; access_token={token}"));
+    let me = json!({ "sub": user.id, "tid": user.tenant_id, "roles": ["user"] });
+    let created = json!({ "created_by": "user-1", "tid": "tenant-1" });
+    let invalid = || Expect::Problem(401, "invalid_token");
+    let forbidden = || Expect::Problem(403, "forbidden");
+    vec![
+        Case::whoami(
+            "a Bearer token from a real login",
+            vec![bearer(&login)],
+            Expect::Ok(200, me.clone()),
+        ),
+        Case::whoami(
+            "the access cookie",
+            vec![cookie(&login)],
+            Expect::Ok(200, me.clone()),
+        ),
+        Case::whoami(
+            "Bearer, which comes before the cookie",
+            vec![bearer(&login), cookie("not-a-token")],
+            Expect::Ok(200, me),
+        ),
+        Case::whoami("no token", vec![], Expect::Problem(401, "unauthenticated")),
+        Case {
+            path: format!("/whoami?access_token={login}"),
+            ..Case::whoami(
+                "a token in the query string only",
+                vec![],
+                Expect::Problem(401, "unauthenticated"),
+            )
+        },
+        Case::whoami("an expired token", vec![bearer(&expired)], invalid()),
+        Case::whoami(
+            "a token for another audience",
+            vec![bearer(&elsewhere)],
+            invalid(),
+        ),
+        Case::whoami(
+            "a malformed Authorization header beside a valid cookie",
+            vec![
+                ("authorization", "Basic dXNlcjpwdw==".into()),
+                cookie(&login),
+            ],
+            invalid(),
+        ),
+        Case::whoami(
+            "the access cookie sent twice",
+            vec![(
+                "cookie",
+                format!("access_token=stale; access_token={login}"),
+            )],
+            invalid(),
+        ),
+        Case::report(
+            "a token whose scope was raised after signing",
+            vec![bearer(&raised)],
+            invalid(),
+        ),
+        Case::report(
+            "a login token, which holds no permission",
+            vec![bearer(&login)],
+            forbidden(),
+        ),
+        Case::report(
+            "a token holding reports:read and users:*",
+            vec![bearer(&scoped("reports:read users:*"))],
+            forbidden(),
+        ),
+        Case::report(
+            "a token holding reports:write",
+            vec![bearer(&scoped("reports:write"))],
+            Expect::Ok(201, created.clone()),
+        ),
+        Case::report(
+            "a token holding *:*",
+            vec![bearer(&scoped("*:*"))],
+            Expect::Ok(201, created),
+        ),
+    ]
+}
+
+/// What a driver script reads: where Tessera is, the requests and the permission rules.
+fn driver_input(app: &TestApp, cases: &[Case]) -> String {
+    let config = app.state.config();
+    let requests: Vec<Value> = cases
+        .iter()
+        .map(|c| json!({ "method": c.method, "path": c.path, "headers": c.headers }))
+        .collect();
+    let permissions: Vec<[&str; 2]> = PERMISSION_RULES
+        .iter()
+        .map(|(scope, wanted, _)| [*scope, *wanted])
+        .collect();
+    json!({
+        "issuer": config.issuer(),
+        "audience": config.token.audience,
+        "requests": requests,
+        "permissions": permissions,
+    })
+    .to_string()
+}
+
+/// Checks a driver's answers (`{"responses": [...], "permissions": [...]}`) against `cases`
+/// and [`PERMISSION_RULES`].
+fn assert_answers(example: &str, cases: &[Case], output: &str) {
+    let output: Value = serde_json::from_str(output).expect("driver output JSON");
+    let responses = output["responses"].as_array().expect("responses");
+    assert_eq!(
+        responses.len(),
+        cases.len(),
+        "{example}: one answer per request"
+    );
+    for (case, response) in cases.iter().zip(responses) {
+        let context = format!("{example}, {}: {response}", case.name);
+        match &case.expect {
+            Expect::Ok(status, body) => {
+                assert_eq!(response["status"], *status, "{context}");
+                assert_eq!(response["body"], *body, "{context}");
+            }
+            Expect::Problem(status, code) => {
+                let headers = &response["headers"];
+                let body = &response["body"];
+                assert_eq!(response["status"], *status, "{context}");
+                assert_eq!(
+                    headers["content-type"], "application/problem+json",
+                    "{context}"
+                );
+                assert_eq!(headers["cache-control"], "no-store", "{context}");
+                let challenge = match *code {
+                    "unauthenticated" => "Bearer",
+                    "invalid_token" => "Bearer error=\"invalid_token\"",
+                    _ => "Bearer error=\"insufficient_scope\"",
+                };
+                assert_eq!(headers["www-authenticate"], challenge, "{context}");
+                let title = reqwest::StatusCode::from_u16(*status)
+                    .expect("status")
+                    .canonical_reason();
+                assert_eq!(
+                    body["type"],
+                    format!("urn:tessera:problem:{code}"),
+                    "{context}"
+                );
+                assert_eq!(body["title"].as_str(), title, "{context}");
+                assert_eq!(body["status"], *status, "{context}");
+                assert_eq!(body["code"], *code, "{context}");
+            }
+        }
+    }
+    let permissions = output["permissions"].as_array().expect("permissions");
+    assert_eq!(permissions.len(), PERMISSION_RULES.len(), "{example}");
+    for ((scope, wanted, allowed), answer) in PERMISSION_RULES.iter().zip(permissions) {
+        assert_eq!(
+            answer, allowed,
+            "{example}: does `{scope}` allow `{wanted}`?"
+        );
+    }
+}
+
+#[tokio::test]
+async fn the_fastapi_example_admits_and_refuses_requests_as_tessera_does() {
+    if !fastapi_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let cases = example_cases(&app).await;
+    let mut driver = Command::new("python3");
+    driver
+        .current_dir(INTEROP_DIR)
+        .args(["fastapi_driver.py", &format!("{EXAMPLES_DIR}/fastapi")]);
+    let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
+    assert_answers("FastAPI", &cases, &output);
+}
+
+/// The TypeScript example copied into a fresh folder the way a user would take it, with the
+/// interop packages as its `node_modules`, and compiled by its own strict `tsconfig.json`.
+async fn compiled_typescript_example() -> TempDir {
+    let dir = tempfile::tempdir().expect("temporary folder");
+    let example = Path::new(EXAMPLES_DIR).join("typescript");
+    for entry in std::fs::read_dir(&example).expect("examples/typescript") {
+        let entry = entry.expect("entry");
+        if entry.file_type().expect("file type").is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copied");
+        }
+    }
+    let node_modules = Path::new(INTEROP_DIR).join("node_modules");
+    std::os::unix::fs::symlink(&node_modules, dir.path().join("node_modules")).expect("linked");
+    let mut tsc = Command::new("node");
+    tsc.current_dir(dir.path())
+        .arg(node_modules.join("typescript/bin/tsc"))
+        .args(["-p", "."]);
+    run_with_stdin(tsc, String::new()).await;
+    dir
+}
+
+#[tokio::test]
+async fn the_typescript_example_compiles_strictly_and_answers_as_tessera_does() {
+    if !typescript_available() {
+        return;
+    }
+    let compiled = compiled_typescript_example().await;
+    let app = spawn_app().await;
+    let cases = example_cases(&app).await;
+    let mut driver = Command::new("node");
+    driver
+        .current_dir(INTEROP_DIR)
+        .arg("typescript_driver.mjs")
+        .arg(compiled.path().join("dist"));
+    let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
+    assert_answers("TypeScript", &cases, &output);
 }
