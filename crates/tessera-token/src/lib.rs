@@ -7,6 +7,9 @@
 //!   algorithm always comes from the key found by `kid`, never from the token alone.
 //! - [`TokenCache`]: verified tokens remembered by their exact text, so a token presented
 //!   again costs a lookup instead of a signature check, and is still refused once expired.
+//! - [`Permission`]: `resource:action` with `*` wildcards, and whether a token's `scope`
+//!   allows one.
+//! - [`Revocation`]: an entry of the revocation feed and the tokens it makes invalid.
 //! - [`extract_token`]: where a request's token is read from, in one fixed order.
 
 mod b64;
@@ -14,6 +17,8 @@ mod cache;
 mod claims;
 mod extract;
 mod keys;
+mod permission;
+mod revocation;
 mod sign;
 mod verify;
 
@@ -21,6 +26,8 @@ pub use cache::TokenCache;
 pub use claims::{AccessClaims, Audience};
 pub use extract::{Credential, ExtractError, ExtractionPolicy, cookie_value, extract_token};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeySet, VerifyingKey, generate_pkcs8};
+pub use permission::{InvalidPermission, Permission};
+pub use revocation::{Revocation, RevocationPage, Revoked};
 pub use sign::{SignError, Signer};
 pub use verify::{Validation, Verifier, VerifyError, unix_now};
 
