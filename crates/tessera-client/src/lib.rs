@@ -1,5 +1,35 @@
-//! What other Rust services link to trust Tessera: token verification with the exact rules the
-//! server signs by (re-exported from [`tessera_token`]), so a service never holds a signing
-//! secret and never re-implements a JWT check.
+//! What other Rust services link to trust Tessera.
+//!
+//! A [`Verifier`] discovers the issuer (RFC 8414 metadata), caches its JWKS (fetched again
+//! on an unknown `kid`, at most every few seconds, and refreshed in the background), verifies
+//! tokens with [`tessera_token`], the same rules the server signs by, and follows Tessera's
+//! revocation feed so a revoked session is refused here within a second, without a call per
+//! request. An introspection mode asks Tessera instead, with a short cache and a circuit
+//! breaker that fails closed.
+//!
+//! With the `axum` feature (on by default): the [`Authenticated`] extractor, the
+//! [`axum::Require`] permission guard, and [`axum::AuthLayer`] /
+//! [`axum::RequirePermissionLayer`] for whole routers.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), tessera_client::SetupError> {
+//! let verifier = tessera_client::Verifier::builder("https://auth.example.com", "platform")
+//!     .client_credentials("client-id", "tss_secret")
+//!     .build()
+//!     .await?;
+//! # Ok(()) }
+//! ```
 
+#[cfg(feature = "axum")]
+pub mod axum;
+mod error;
+mod fetch;
+mod introspection;
+mod keys;
+mod revocations;
+mod sse;
+mod verifier;
+
+pub use error::{AuthError, SetupError};
 pub use tessera_token;
+pub use verifier::{Authenticated, Builder, Verifier};

@@ -18,9 +18,12 @@ use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
 use crate::rbac::Rbac;
+use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
-use crate::{auth, cleanup, clients, health, http, keys, oauth, rbac, sessions, tenants};
+use crate::{
+    auth, cleanup, clients, health, http, keys, oauth, rbac, revocations, sessions, tenants,
+};
 
 /// State shared by every handler; cheap to clone.
 #[derive(Clone)]
@@ -47,6 +50,8 @@ struct Inner {
     denylist: Arc<DenyList>,
     /// Service accounts, cached for the OAuth endpoints.
     clients: Arc<ClientCache>,
+    /// The revocation feed's pushes to open streams.
+    feed: Arc<Feed>,
 }
 
 impl AppState {
@@ -94,6 +99,11 @@ impl AppState {
     pub fn clients(&self) -> &ClientCache {
         &self.inner.clients
     }
+
+    /// The revocation feed.
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.inner.feed
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
@@ -127,7 +137,9 @@ impl Application {
         keys.spawn_refresher(db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
-        let sessions = Arc::new(Sessions::new(&config, &master));
+        let feed = Feed::new(i64::try_from(config.token.access_ttl_secs).unwrap_or(i64::MAX));
+        feed.spawn_poller(db.clone());
+        let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
         cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
         let auth = Arc::new(Auth::new(&config, &master));
@@ -155,6 +167,7 @@ impl Application {
                 rbac: Arc::new(Rbac::new()),
                 denylist,
                 clients: Arc::new(ClientCache::default()),
+                feed,
             }),
         };
         let router = router(state.clone());
@@ -185,6 +198,12 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
+        // Open revocation streams never end by themselves; shutting down ends them.
+        let feed = Arc::clone(self.state.feed());
+        let shutdown = async move {
+            shutdown.await;
+            feed.close();
+        };
         axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
             .await?;
@@ -205,6 +224,7 @@ fn router(state: AppState) -> Router {
         .merge(users::admin::router())
         .merge(tenants::router())
         .merge(clients::routes::router())
+        .merge(revocations::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

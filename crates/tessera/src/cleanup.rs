@@ -4,7 +4,8 @@
 //! - ended sessions, a week after they ended (revoked or expired), with their refresh-token
 //!   history: a week keeps `refresh_reuse` detection and "who was logged in" questions
 //!   answerable for a while, and the audit log keeps the events for good;
-//! - revoked access tokens once they have expired: nothing can present them any more.
+//! - revoked access tokens, and revocation-feed entries, once no token they cover can be
+//!   valid: nothing can present such a token any more.
 
 use std::sync::Weak;
 use std::time::Duration;
@@ -29,6 +30,8 @@ pub struct Removed {
     pub sessions: u64,
     /// Expired entries of the access-token deny list.
     pub revoked_tokens: u64,
+    /// Expired entries of the revocation feed.
+    pub revocations: u64,
 }
 
 /// Deletes what can no longer matter as of `now`. `None` when another instance holds the
@@ -64,10 +67,16 @@ pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error>
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     tx.commit().await?;
     Ok(Some(Removed {
         sessions,
         revoked_tokens,
+        revocations,
     }))
 }
 

@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod oauth;
 pub mod rbac;
+pub mod revocations;
 pub mod sessions;
 pub mod telemetry;
 pub mod tenants;

@@ -148,6 +148,7 @@ pub async fn refresh(
             roles,
             None,
         )
+        .await
     }
     .await;
     match outcome {

@@ -179,6 +179,7 @@ pub async fn login(
         roles,
         Some(&user),
     )
+    .await
 }
 
 async fn login_failed(

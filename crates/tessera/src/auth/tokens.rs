@@ -9,6 +9,7 @@ use tessera_token::{AccessClaims, Audience, unix_now};
 use super::cookies::Issue;
 use crate::AppState;
 use crate::http::ApiError;
+use crate::http::error::db_error;
 use crate::sessions::Session;
 use crate::sessions::refresh::RefreshToken;
 use crate::users::User;
@@ -27,12 +28,18 @@ pub enum Delivery {
     Body,
 }
 
-/// Signs an access token for `session` carrying `roles`.
-pub fn access_token(
+/// Signs an access token for `session` carrying `roles` and, as its `scope`, every
+/// permission they grant, so services can check permissions without asking.
+pub async fn access_token(
     state: &AppState,
     session: &Session,
     roles: Vec<String>,
 ) -> Result<(String, i64), ApiError> {
+    let scope = state
+        .rbac()
+        .scope(state.db(), &session.tenant_id, &roles)
+        .await
+        .map_err(db_error)?;
     let config = state.config();
     let now = unix_now();
     let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
@@ -44,7 +51,7 @@ pub fn access_token(
         sid: Some(session.id.clone()),
         tid: session.tenant_id.clone(),
         roles,
-        scope: String::new(),
+        scope,
         amr: session.amr.clone(),
         auth_time: Some(session.auth_time),
         iat: now,
@@ -81,7 +88,7 @@ struct CookieTokens<'a> {
 
 /// The answer to a login (with `user`) or a refresh: tokens in the body, or cookies and a
 /// body with no token in it. Never cached by anything on the way.
-pub fn deliver(
+pub async fn deliver(
     state: &AppState,
     delivery: Delivery,
     session: &Session,
@@ -89,7 +96,7 @@ pub fn deliver(
     roles: Vec<String>,
     user: Option<&User>,
 ) -> Result<Response, ApiError> {
-    let (access, expires_in) = access_token(state, session, roles)?;
+    let (access, expires_in) = access_token(state, session, roles).await?;
     let mut response = match delivery {
         Delivery::Body => axum::Json(BodyTokens {
             access_token: &access,

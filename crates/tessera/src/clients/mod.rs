@@ -20,6 +20,7 @@ use tessera_token::unix_now;
 use crate::audit::{self, Actor, Origin};
 use crate::db::Db;
 use crate::rbac::Permission;
+use crate::revocations;
 
 /// Marks Tessera client secrets, so secret scanners and people can recognise one.
 const SECRET_PREFIX: &str = "tss_";
@@ -107,7 +108,8 @@ pub fn parse_scopes(texts: &[String]) -> Result<Vec<Permission>, String> {
     let mut scopes = texts
         .iter()
         .map(|t| Permission::parse(t))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     scopes.sort_by_key(ToString::to_string);
     scopes.dedup();
     Ok(scopes)
@@ -260,6 +262,11 @@ pub async fn update(
         "client.disabled"
     };
     audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
+    if !client.active {
+        // Its tokens stop working here at once (the cache is told); services verifying
+        // locally learn it from the feed.
+        revocations::record_subject(&mut tx, &client.tenant_id, &client.id).await?;
+    }
     tx.commit().await?;
     Ok(())
 }

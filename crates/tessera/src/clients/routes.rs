@@ -175,6 +175,7 @@ async fn update(
         .await
         .map_err(db_error)?;
     state.clients().forget(&client.id);
+    state.feed().wake();
     Ok(Json(client))
 }
 
@@ -191,6 +192,7 @@ async fn remove(
         .await
         .map_err(db_error)?;
     state.clients().forget(&client.id);
+    state.feed().wake();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -205,5 +207,6 @@ async fn rotate(
         .await
         .map_err(db_error)?;
     state.clients().forget(&client.id);
+    state.feed().wake();
     Ok(with_secret(StatusCode::OK, client, &secret))
 }

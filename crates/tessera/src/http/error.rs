@@ -106,6 +106,13 @@ impl ApiError {
         error
     }
 
+    /// 401 with a `WWW-Authenticate: Basic` challenge: client credentials missing or wrong.
+    pub fn client_unauthorized(detail: impl Into<String>) -> Self {
+        let mut error = Self::new(StatusCode::UNAUTHORIZED, "invalid_client", detail);
+        error.0.challenge = Some("Basic realm=\"tessera\"");
+        error
+    }
+
     /// 403 for a caller who is known but may not do this.
     pub fn forbidden(code: &'static str, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::FORBIDDEN, code, detail)

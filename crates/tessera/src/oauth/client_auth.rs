@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::AppState;
 use crate::clients::Client;
+use crate::http::ApiError;
+use crate::rbac::Permission;
 
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {
@@ -55,6 +57,17 @@ impl OAuthError {
 struct ErrorBody {
     error: &'static str,
     error_description: &'static str,
+}
+
+impl From<OAuthError> for ApiError {
+    /// The same error as a problem, for endpoints outside `/oauth2`.
+    fn from(error: OAuthError) -> Self {
+        if error.status == StatusCode::UNAUTHORIZED {
+            ApiError::client_unauthorized(error.description)
+        } else {
+            ApiError::new(error.status, error.error, error.description)
+        }
+    }
 }
 
 impl IntoResponse for OAuthError {
@@ -166,9 +179,29 @@ pub async fn authenticate(
 ) -> Result<(Client, HashMap<String, String>), OAuthError> {
     let mut fields = parse_form(headers, body)?;
     let (client_id, secret, basic) = credentials(headers, &mut fields)?;
-    let client = state
+    let client = find(state, &client_id, &secret, basic).await?;
+    Ok((client, fields))
+}
+
+/// The active client authenticated by `client_secret_basic`, for requests without a form
+/// (the revocation feed).
+pub async fn authenticate_basic(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Client, OAuthError> {
+    let (client_id, secret, basic) = credentials(headers, &mut HashMap::new())?;
+    find(state, &client_id, &secret, basic).await
+}
+
+async fn find(
+    state: &AppState,
+    client_id: &str,
+    secret: &str,
+    basic: bool,
+) -> Result<Client, OAuthError> {
+    state
         .clients()
-        .authenticate(state.db(), &client_id, &secret)
+        .authenticate(state.db(), client_id, secret)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "client lookup failed");
@@ -178,6 +211,25 @@ pub async fn authenticate(
                 "the server could not check the client",
             )
         })?
-        .ok_or(OAuthError::invalid_client(basic))?;
-    Ok((client, fields))
+        .ok_or(OAuthError::invalid_client(basic))
+}
+
+/// Succeeds when one of `client`'s allowed scopes covers `wanted` (a valid permission).
+pub fn require_scope(client: &Client, wanted: &'static str) -> Result<(), OAuthError> {
+    let allowed = Permission::parse(wanted).is_ok_and(|wanted| {
+        client
+            .scopes
+            .iter()
+            .filter_map(|s| Permission::parse(s).ok())
+            .any(|s| s.allows(&wanted))
+    });
+    if allowed {
+        Ok(())
+    } else {
+        Err(OAuthError::new(
+            StatusCode::FORBIDDEN,
+            "insufficient_scope",
+            "this client is not allowed the scope this endpoint needs",
+        ))
+    }
 }

@@ -8,7 +8,7 @@
 
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use tessera_token::unix_now;
@@ -16,11 +16,11 @@ use tessera_token::unix_now;
 use super::client_auth::{self, OAuthError, no_store};
 use crate::AppState;
 use crate::clients::Client;
-use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::rbac::SYSTEM_TENANT_ID;
 use crate::sessions::cache::Lookup;
 
-/// The scope a client needs to introspect.
-const INTROSPECT_SCOPE: &str = "tokens:introspect";
+/// The scope a client needs to introspect, and to follow the revocation feed.
+pub const INTROSPECT_SCOPE: &str = "tokens:introspect";
 
 /// The introspection endpoint.
 pub async fn introspect(
@@ -40,25 +40,7 @@ pub async fn introspect(
 
 async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     let (client, fields) = client_auth::authenticate(state, headers, body).await?;
-    let wanted = Permission::parse(INTROSPECT_SCOPE).map_err(|_| {
-        OAuthError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "server_error",
-            "bad scope constant",
-        )
-    })?;
-    let allowed = client
-        .scopes
-        .iter()
-        .filter_map(|s| Permission::parse(s).ok())
-        .any(|s| s.allows(&wanted));
-    if !allowed {
-        return Err(OAuthError::new(
-            StatusCode::FORBIDDEN,
-            "insufficient_scope",
-            "this client is not allowed tokens:introspect",
-        ));
-    }
+    client_auth::require_scope(&client, INTROSPECT_SCOPE)?;
     let token = fields
         .get("token")
         .ok_or(OAuthError::invalid_request("token is required"))?;

@@ -39,6 +39,10 @@ async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response
         "token_endpoint": format!("{issuer}/oauth2/token"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        // Not registered by RFC 8414: Tessera's revocation feed, for services that verify
+        // tokens locally (`client_secret_basic`, scope `tokens:introspect`).
+        "revocations_endpoint": format!("{issuer}/api/v1/auth/revocations"),
+        "revocations_stream_endpoint": format!("{issuer}/api/v1/auth/revocations/stream"),
         "grant_types_supported": ["client_credentials"],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": CLIENT_AUTH_METHODS,

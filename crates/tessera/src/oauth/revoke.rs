@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_token::unix_now;
+use tessera_token::{Revoked, unix_now};
 
 use super::client_auth::{self, OAuthError, no_store};
 use crate::AppState;
@@ -16,6 +16,7 @@ use crate::audit::{self, Actor, Origin};
 use crate::clients::Client;
 use crate::http::client::origin_of;
 use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::revocations;
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, Scope};
 
@@ -126,6 +127,12 @@ async fn handle(
     .execute(&mut *tx)
     .await
     .map_err(server_error)?;
+    let target = Revoked::Token {
+        jti: claims.jti.clone(),
+    };
+    revocations::record(&mut tx, &claims.tid, &target, claims.exp)
+        .await
+        .map_err(server_error)?;
     audit::record(
         &mut tx,
         &audit::Event {
@@ -143,5 +150,6 @@ async fn handle(
     .map_err(server_error)?;
     tx.commit().await.map_err(server_error)?;
     state.denylist().add([(claims.jti.clone(), claims.exp)]);
+    state.feed().wake();
     Ok(())
 }

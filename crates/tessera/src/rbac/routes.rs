@@ -113,7 +113,9 @@ async fn grantable(
     }
     let mut parsed = Vec::with_capacity(texts.len());
     for text in texts {
-        parsed.push(Permission::parse(text).map_err(|e| invalid("invalid_permission", e))?);
+        parsed.push(
+            Permission::parse(text).map_err(|e| invalid("invalid_permission", e.to_string()))?,
+        );
     }
     caller.ensure_holds(state, &parsed).await?;
     let mut normalized: Vec<String> = parsed.iter().map(ToString::to_string).collect();

@@ -13,12 +13,13 @@ use aws_lc_rs::hmac;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
-use tessera_token::unix_now;
+use tessera_token::{Revoked as RevokedTarget, unix_now};
 
 use crate::audit::{self, Actor, Origin};
 use crate::config::Config;
 use crate::db::Db;
 use crate::keys::master::MasterKey;
+use crate::revocations::{self, Feed};
 use cache::SessionCache;
 use refresh::RefreshToken;
 
@@ -149,11 +150,15 @@ pub struct Rotation {
 pub struct Revoked(pub Vec<String>);
 
 impl Revoked {
-    /// Marks the sessions revoked in `sessions`' cache (after the commit).
+    /// Marks the sessions revoked in `sessions`' cache and pushes them to the revocation
+    /// feed's streams (after the commit).
     pub fn apply(self, sessions: &Sessions) {
         sessions
             .cache
             .revoke(self.0.iter().map(String::as_str), unix_now());
+        if !self.0.is_empty() {
+            sessions.feed.wake();
+        }
     }
 }
 
@@ -173,6 +178,7 @@ pub enum Scope<'a> {
 /// The session service of one instance.
 pub struct Sessions {
     cache: Arc<SessionCache>,
+    feed: Arc<Feed>,
     successor_key: hmac::Key,
     idle_ttl: i64,
     absolute_ttl: i64,
@@ -228,9 +234,10 @@ fn secs(value: u64) -> i64 {
 
 impl Sessions {
     /// The service with the configured lifetimes, its secret derived from `master`.
-    pub fn new(config: &Config, master: &MasterKey) -> Self {
+    pub fn new(config: &Config, master: &MasterKey, feed: Arc<Feed>) -> Self {
         Self {
             cache: Arc::new(SessionCache::new()),
+            feed,
             successor_key: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 &master.derive("tessera refresh-token successor v1"),
@@ -503,7 +510,8 @@ pub async fn revoke(
     };
     let sql = format!(
         "UPDATE sessions SET revoked_at = $1, revoked_reason = $2, revoked_by = $3 \
-         WHERE {filter} AND revoked_at IS NULL RETURNING id, user_id, tenant_id"
+         WHERE {filter} AND revoked_at IS NULL \
+         RETURNING id, user_id, tenant_id, absolute_expires_at"
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now)
@@ -519,6 +527,10 @@ pub async fn revoke(
         let id: String = row.try_get("id")?;
         let user_id: String = row.try_get("user_id")?;
         let tenant_id: String = row.try_get("tenant_id")?;
+        let ends: i64 = row.try_get("absolute_expires_at")?;
+        let target = RevokedTarget::Session { sid: id.clone() };
+        let expires_at = ends.min(now.saturating_add(revocations::MAX_TOKEN_TTL_SECS));
+        revocations::record(conn, &tenant_id, &target, expires_at).await?;
         audit::record(
             conn,
             &audit::Event {

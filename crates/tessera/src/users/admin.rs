@@ -17,6 +17,7 @@ use crate::http::client::Client;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::revocations;
 use crate::sessions::{self, Scope};
 
 /// Most roles one account may hold.
@@ -374,6 +375,9 @@ async fn update(
             .record(&mut tx, action, ("user", &user.id), &origin, None)
             .await?;
         if !active {
+            revocations::record_subject(&mut tx, &user.tenant_id, &user.id)
+                .await
+                .map_err(db_error)?;
             revoked = sessions::revoke(
                 &mut tx,
                 Scope::AllOf(&user.id),

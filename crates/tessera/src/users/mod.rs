@@ -11,6 +11,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::audit::{self, Actor, Origin};
 use crate::db::Db;
+use crate::revocations;
 use crate::sessions::{self, Revoked, Scope};
 
 /// Id of the tenant every installation starts with (see migration 0002).
@@ -350,6 +351,7 @@ pub async fn disable(
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, user, "user.disabled", actor, origin).await?;
+    revocations::record_subject(&mut tx, &user.tenant_id, &user.id).await?;
     let revoked = sessions::revoke(
         &mut tx,
         Scope::AllOf(&user.id),

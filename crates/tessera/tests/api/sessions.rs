@@ -305,9 +305,14 @@ on_each_database! {
             .bind(now - 10)
             .bind(now + 600)
             .execute(pool).await.expect("revocations");
+        sqlx::query("INSERT INTO revocations (tenant_id, kind, subject, expires_at, created_at) VALUES ('t', 'token', 'gone', $1, 0), ('t', 'token', 'kept', $2, 0)")
+            .bind(now - 10)
+            .bind(now + 600)
+            .execute(pool).await.expect("feed entries");
 
         let removed = tessera::cleanup::run_once(app.state.db(), now).await.expect("ran").expect("lock taken");
         assert_eq!((removed.sessions, removed.revoked_tokens), (1, 1));
+        assert_eq!(removed.revocations, 1);
         let sessions: Vec<String> = sqlx::query_scalar("SELECT id FROM sessions ORDER BY id").fetch_all(pool).await.expect("ids");
         let mut expected = vec![live["session_id"].as_str().expect("sid").to_owned(), recent["session_id"].as_str().expect("sid").to_owned()];
         expected.sort();
@@ -318,6 +323,8 @@ on_each_database! {
         assert_eq!(orphans, 0, "the history went with its session");
         let jtis: Vec<String> = sqlx::query_scalar("SELECT jti FROM revoked_tokens").fetch_all(pool).await.expect("jtis");
         assert_eq!(jtis, ["kept"]);
+        let feed: Vec<String> = sqlx::query_scalar("SELECT subject FROM revocations WHERE kind = 'token'").fetch_all(pool).await.expect("feed");
+        assert_eq!(feed, ["kept"]);
         assert_eq!(app.get_bearer("/api/v1/auth/me", live["access_token"].as_str().expect("t")).await.status(), 200);
     }
 }

@@ -1,0 +1,322 @@
+//! The revocation feed: every revocation that services verifying tokens locally must honour,
+//! written in the same transaction as the revocation itself, in order, with a cursor.
+//!
+//! Services read it by cursor (`GET /api/v1/auth/revocations?after=`) and then follow the
+//! stream (`…/stream`, SSE), so a logout is honoured everywhere within a second without a
+//! call per request.
+//!
+//! The cursor is the entry's sequence number, and entries become visible in that order: on
+//! PostgreSQL a revoking transaction locks the table against other writers (readers are not
+//! blocked) before it takes its number, so a lower number can never commit after a higher one
+//! was read. SQLite has one writer at a time anyway. A reader that saw entry N has therefore
+//! seen every entry before N that will ever exist.
+
+pub mod routes;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sqlx::{AnyConnection, Row as _};
+use tessera_token::{Revocation, Revoked, unix_now};
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::db::Db;
+
+/// Longest lifetime an access token can be configured with (`token.access_ttl_secs`): the
+/// bound written with each entry, which the feed narrows to the configured lifetime.
+pub const MAX_TOKEN_TTL_SECS: i64 = 86_400;
+
+/// How often each instance looks for entries written by any instance.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Most entries read at once.
+pub const MAX_PAGE: i64 = 1_000;
+
+/// Entries waiting for slow stream readers; one that falls further behind reads the database.
+const BACKLOG: usize = 4_096;
+
+/// Most streams one client may hold open on one instance (a service needs one per process).
+pub const MAX_STREAMS_PER_CLIENT: usize = 8;
+
+/// Records that `target` in `tenant_id` was revoked, on `conn` (the revoking transaction).
+/// `expires_at` bounds every token it covers.
+pub async fn record(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    target: &Revoked,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    let (kind, subject, issued_before) = match target {
+        Revoked::Session { sid } => ("session", sid, None),
+        Revoked::Subject { sub, issued_before } => ("subject", sub, Some(*issued_before)),
+        Revoked::Token { jti } => ("token", jti, None),
+    };
+    if conn.backend_name() == "PostgreSQL" {
+        // Numbers in commit order (see the module documentation). Held to the commit.
+        sqlx::query("LOCK TABLE revocations IN EXCLUSIVE MODE")
+            .execute(&mut *conn)
+            .await?;
+    }
+    sqlx::query(
+        "INSERT INTO revocations (tenant_id, kind, subject, issued_before, expires_at, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(tenant_id)
+    .bind(kind)
+    .bind(subject)
+    .bind(issued_before)
+    .bind(expires_at)
+    .bind(unix_now_ms())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records that every token of `subject` (a user or client) issued until now is revoked.
+pub async fn record_subject(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    subject: &str,
+) -> Result<(), sqlx::Error> {
+    let now = unix_now();
+    let target = Revoked::Subject {
+        sub: subject.to_owned(),
+        issued_before: now,
+    };
+    record(conn, tenant_id, &target, now + MAX_TOKEN_TTL_SECS).await
+}
+
+/// Milliseconds since the epoch.
+fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// An entry and its place in the feed.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Sequence number.
+    pub seq: i64,
+    /// Unix milliseconds when written.
+    pub created_ms: i64,
+    /// The revocation.
+    pub revocation: Revocation,
+}
+
+/// Entries read after a cursor.
+#[derive(Debug)]
+pub struct Page {
+    /// In sequence order, expired ones left out.
+    pub entries: Vec<Entry>,
+    /// Where the next read starts: the last entry read, expired or not.
+    pub cursor: i64,
+    /// Whether the limit cut the page short.
+    pub has_more: bool,
+}
+
+/// Reads up to `limit` entries after `after`, each entry's expiry narrowed to `token_ttl`
+/// after it was written (no token issued before then lives longer).
+pub async fn read_after(
+    db: &Db,
+    after: i64,
+    limit: i64,
+    token_ttl: i64,
+) -> Result<Page, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT seq, tenant_id, kind, subject, issued_before, expires_at, created_at \
+         FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit + 1)
+    .fetch_all(db.pool())
+    .await?;
+    let has_more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
+    let now = unix_now();
+    let mut cursor = after;
+    let mut entries = Vec::with_capacity(rows.len());
+    for row in rows.iter().take(usize::try_from(limit).unwrap_or(0)) {
+        let seq: i64 = row.try_get("seq")?;
+        let created_ms: i64 = row.try_get("created_at")?;
+        cursor = seq;
+        let kind: String = row.try_get("kind")?;
+        let subject: String = row.try_get("subject")?;
+        let target = match kind.as_str() {
+            "session" => Revoked::Session { sid: subject },
+            "subject" => Revoked::Subject {
+                sub: subject,
+                issued_before: row.try_get::<Option<i64>, _>("issued_before")?.unwrap_or(0),
+            },
+            "token" => Revoked::Token { jti: subject },
+            other => {
+                tracing::warn!(kind = other, seq, "skipping a revocation of unknown kind");
+                continue;
+            }
+        };
+        let revoked_at = created_ms / 1_000;
+        let mut expires_at: i64 = row.try_get("expires_at")?;
+        if !matches!(target, Revoked::Token { .. }) {
+            expires_at = expires_at.min(revoked_at.saturating_add(token_ttl));
+        }
+        if expires_at < now {
+            continue;
+        }
+        entries.push(Entry {
+            seq,
+            created_ms,
+            revocation: Revocation {
+                tid: row.try_get("tenant_id")?,
+                target,
+                revoked_at,
+                expires_at,
+            },
+        });
+    }
+    Ok(Page {
+        entries,
+        cursor,
+        has_more,
+    })
+}
+
+/// Parses a cursor as handed out (`0` or absent: from the start).
+pub fn parse_cursor(text: &str) -> Option<i64> {
+    text.parse::<i64>().ok().filter(|c| *c >= 0)
+}
+
+/// One open stream, counted against its client while it lives.
+pub struct StreamSlot {
+    feed: Arc<Feed>,
+    client_id: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut streams = self.feed.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(open) = streams.get_mut(&self.client_id) {
+            *open = open.saturating_sub(1);
+            if *open == 0 {
+                streams.remove(&self.client_id);
+            }
+        }
+    }
+}
+
+/// Entries read by this instance's poller: everything after `after` up to `cursor`.
+#[derive(Debug)]
+pub struct Batch {
+    /// The cursor the read started from. A stream behind it has missed entries and reads the
+    /// database instead.
+    pub after: i64,
+    /// The entries read, unexpired, every tenant's.
+    pub entries: Vec<Entry>,
+    /// The cursor after them.
+    pub cursor: i64,
+}
+
+/// This instance's view of the feed: wakes on local revocations, polls for everyone's while
+/// a stream is open, and pushes new entries to the streams.
+pub struct Feed {
+    pushed: broadcast::Sender<Arc<Batch>>,
+    /// Open streams per client id.
+    streams: Mutex<HashMap<String, usize>>,
+    wake: Notify,
+    closing: watch::Sender<bool>,
+    token_ttl: i64,
+}
+
+impl Feed {
+    /// A feed for tokens living `token_ttl` seconds.
+    pub fn new(token_ttl: i64) -> Arc<Self> {
+        let (pushed, _) = broadcast::channel(BACKLOG);
+        Arc::new(Self {
+            pushed,
+            streams: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            closing: watch::Sender::new(false),
+            token_ttl,
+        })
+    }
+
+    /// The configured access-token lifetime, which bounds every entry.
+    pub fn token_ttl(&self) -> i64 {
+        self.token_ttl
+    }
+
+    /// Looks for new entries now instead of at the next poll (a revocation committed here).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Counts a stream opened by `client_id` until the slot is dropped; `None` when the
+    /// client already holds [`MAX_STREAMS_PER_CLIENT`].
+    pub fn open_stream(self: &Arc<Self>, client_id: &str) -> Option<StreamSlot> {
+        let mut streams = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let open = streams.entry(client_id.to_owned()).or_default();
+        if *open >= MAX_STREAMS_PER_CLIENT {
+            return None;
+        }
+        *open += 1;
+        Some(StreamSlot {
+            feed: Arc::clone(self),
+            client_id: client_id.to_owned(),
+        })
+    }
+
+    /// Receives every batch pushed from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<Batch>> {
+        self.pushed.subscribe()
+    }
+
+    /// Resolves when the server shuts down, so open streams end and let it.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
+    }
+
+    /// Ends every open stream.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// Pushes every entry written from now on, by any instance, until `db` closes or the
+    /// feed is dropped. It reads whether or not a stream is open, so each batch starts where
+    /// the previous one ended: a stream that sees a batch starting beyond its own position
+    /// knows it missed entries and reads them from the database.
+    pub fn spawn_poller(self: &Arc<Self>, db: Db) {
+        let weak: Weak<Self> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut cursor = 0;
+            loop {
+                let Some(feed) = weak.upgrade() else { return };
+                if db.pool().is_closed() || *feed.closing.borrow() {
+                    return;
+                }
+                if let Err(e) = feed.poll(&db, &mut cursor).await {
+                    tracing::warn!(error = %e, "reading the revocation feed failed");
+                }
+                tokio::select! {
+                    () = feed.wake.notified() => {}
+                    () = tokio::time::sleep(POLL_EVERY) => {}
+                }
+            }
+        });
+    }
+
+    async fn poll(&self, db: &Db, cursor: &mut i64) -> Result<(), sqlx::Error> {
+        loop {
+            let page = read_after(db, *cursor, MAX_PAGE, self.token_ttl).await?;
+            if page.cursor > *cursor {
+                let _ = self.pushed.send(Arc::new(Batch {
+                    after: *cursor,
+                    entries: page.entries,
+                    cursor: page.cursor,
+                }));
+            }
+            *cursor = page.cursor;
+            if !page.has_more {
+                return Ok(());
+            }
+        }
+    }
+}
