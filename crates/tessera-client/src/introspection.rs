@@ -26,8 +26,9 @@ const CACHE_CAPACITY: usize = 10_000;
 struct Breaker {
     failures: u32,
     open_until: Option<Instant>,
-    /// A trial call is out; others keep being refused until it returns.
-    trial: bool,
+    /// When the trial call of a half-open circuit went out; others are refused until it
+    /// returns, or until it is overdue (its caller may have given up on it).
+    trial: Option<Instant>,
 }
 
 /// An active answer and until when (Unix seconds) it is reused.
@@ -109,10 +110,14 @@ impl Introspector {
     /// Refuses while the circuit is open; lets one trial through once it may close.
     fn admit(&self) -> Result<(), AuthError> {
         let mut breaker = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let trial_out = breaker
+            .trial
+            .is_some_and(|sent| now.duration_since(sent) < fetch::REQUEST_TIMEOUT);
         match breaker.open_until {
             None => Ok(()),
-            Some(until) if Instant::now() >= until && !breaker.trial => {
-                breaker.trial = true;
+            Some(until) if now >= until && !trial_out => {
+                breaker.trial = Some(now);
                 Ok(())
             }
             Some(_) => Err(AuthError::Unavailable),
@@ -121,7 +126,7 @@ impl Introspector {
 
     fn record(&self, answered: bool) {
         let mut breaker = self.breaker.lock().unwrap_or_else(|p| p.into_inner());
-        breaker.trial = false;
+        breaker.trial = None;
         if answered {
             breaker.failures = 0;
             breaker.open_until = None;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tessera_token::{AccessClaims, Revocation, RevocationPage, Revoked, unix_now};
+use tessera_token::{AccessClaims, Revocation, Revoked, unix_now};
 
 use crate::fetch::{self, ClientCredentials};
 use crate::sse;
@@ -174,10 +174,9 @@ impl Revocations {
     pub async fn catch_up(&self) -> Result<(), String> {
         loop {
             let url = format!("{}?after={}&limit=1000", self.page_url, self.cursor());
-            let page: RevocationPage =
-                fetch::get_json(&self.http, &url, Some(&self.credentials)).await?;
+            let page: RawPage = fetch::get_json(&self.http, &url, Some(&self.credentials)).await?;
             self.heard();
-            self.apply(page.items);
+            self.apply(page.items.into_iter().filter_map(readable));
             self.set_cursor(&page.cursor);
             if !page.has_more {
                 return Ok(());
@@ -232,9 +231,8 @@ impl Revocations {
             for event in parser.push(&chunk).map_err(|e| e.to_string())? {
                 match event.event.as_str() {
                     "revocation" => {
-                        let entry: Revocation = serde_json::from_str(&event.data)
-                            .map_err(|e| format!("unreadable revocation: {e}"))?;
-                        self.apply([entry]);
+                        let entry = serde_json::from_str(&event.data).ok().and_then(readable);
+                        self.apply(entry);
                     }
                     "ready" => {
                         self.live.store(true, Ordering::Relaxed);
@@ -250,6 +248,25 @@ impl Revocations {
                     self.set_cursor(id);
                 }
             }
+        }
+    }
+}
+
+/// A feed page whose entries are read one by one, so one this version does not understand
+/// (a newer kind) is passed over instead of stopping the feed.
+#[derive(serde::Deserialize)]
+struct RawPage {
+    items: Vec<serde_json::Value>,
+    cursor: String,
+    has_more: bool,
+}
+
+fn readable(value: serde_json::Value) -> Option<Revocation> {
+    match serde_json::from_value(value) {
+        Ok(entry) => Some(entry),
+        Err(e) => {
+            tracing::warn!(error = %e, "skipping a revocation this version cannot read");
+            None
         }
     }
 }
@@ -330,6 +347,27 @@ mod tests {
             30,
         );
         assert!(!set.covers(&claims()));
+    }
+
+    #[test]
+    fn entries_of_unknown_kinds_are_passed_over() {
+        let page: RawPage = serde_json::from_value(serde_json::json!({
+            "items": [
+                {"tid": "t1", "kind": "galaxy", "revoked_at": 1, "expires_at": 2},
+                {"tid": "t1", "kind": "token", "jti": "j1", "revoked_at": 1, "expires_at": 2},
+            ],
+            "cursor": "9",
+            "has_more": false,
+        }))
+        .expect("page");
+        let read: Vec<Revocation> = page.items.into_iter().filter_map(readable).collect();
+        assert_eq!(
+            read,
+            [entry(Revoked::Token { jti: "j1".into() }, 2)].map(|mut e| {
+                e.revoked_at = 1;
+                e
+            })
+        );
     }
 
     #[test]

@@ -180,15 +180,27 @@ impl Verifier {
         if headers.next().is_some() || !bool::from(header.as_bytes().ct_eq(cookie.as_bytes())) {
             return Err(AuthError::Csrf);
         }
-        if !csrf.origins.is_empty() {
-            let origin = parts
+        let origin = parts
+            .headers
+            .get(http::header::ORIGIN)
+            .map(|v| v.to_str().map_err(|_| AuthError::Csrf))
+            .transpose()?;
+        if csrf.origins.is_empty() {
+            // No list: an Origin, when the browser sends one, must be this service's own.
+            let host = parts
                 .headers
-                .get(http::header::ORIGIN)
-                .and_then(|v| v.to_str().ok())
-                .ok_or(AuthError::Csrf)?;
-            if !csrf.origins.iter().any(|o| o == origin) {
+                .get(http::header::HOST)
+                .and_then(|v| v.to_str().ok());
+            let same = |origin: &str| {
+                origin
+                    .split_once("://")
+                    .is_some_and(|(_, authority)| Some(authority) == host)
+            };
+            if origin.is_some_and(|o| !same(o)) {
                 return Err(AuthError::Csrf);
             }
+        } else if !origin.is_some_and(|o| csrf.origins.iter().any(|allowed| allowed == o)) {
+            return Err(AuthError::Csrf);
         }
         Ok(())
     }
@@ -305,7 +317,7 @@ impl Builder {
     }
 
     /// Origins allowed to send cookie-authenticated unsafe requests (`https://app.example`).
-    /// Empty (the default) checks the CSRF token only.
+    /// Empty (the default): a request's `Origin`, when sent, must name this service's host.
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
         self.csrf.origins = origins.into_iter().collect();
         self

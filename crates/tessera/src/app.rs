@@ -137,7 +137,7 @@ impl Application {
         keys.spawn_refresher(db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
-        let feed = Feed::new(i64::try_from(config.token.access_ttl_secs).unwrap_or(i64::MAX));
+        let feed = Feed::new();
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tessera_token::unix_now;
 
 use crate::db::{Backend, Db};
+use crate::revocations;
 
 /// How long an ended session is kept, in seconds.
 pub const KEEP_ENDED_SESSIONS_SECS: i64 = 7 * 86_400;
@@ -67,12 +68,14 @@ pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error>
         .execute(&mut *tx)
         .await?
         .rows_affected();
+    tx.commit().await?;
+    // On its own: writers of the feed lock its table after locking session rows, so deleting
+    // from it while holding session rows could deadlock with them.
     let revocations = sqlx::query("DELETE FROM revocations WHERE expires_at < $1")
-        .bind(now)
-        .execute(&mut *tx)
+        .bind(now - revocations::MAX_LEEWAY_SECS)
+        .execute(db.pool())
         .await?
         .rows_affected();
-    tx.commit().await?;
     Ok(Some(Removed {
         sessions,
         revoked_tokens,

@@ -264,8 +264,10 @@ pub async fn update(
     audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
     if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
-        // locally learn it from the feed.
-        revocations::record_subject(&mut tx, &client.tenant_id, &client.id).await?;
+        // locally learn it from the feed. Other instances may still issue it tokens until
+        // their cache expires, so those are covered too.
+        revocations::record_subject(&mut tx, &client.tenant_id, &client.id, CACHE_TTL_SECS + 5)
+            .await?;
     }
     tx.commit().await?;
     Ok(())
@@ -274,7 +276,7 @@ pub async fn update(
 /// How long a client read from the database is trusted. Changes made by this instance apply
 /// at once; a secret rotated or a client disabled elsewhere (another instance, the CLI)
 /// applies here within this many seconds.
-const CACHE_TTL_SECS: i64 = 10;
+pub const CACHE_TTL_SECS: i64 = 10;
 
 /// Most clients remembered.
 const CACHE_CAPACITY: usize = 10_000;
@@ -286,6 +288,16 @@ pub struct CachedClient {
     pub client: Client,
     secret_hash: String,
     loaded_at: i64,
+}
+
+impl CachedClient {
+    /// Whether `other` holds the same secret (one authenticated earlier is still current).
+    pub fn same_secret(&self, other: &CachedClient) -> bool {
+        self.secret_hash
+            .as_bytes()
+            .ct_eq(other.secret_hash.as_bytes())
+            .into()
+    }
 }
 
 /// Clients by id, so the token and introspection endpoints answer without a query per call.

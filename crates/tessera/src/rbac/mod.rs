@@ -28,6 +28,10 @@ pub const BUILT_IN_ROLES: [(&str, &str, &str); 3] = [
     ),
 ];
 
+/// Longest `scope` put in an access token. Browsers keep cookies of up to about 4 KiB, and
+/// the token holds more than its scope.
+pub const MAX_SCOPE_BYTES: usize = 2_048;
+
 /// How long a tenant's roles are trusted before they are read again, so a change made on
 /// another instance applies within this many seconds (changes made here apply at once).
 const ROLES_TTL_SECS: i64 = 10;
@@ -76,6 +80,8 @@ impl Rbac {
 
     /// Everything `roles` grant in `tenant_id`, as an access token's `scope`: the distinct
     /// permissions, sorted, space-separated. Services check permissions locally against it.
+    /// Past [`MAX_SCOPE_BYTES`] the rest is left out (logged): services then refuse what
+    /// is missing, while the token stays small enough for a cookie.
     pub async fn scope(
         &self,
         db: &Db,
@@ -92,10 +98,19 @@ impl Rbac {
         granted.dedup();
         let mut scope = String::new();
         for permission in granted {
+            let text = permission.to_string();
+            if scope.len() + 1 + text.len() > MAX_SCOPE_BYTES {
+                tracing::warn!(
+                    tenant_id,
+                    ?roles,
+                    "the roles grant more permissions than a token carries; some are left out"
+                );
+                break;
+            }
             if !scope.is_empty() {
                 scope.push(' ');
             }
-            scope.push_str(&permission.to_string());
+            scope.push_str(&text);
         }
         Ok(scope)
     }

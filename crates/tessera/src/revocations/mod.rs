@@ -23,9 +23,14 @@ use tokio::sync::{Notify, broadcast, watch};
 
 use crate::db::Db;
 
-/// Longest lifetime an access token can be configured with (`token.access_ttl_secs`): the
-/// bound written with each entry, which the feed narrows to the configured lifetime.
+/// Longest lifetime an access token can be configured with (`token.access_ttl_secs`, whose
+/// range the configuration enforces): the bound written with each entry. Fixed when written,
+/// so an entry outlives every token it covers even if the lifetime is changed later.
 pub const MAX_TOKEN_TTL_SECS: i64 = 86_400;
+
+/// Largest clock leeway a verifier may allow (`token.leeway_secs`' range): entries are served
+/// and kept this long past `expires_at`, because a token is accepted that long after `exp`.
+pub const MAX_LEEWAY_SECS: i64 = 300;
 
 /// How often each instance looks for entries written by any instance.
 const POLL_EVERY: Duration = Duration::from_millis(200);
@@ -73,18 +78,20 @@ pub async fn record(
     Ok(())
 }
 
-/// Records that every token of `subject` (a user or client) issued until now is revoked.
+/// Records that every token of `subject` (a user or client) issued until `margin` seconds
+/// from now is revoked (a margin covers tokens other instances may still issue).
 pub async fn record_subject(
     conn: &mut AnyConnection,
     tenant_id: &str,
     subject: &str,
+    margin: i64,
 ) -> Result<(), sqlx::Error> {
-    let now = unix_now();
+    let issued_before = unix_now() + margin;
     let target = Revoked::Subject {
         sub: subject.to_owned(),
-        issued_before: now,
+        issued_before,
     };
-    record(conn, tenant_id, &target, now + MAX_TOKEN_TTL_SECS).await
+    record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
 }
 
 /// Milliseconds since the epoch.
@@ -116,14 +123,9 @@ pub struct Page {
     pub has_more: bool,
 }
 
-/// Reads up to `limit` entries after `after`, each entry's expiry narrowed to `token_ttl`
-/// after it was written (no token issued before then lives longer).
-pub async fn read_after(
-    db: &Db,
-    after: i64,
-    limit: i64,
-    token_ttl: i64,
-) -> Result<Page, sqlx::Error> {
+/// Reads up to `limit` entries after `after`. A cursor beyond every entry (the database was
+/// replaced) reads from the start instead of skipping what comes next.
+pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Page, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT seq, tenant_id, kind, subject, issued_before, expires_at, created_at \
          FROM revocations WHERE seq > $1 ORDER BY seq LIMIT $2",
@@ -132,6 +134,14 @@ pub async fn read_after(
     .bind(limit + 1)
     .fetch_all(db.pool())
     .await?;
+    if rows.is_empty() && after > 0 {
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM revocations")
+            .fetch_one(db.pool())
+            .await?;
+        if newest.unwrap_or(0) < after {
+            return Box::pin(read_after(db, 0, limit)).await;
+        }
+    }
     let has_more = i64::try_from(rows.len()).unwrap_or(i64::MAX) > limit;
     let now = unix_now();
     let mut cursor = after;
@@ -155,11 +165,8 @@ pub async fn read_after(
             }
         };
         let revoked_at = created_ms / 1_000;
-        let mut expires_at: i64 = row.try_get("expires_at")?;
-        if !matches!(target, Revoked::Token { .. }) {
-            expires_at = expires_at.min(revoked_at.saturating_add(token_ttl));
-        }
-        if expires_at < now {
+        let expires_at: i64 = row.try_get("expires_at")?;
+        if expires_at.saturating_add(MAX_LEEWAY_SECS) < now {
             continue;
         }
         entries.push(Entry {
@@ -223,25 +230,18 @@ pub struct Feed {
     streams: Mutex<HashMap<String, usize>>,
     wake: Notify,
     closing: watch::Sender<bool>,
-    token_ttl: i64,
 }
 
 impl Feed {
-    /// A feed for tokens living `token_ttl` seconds.
-    pub fn new(token_ttl: i64) -> Arc<Self> {
+    /// A feed with no stream open yet.
+    pub fn new() -> Arc<Self> {
         let (pushed, _) = broadcast::channel(BACKLOG);
         Arc::new(Self {
             pushed,
             streams: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             closing: watch::Sender::new(false),
-            token_ttl,
         })
-    }
-
-    /// The configured access-token lifetime, which bounds every entry.
-    pub fn token_ttl(&self) -> i64 {
-        self.token_ttl
     }
 
     /// Looks for new entries now instead of at the next poll (a revocation committed here).
@@ -305,7 +305,7 @@ impl Feed {
 
     async fn poll(&self, db: &Db, cursor: &mut i64) -> Result<(), sqlx::Error> {
         loop {
-            let page = read_after(db, *cursor, MAX_PAGE, self.token_ttl).await?;
+            let page = read_after(db, *cursor, MAX_PAGE).await?;
             if page.cursor > *cursor {
                 let _ = self.pushed.send(Arc::new(Batch {
                     after: *cursor,

@@ -5,6 +5,7 @@
 //! tenant's see all.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -15,12 +16,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use serde::Deserialize;
-use tessera_token::{RevocationPage, unix_now};
-use tokio::sync::{broadcast, mpsc};
+use tessera_token::RevocationPage;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
 use crate::AppState;
-use crate::clients::Client;
+use crate::clients::{CachedClient, Client};
 use crate::http::ApiError;
 use crate::http::error::db_error;
 use crate::oauth::client_auth::{self, no_store};
@@ -29,6 +30,9 @@ use crate::rbac::SYSTEM_TENANT_ID;
 
 /// Page size unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 500;
+
+/// How long a stream waits for its reader to take an event before dropping it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How often an open stream checks that its client may still follow the feed.
 const RECHECK_CLIENT: Duration = Duration::from_secs(30);
@@ -99,7 +103,7 @@ async fn page(
                 )
             })?,
     };
-    let read = read_after(state.db(), after, limit, state.feed().token_ttl())
+    let read = read_after(state.db(), after, limit)
         .await
         .map_err(db_error)?;
     let body = RevocationPage {
@@ -146,9 +150,15 @@ async fn stream(
     // Subscribed before catching up, so nothing written meanwhile is missed.
     let pushed = state.feed().subscribe();
     let (events, receiver) = mpsc::channel(64);
+    let opened = state
+        .clients()
+        .get(state.db(), &client.id)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| ApiError::client_unauthorized("client authentication failed"))?;
     tokio::spawn(async move {
         let _slot = slot;
-        follow(state, client, start, pushed, events).await;
+        follow(state, opened, start, pushed, events).await;
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
         receiver.recv().await.map(|event| (event, receiver))
@@ -171,19 +181,31 @@ fn revocation_event(entry: &Entry) -> Result<Event, Infallible> {
     Ok(event)
 }
 
-/// Whether `client` may keep the stream it opened at `opened_at`: still active, the secret
-/// it used not replaced since, still allowed the scope.
-async fn still_allowed(state: &AppState, client: &Client, opened_at: i64) -> bool {
-    match state.clients().get(state.db(), &client.id).await {
-        Ok(Some(entry)) => {
-            let now = &entry.client;
-            now.active
-                && now.secret_rotated_at < opened_at
-                && client_auth::require_scope(now, INTROSPECT_SCOPE).is_ok()
+/// Whether the client that opened a stream as `opened` may keep it: still active, still
+/// allowed the scope, and its secret not replaced since.
+async fn still_allowed(state: &AppState, opened: &CachedClient) -> bool {
+    match state.clients().get(state.db(), &opened.client.id).await {
+        Ok(Some(now)) => {
+            now.client.active
+                && now.same_secret(opened)
+                && client_auth::require_scope(&now.client, INTROSPECT_SCOPE).is_ok()
         }
         Ok(None) => false,
         // Unknown right now: keep serving revocations rather than cut off every service.
         Err(_) => true,
+    }
+}
+
+/// Sends `event` unless the reader left, the server is shutting down, or the reader has not
+/// taken anything for [`SEND_TIMEOUT`] (it would hold its task and a slot for good).
+async fn deliver(
+    events: &mpsc::Sender<Result<Event, Infallible>>,
+    event: Result<Event, Infallible>,
+    closing: &mut watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        sent = tokio::time::timeout(SEND_TIMEOUT, events.send(event)) => matches!(sent, Ok(Ok(()))),
+        _ = closing.wait_for(|closing| *closing) => false,
     }
 }
 
@@ -192,29 +214,27 @@ async fn still_allowed(state: &AppState, client: &Client, opened_at: i64) -> boo
 /// A reader too slow for the push backlog catches up from the database again.
 async fn follow(
     state: AppState,
-    client: Client,
+    opened: Arc<CachedClient>,
     mut cursor: i64,
-    mut pushed: broadcast::Receiver<std::sync::Arc<Batch>>,
+    mut pushed: broadcast::Receiver<Arc<Batch>>,
     events: mpsc::Sender<Result<Event, Infallible>>,
 ) {
     let mut closing = state.feed().closing();
-    let tenant = tenant_of(&client);
+    let tenant = tenant_of(&opened.client);
     let tenant = tenant.as_deref();
-    let opened_at = unix_now();
     let mut recheck = tokio::time::interval(RECHECK_CLIENT);
     recheck.tick().await;
     'catch_up: loop {
         loop {
-            let read =
-                match read_after(state.db(), cursor, MAX_PAGE, state.feed().token_ttl()).await {
-                    Ok(read) => read,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "revocation stream could not read the feed");
-                        return;
-                    }
-                };
+            let read = match read_after(state.db(), cursor, MAX_PAGE).await {
+                Ok(read) => read,
+                Err(e) => {
+                    tracing::warn!(error = %e, "revocation stream could not read the feed");
+                    return;
+                }
+            };
             for entry in read.entries.iter().filter(|e| visible(tenant, e)) {
-                if events.send(revocation_event(entry)).await.is_err() {
+                if !deliver(&events, revocation_event(entry), &mut closing).await {
                     return;
                 }
             }
@@ -227,7 +247,7 @@ async fn follow(
             .id(cursor.to_string())
             .event("ready")
             .data("caught up");
-        if events.send(Ok(ready)).await.is_err() {
+        if !deliver(&events, Ok(ready), &mut closing).await {
             return;
         }
         loop {
@@ -238,7 +258,7 @@ async fn follow(
                 _ = recheck.tick() => None,
             };
             let batch = match batch {
-                None if still_allowed(&state, &client, opened_at).await => continue,
+                None if still_allowed(&state, &opened).await => continue,
                 None => return,
                 Some(Ok(batch)) => batch,
                 Some(Err(broadcast::error::RecvError::Lagged(_))) => continue 'catch_up,
@@ -252,7 +272,7 @@ async fn follow(
             for entry in &batch.entries {
                 if entry.seq > cursor
                     && visible(tenant, entry)
-                    && events.send(revocation_event(entry)).await.is_err()
+                    && !deliver(&events, revocation_event(entry), &mut closing).await
                 {
                     return;
                 }

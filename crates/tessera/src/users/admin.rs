@@ -375,9 +375,6 @@ async fn update(
             .record(&mut tx, action, ("user", &user.id), &origin, None)
             .await?;
         if !active {
-            revocations::record_subject(&mut tx, &user.tenant_id, &user.id)
-                .await
-                .map_err(db_error)?;
             revoked = sessions::revoke(
                 &mut tx,
                 Scope::AllOf(&user.id),
@@ -387,6 +384,10 @@ async fn update(
             )
             .await
             .map_err(db_error)?;
+            // After the session rows: every revoking transaction locks in that order.
+            revocations::record_subject(&mut tx, &user.tenant_id, &user.id, 0)
+                .await
+                .map_err(db_error)?;
         }
         user.active = active;
     }

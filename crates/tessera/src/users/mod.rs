@@ -351,7 +351,7 @@ pub async fn disable(
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, user, "user.disabled", actor, origin).await?;
-    revocations::record_subject(&mut tx, &user.tenant_id, &user.id).await?;
+    // Session rows first, the feed's table lock second, as every revoking transaction does.
     let revoked = sessions::revoke(
         &mut tx,
         Scope::AllOf(&user.id),
@@ -360,6 +360,7 @@ pub async fn disable(
         origin,
     )
     .await?;
+    revocations::record_subject(&mut tx, &user.tenant_id, &user.id, 0).await?;
     tx.commit().await?;
     Ok(revoked)
 }

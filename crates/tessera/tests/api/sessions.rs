@@ -305,9 +305,10 @@ on_each_database! {
             .bind(now - 10)
             .bind(now + 600)
             .execute(pool).await.expect("revocations");
+        // Feed entries are kept through the largest verifier leeway after they expire.
         sqlx::query("INSERT INTO revocations (tenant_id, kind, subject, expires_at, created_at) VALUES ('t', 'token', 'gone', $1, 0), ('t', 'token', 'kept', $2, 0)")
+            .bind(now - tessera::revocations::MAX_LEEWAY_SECS - 1)
             .bind(now - 10)
-            .bind(now + 600)
             .execute(pool).await.expect("feed entries");
 
         let removed = tessera::cleanup::run_once(app.state.db(), now).await.expect("ran").expect("lock taken");
