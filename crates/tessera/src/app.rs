@@ -14,6 +14,7 @@ use crate::auth::password::Passwords;
 use crate::clients::ClientCache;
 use crate::config::Config;
 use crate::db::{Create, Db};
+use crate::http::ratelimit::Limiter;
 use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
@@ -52,6 +53,8 @@ struct Inner {
     clients: Arc<ClientCache>,
     /// The revocation feed's pushes to open streams.
     feed: Arc<Feed>,
+    /// Rate limits and login lockout.
+    limiter: Arc<Limiter>,
 }
 
 impl AppState {
@@ -104,6 +107,11 @@ impl AppState {
     pub fn feed(&self) -> &Arc<Feed> {
         &self.inner.feed
     }
+
+    /// Rate limits and login lockout.
+    pub fn limiter(&self) -> &Limiter {
+        &self.inner.limiter
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
@@ -147,6 +155,7 @@ impl Application {
             .await
             .context("cannot read the revoked tokens")?;
         denylist.spawn_poller(db.clone());
+        let limiter = Arc::new(Limiter::new(&config).await?);
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -168,6 +177,7 @@ impl Application {
                 denylist,
                 clients: Arc::new(ClientCache::default()),
                 feed,
+                limiter,
             }),
         };
         let router = router(state.clone());

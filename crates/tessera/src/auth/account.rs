@@ -12,6 +12,7 @@ use crate::AppState;
 use crate::audit;
 use crate::http::client::Client;
 use crate::http::error::db_error;
+use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, RefreshError, Scope, SessionView};
@@ -117,24 +118,39 @@ pub async fn refresh(
         }
         (false, _) => Delivery::Body,
     };
+    // Refreshes are limited per session: the limit's headers go on every answer once the
+    // session is known.
+    let mut decision: Option<Decision> = None;
     let outcome = async {
         let token =
             RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+        // A token this server never issued is answered from one read, before anything that
+        // would queue behind the writers.
+        let session_id = state
+            .sessions()
+            .session_of(state.db(), &token)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
         if from_cookie {
             // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
             // checked, against the token's session, before anything rotates.
             auth.csrf.check_origin(&headers)?;
-            let session_id = state
-                .sessions()
-                .session_of(state.db(), &token)
-                .await
-                .map_err(db_error)?
-                .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
             auth.csrf.check(&headers, &session_id)?;
+        }
+        if let Some(policy) = state.limiter().policies().refresh_per_session {
+            let checked = state
+                .limiter()
+                .check(policy, &format!("refresh:{session_id}"))
+                .await;
+            decision = Some(checked);
+            if !checked.allowed {
+                return Err(checked.refusal());
+            }
         }
         let rotation = state
             .sessions()
-            .rotate(state.db(), &token, &origin)
+            .rotate_known(state.db(), &session_id, &token, &origin)
             .await
             .map_err(refresh_refused)?;
         let roles = users::roles(state.db(), &rotation.session.user_id)
@@ -151,15 +167,19 @@ pub async fn refresh(
         .await
     }
     .await;
-    match outcome {
+    let mut response = match outcome {
         // A browser whose refresh cookie is dead should forget it, or it will keep trying.
         Err(error) if from_cookie && error.status() == StatusCode::UNAUTHORIZED => {
             let mut response = error.into_response();
             auth.cookies.clear(response.headers_mut());
-            Ok(response)
+            response
         }
-        other => other,
+        other => other.into_response(),
+    };
+    if let Some(decision) = decision {
+        decision.apply(response.headers_mut());
     }
+    Ok(response)
 }
 
 /// `POST /api/v1/auth/logout`: revokes the current session and clears the cookies.

@@ -18,6 +18,7 @@ use crate::audit::{self, Actor, Origin};
 use crate::config::Registration;
 use crate::http::client::Client;
 use crate::http::error::db_error;
+use crate::http::ratelimit::{Attempt, Decision, limited};
 use crate::http::{ApiError, Json};
 use crate::sessions::NewSession;
 use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, UserError};
@@ -42,12 +43,53 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the login or the password is wrong")
 }
 
-/// Logs in with a password and opens a session.
+/// Logs in with a password and opens a session. Limited per client IP and per IP and account
+/// name; every answer carries the rate-limit headers.
 pub async fn login(
     State(state): State<AppState>,
     Client(origin): Client,
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
+) -> Response {
+    let limiter = state.limiter();
+    let policies = *limiter.policies();
+    let ip = origin.ip.as_deref().unwrap_or("unknown");
+    let mut decision: Option<Decision> = None;
+    if let Some(policy) = policies.login_per_ip {
+        decision = Some(limiter.check(policy, &format!("login_ip:{ip}")).await);
+    }
+    if let Some(policy) = policies.login_per_ip_account {
+        let key = format!(
+            "login_account:{ip}|{}|{}",
+            request.tenant.as_deref().unwrap_or(""),
+            account_name(&request.login)
+        );
+        let per_account = limiter.check(policy, &key).await;
+        decision = Some(decision.map_or(per_account, |d| d.stricter(per_account)));
+    }
+    limited(decision, attempt_login(&state, origin, headers, request)).await
+}
+
+/// A login name as counted by limits and lockout: lowercased, cut to what can name an
+/// account.
+fn account_name(login: &str) -> String {
+    let mut end = login.len().min(MAX_LOGIN_BYTES);
+    while !login.is_char_boundary(end) {
+        end -= 1;
+    }
+    login[..end].trim().to_lowercase()
+}
+
+/// The lockout key of a login name in a tenant (known or not: both behave the same).
+pub fn lockout_key(tenant: &str, login: &str) -> String {
+    format!("{tenant}|{}", account_name(login))
+}
+
+async fn attempt_login(
+    state: &AppState,
+    origin: Origin,
+    headers: HeaderMap,
+    request: LoginRequest,
 ) -> Result<Response, ApiError> {
     if request.password.len() > MAX_PASSWORD_BYTES {
         return Err(super::password::PasswordError::TooLong.into());
@@ -83,6 +125,29 @@ pub async fn login(
             .map_err(db_error)?,
         None => None,
     };
+    // Counted before the password is checked, atomically, so parallel guesses cannot
+    // outrun the lockout; a success resets it. Unknown accounts are counted the same way.
+    let lock = lockout_key(
+        tenant_id
+            .as_deref()
+            .unwrap_or(request.tenant.as_deref().unwrap_or("")),
+        &request.login,
+    );
+    let failures = match state.limiter().attempt(&lock).await {
+        Attempt::Allowed(failures) => failures,
+        Attempt::Delayed(seconds) => {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "login_delayed",
+                "too many failed logins for this account; retry after the time in Retry-After",
+            )
+            .retry_after(seconds));
+        }
+    };
+    let after = state.config().rate_limits.lockout_after;
+    let failure = Failure {
+        lock_started: after > 0 && failures == after,
+    };
     let stored = account.as_ref().and_then(|(_, hash)| hash.clone());
     let verified = state.passwords().verify(request.password, stored).await?;
 
@@ -95,17 +160,28 @@ pub async fn login(
                 (Some(_), Some(_)) => "wrong_password",
             };
             let user = account.map(|(user, _)| user);
-            login_failed(&state, tenant_id.as_deref(), user.as_ref(), reason, &origin).await?;
+            login_failed(
+                state,
+                tenant_id.as_deref(),
+                user.as_ref(),
+                reason,
+                &origin,
+                failure,
+            )
+            .await?;
             return Err(invalid_credentials());
         }
     };
+    // The password was right: whatever follows, the guessing stops counting.
+    state.limiter().reset(&lock).await;
     if !user.active {
         login_failed(
-            &state,
+            state,
             Some(&user.tenant_id),
             Some(&user),
             "account_disabled",
             &origin,
+            Failure::default(),
         )
         .await?;
         return Err(ApiError::forbidden(
@@ -128,11 +204,12 @@ pub async fn login(
         // The password was reset or the account disabled while this login was verifying.
         drop(tx);
         login_failed(
-            &state,
+            state,
             Some(&user.tenant_id),
             Some(&user),
             "changed_meanwhile",
             &origin,
+            Failure::default(),
         )
         .await?;
         return Err(invalid_credentials());
@@ -172,7 +249,7 @@ pub async fn login(
 
     let roles = users::roles(db, &user.id).await.map_err(db_error)?;
     tokens::deliver(
-        &state,
+        state,
         request.delivery,
         &session,
         &refresh,
@@ -182,14 +259,39 @@ pub async fn login(
     .await
 }
 
+/// What else a failed login means.
+#[derive(Debug, Default, Clone, Copy)]
+struct Failure {
+    /// It reached the lockout threshold: later attempts on the name wait.
+    lock_started: bool,
+}
+
 async fn login_failed(
     state: &AppState,
     tenant_id: Option<&str>,
     user: Option<&User>,
     reason: &str,
     origin: &Origin,
+    failure: Failure,
 ) -> Result<(), ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    if failure.lock_started {
+        audit::record(
+            &mut tx,
+            &audit::Event {
+                action: "login.lockout_started",
+                actor: &Actor::Anonymous,
+                tenant_id,
+                target: user.map(|u| ("user", u.id.as_str())),
+                success: false,
+                reason: Some("too_many_failures"),
+                origin,
+                details: None,
+            },
+        )
+        .await
+        .map_err(db_error)?;
+    }
     audit::record(
         &mut tx,
         &audit::Event {
@@ -227,11 +329,31 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-/// Creates an account when `auth.registration = "open"`.
+/// Creates an account when `auth.registration = "open"`; limited per client IP.
 pub async fn register(
     State(state): State<AppState>,
     Client(origin): Client,
     Json(request): Json<RegisterRequest>,
+) -> Response {
+    let decision = match state.limiter().policies().register_per_ip {
+        Some(policy) => {
+            let ip = origin.ip.as_deref().unwrap_or("unknown");
+            Some(
+                state
+                    .limiter()
+                    .check(policy, &format!("register_ip:{ip}"))
+                    .await,
+            )
+        }
+        None => None,
+    };
+    limited(decision, create_account(state, origin, request)).await
+}
+
+async fn create_account(
+    state: AppState,
+    origin: Origin,
+    request: RegisterRequest,
 ) -> Result<Response, ApiError> {
     if state.config().auth.registration == Registration::Closed {
         return Err(ApiError::forbidden(

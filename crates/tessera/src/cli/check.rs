@@ -44,6 +44,9 @@ pub(super) async fn run(path: Option<&Path>, as_json: bool) -> ExitCode {
             }
             Err(e) => checks.push(Check::failed("database", e.to_string())),
         }
+        if let Some(url) = &config.redis.url {
+            checks.push(health::redis_check(url.expose()).await);
+        }
     }
 
     let ok = checks.iter().all(|c| c.ok);

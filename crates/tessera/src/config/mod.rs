@@ -53,6 +53,10 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
+    /// Request rate limits and login lockout.
+    pub rate_limits: RateLimitConfig,
+    /// Redis, shared by every instance for rate-limit counters. Optional.
+    pub redis: RedisConfig,
 }
 
 impl Default for Config {
@@ -68,6 +72,8 @@ impl Default for Config {
             passwords: PasswordConfig::default(),
             auth: AuthConfig::default(),
             log: LogConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            redis: RedisConfig::default(),
         }
     }
 }
@@ -120,6 +126,10 @@ pub struct HttpConfig {
     /// Browser origins allowed to call the API with credentials (CORS), such as
     /// `https://app.example.com`. `*` is never accepted.
     pub cors_allowed_origins: Vec<String>,
+    /// Reverse proxies (addresses or CIDRs such as `10.0.0.0/8`) whose `X-Forwarded-For` and
+    /// `Forwarded` headers name the client. From any other peer those headers are ignored and
+    /// the client is the socket peer.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -129,6 +139,64 @@ impl Default for HttpConfig {
             body_limit_bytes: 1024 * 1024,
             request_timeout_secs: 30,
             cors_allowed_origins: Vec::new(),
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
+/// Rate limits: each `COUNT/PERIOD` (`10/min`, `5/hour`, `5/5min`, `600/60s`) or `off`.
+/// Exceeding one answers 429 with `Retry-After`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Logins per client IP and account name.
+    pub login_per_ip_account: String,
+    /// Logins per client IP, whatever the account.
+    pub login_per_ip: String,
+    /// Registrations per client IP.
+    pub register_per_ip: String,
+    /// Refreshes per session.
+    pub refresh_per_session: String,
+    /// Client-credentials token requests per client.
+    pub token_per_client: String,
+    /// Consecutive failed logins of one account name (from any IP) after which each further
+    /// attempt waits, doubling from one second up to `lockout_max_secs`. 0 turns lockout off.
+    pub lockout_after: u32,
+    /// Longest wait between attempts on a locked account, in seconds.
+    #[schemars(range(min = 1, max = 86400))]
+    pub lockout_max_secs: u64,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            login_per_ip_account: "10/min".to_owned(),
+            login_per_ip: "30/min".to_owned(),
+            register_per_ip: "5/hour".to_owned(),
+            refresh_per_session: "60/min".to_owned(),
+            token_per_client: "600/min".to_owned(),
+            lockout_after: 10,
+            lockout_max_secs: 900,
+        }
+    }
+}
+
+/// Redis settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://host:6379/0`. When set, rate-limit and lockout counters live in Redis, shared
+    /// by every instance; while it is unreachable each instance counts on its own.
+    pub url: Option<Secret>,
+    /// Prefix of every key Tessera writes, so several deployments can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            key_prefix: "tessera:".to_owned(),
         }
     }
 }

@@ -60,6 +60,28 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
 
+    for proxy in &config.http.trusted_proxies {
+        if let Err(message) = crate::http::client::Cidr::parse(proxy) {
+            problems.push(Problem::key("http.trusted_proxies", message));
+        }
+    }
+    if let Err(rates) = crate::http::ratelimit::Policies::parse(&config.rate_limits) {
+        for (key, message) in rates {
+            problems.push(Problem::key(key, message));
+        }
+    }
+    if let Some(url) = &config.redis.url
+        && !matches!(
+            url.expose().split_once("://"),
+            Some(("redis" | "rediss", _))
+        )
+    {
+        problems.push(Problem::key(
+            "redis.url",
+            "expected redis://host:port/db or rediss://… (TLS)",
+        ));
+    }
+
     check_token(config, &mut problems);
     check_auth(config, &mut problems);
 

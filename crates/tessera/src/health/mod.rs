@@ -62,12 +62,25 @@ async fn healthz() -> Json<serde_json::Value> {
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut checks = database_checks(state.db()).await;
     checks.push(state.keys().health());
-    let summary: serde_json::Map<String, serde_json::Value> = checks
+    let mut summary: serde_json::Map<String, serde_json::Value> = checks
         .iter()
         .map(|c| (c.name.to_owned(), json!(if c.ok { "ok" } else { "failed" })))
         .collect();
     if checks.iter().all(|c| c.ok) {
-        return Ok(Json(json!({ "status": "ready", "checks": summary })));
+        // Without Redis, limits are counted per instance: still serving, but degraded.
+        let redis = tokio::time::timeout(CHECK_TIMEOUT, state.limiter().ping()).await;
+        let status = match redis {
+            Ok(None) => "ready",
+            Ok(Some(true)) => {
+                summary.insert("redis".into(), json!("ok"));
+                "ready"
+            }
+            Ok(Some(false)) | Err(_) => {
+                summary.insert("redis".into(), json!("degraded"));
+                "degraded"
+            }
+        };
+        return Ok(Json(json!({ "status": status, "checks": summary })));
     }
     for check in checks.iter().filter(|c| !c.ok) {
         tracing::warn!(check = check.name, detail = %check.detail, "not ready");
@@ -79,6 +92,20 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
     )
     .with_extra(json!({ "checks": summary }))
     .retry_after(5))
+}
+
+/// Redis reachable, when configured (`tessera check`).
+pub async fn redis_check(url: &str) -> Check {
+    let ping = async {
+        let client = redis::Client::open(url)?;
+        let mut conn = client.get_multiplexed_async_connection().await?;
+        redis::cmd("PING").query_async::<String>(&mut conn).await
+    };
+    match tokio::time::timeout(CHECK_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Check::ok("redis", "reachable"),
+        Ok(Err(e)) => Check::failed("redis", e.to_string()),
+        Err(_) => Check::failed("redis", "no answer within 2 s"),
+    }
 }
 
 /// Database reachable, then schema current.

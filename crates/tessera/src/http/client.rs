@@ -1,11 +1,16 @@
-//! Who is calling, for the audit log and session records: the client IP (the socket peer;
-//! forwarded headers are trusted only once trusted proxies are configured, which they are not
-//! yet, so they are ignored), the `User-Agent` and the request id.
+//! Who is calling, for the audit log, session records and rate limits: the client IP, the
+//! `User-Agent` and the request id.
+//!
+//! The client IP is the socket peer, unless the peer is one of `http.trusted_proxies`: then
+//! `Forwarded` (RFC 7239) or else `X-Forwarded-For` is read from the right, skipping every
+//! trusted proxy, and the first other address is the client. From any other peer those
+//! headers are ignored, so nobody can choose the address their requests are counted under.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::HeaderMap;
 use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
@@ -28,12 +33,154 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
     }
 }
 
+/// The client address of a request, found once by [`resolve`] and kept in its extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientIp(pub IpAddr);
+
+/// An address range: `10.0.0.0/8`, `2001:db8::/32`, or one address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Parses `addr/len` or a bare address.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let invalid = || {
+            format!(
+                "`{}` is not an address or CIDR range (such as 10.0.0.0/8 or ::1)",
+                text.escape_debug()
+            )
+        };
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((addr, prefix)) => (addr, Some(prefix)),
+            None => (text.trim(), None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| invalid())?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => max,
+            Some(p) => p
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= max)
+                .ok_or_else(invalid)?,
+        };
+        Ok(Self { network, prefix })
+    }
+
+    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.network, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The client address of a request from `peer`, given the trusted proxies.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+    let peer = peer.to_canonical();
+    let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
+    if !is_trusted(peer) {
+        return peer;
+    }
+    let hops = forwarded_hops(headers);
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        // An entry that is not an address ("unknown", obfuscated, garbage): the proxy that
+        // wrote it is the last address known.
+        let Some(ip) = hop else { return client };
+        client = ip.to_canonical();
+        if !is_trusted(client) {
+            return client;
+        }
+    }
+    client
+}
+
+/// The addresses forwarded headers name, nearest the client first: `Forwarded`'s `for=` when
+/// present, else `X-Forwarded-For`. `None` for an entry that is not an address.
+fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+    let joined = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let forwarded = joined("forwarded");
+    if !forwarded.is_empty() {
+        return forwarded
+            .split(',')
+            .map(|element| {
+                element
+                    .split(';')
+                    .filter_map(|pair| pair.trim().split_once('='))
+                    .find(|(key, _)| key.eq_ignore_ascii_case("for"))
+                    .and_then(|(_, value)| parse_node(value.trim().trim_matches('"')))
+            })
+            .collect();
+    }
+    let xff = joined("x-forwarded-for");
+    if xff.is_empty() {
+        return Vec::new();
+    }
+    xff.split(',').map(|hop| parse_node(hop.trim())).collect()
+}
+
+/// An address as proxies write it: `192.0.2.1`, `192.0.2.1:443`, `[2001:db8::1]:443`,
+/// `2001:db8::1`.
+fn parse_node(text: &str) -> Option<IpAddr> {
+    if let Ok(ip) = text.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = text.strip_prefix('[') {
+        return rest.split_once(']').and_then(|(ip, _)| ip.parse().ok());
+    }
+    text.rsplit_once(':')
+        .and_then(|(ip, _)| ip.parse::<std::net::Ipv4Addr>().ok())
+        .map(IpAddr::V4)
+}
+
+/// Middleware: finds the client address once per request and keeps it in the extensions.
+pub async fn layer(
+    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<[Cidr]>>,
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+        let ip = resolve(peer.ip(), request.headers(), &trusted);
+        request.extensions_mut().insert(ClientIp(ip));
+    }
+    next.run(request).await
+}
+
 /// The [`Origin`] of a request.
 pub fn origin_of(parts: &Parts) -> Origin {
     let ip = parts
         .extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_canonical().to_string());
+        .get::<ClientIp>()
+        .map(|ClientIp(ip)| ip.to_string())
+        .or_else(|| {
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|ConnectInfo(addr)| addr.ip().to_canonical().to_string())
+        });
     let user_agent = parts
         .headers
         .get(USER_AGENT)
@@ -64,6 +211,76 @@ fn truncate(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ip(text: &str) -> IpAddr {
+        text.parse().expect("address")
+    }
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().expect("header value"));
+        }
+        map
+    }
+
+    #[test]
+    fn ranges_parse_and_match() {
+        let net = Cidr::parse("10.0.0.0/8").expect("cidr");
+        assert!(net.contains(ip("10.1.2.3")) && !net.contains(ip("11.0.0.1")));
+        assert!(net.contains(ip("::ffff:10.0.0.1")), "mapped IPv4");
+        assert!(Cidr::parse("::1").expect("one").contains(ip("::1")));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .expect("all")
+                .contains(ip("8.8.8.8"))
+        );
+        for bad in ["", "10.0.0.0/33", "nope", "10.0.0/8", "::/129"] {
+            assert!(Cidr::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn forwarded_headers_count_only_from_trusted_proxies() {
+        let trusted = [Cidr::parse("10.0.0.0/8").expect("cidr")];
+        let spoof = headers(&[("x-forwarded-for", "1.2.3.4")]);
+        // From an untrusted peer the header is ignored.
+        assert_eq!(
+            resolve(ip("203.0.113.9"), &spoof, &trusted),
+            ip("203.0.113.9")
+        );
+        // From a trusted proxy the nearest untrusted hop is the client.
+        let chain = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.7, 10.0.0.2")]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), &chain, &trusted),
+            ip("198.51.100.7")
+        );
+        let split = headers(&[
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-for", "10.0.0.3"),
+        ]);
+        assert_eq!(resolve(ip("10.0.0.1"), &split, &trusted), ip("1.2.3.4"));
+        let forwarded = headers(&[
+            (
+                "forwarded",
+                "for=\"[2001:db8::7]:4711\";proto=https, for=10.0.0.5",
+            ),
+            ("x-forwarded-for", "9.9.9.9"),
+        ]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), &forwarded, &trusted),
+            ip("2001:db8::7")
+        );
+        let garbage = headers(&[("x-forwarded-for", "evil, 10.0.0.4")]);
+        assert_eq!(resolve(ip("10.0.0.1"), &garbage, &trusted), ip("10.0.0.4"));
+        let none = HeaderMap::new();
+        assert_eq!(resolve(ip("10.0.0.1"), &none, &trusted), ip("10.0.0.1"));
+        let with_port = headers(&[("x-forwarded-for", "198.51.100.8:5555")]);
+        assert_eq!(
+            resolve(ip("10.0.0.1"), &with_port, &trusted),
+            ip("198.51.100.8")
+        );
+    }
 
     #[test]
     fn long_user_agents_are_cut_on_a_character_boundary() {

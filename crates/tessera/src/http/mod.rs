@@ -8,6 +8,7 @@ pub mod etag;
 pub mod json;
 pub mod metrics;
 pub mod pagination;
+pub mod ratelimit;
 pub mod request_id;
 
 use std::any::Any;
@@ -41,8 +42,16 @@ where
     S: Clone + Send + Sync + 'static,
 {
     let security = Arc::new(security_headers(config));
+    // Validated with the configuration; nothing unparsable gets this far.
+    let trusted: Arc<[client::Cidr]> = config
+        .http
+        .trusted_proxies
+        .iter()
+        .filter_map(|text| client::Cidr::parse(text).ok())
+        .collect();
     let stack = ServiceBuilder::new()
         .layer(middleware::from_fn(request_id::layer))
+        .layer(middleware::from_fn_with_state(trusted, client::layer))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

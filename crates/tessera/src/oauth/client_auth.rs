@@ -70,6 +70,12 @@ impl From<OAuthError> for ApiError {
     }
 }
 
+impl From<OAuthError> for Response {
+    fn from(error: OAuthError) -> Self {
+        error.into_response()
+    }
+}
+
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let mut response = (

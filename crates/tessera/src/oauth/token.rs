@@ -12,6 +12,7 @@ use tessera_token::{AccessClaims, Audience, unix_now};
 
 use super::client_auth::{self, OAuthError, no_store};
 use crate::AppState;
+use crate::http::ratelimit::Decision;
 use crate::rbac::Permission;
 
 #[derive(Serialize)]
@@ -22,24 +23,41 @@ struct TokenBody {
     scope: String,
 }
 
-/// The token endpoint.
+/// The token endpoint, limited per client: once the client is known every answer carries
+/// the rate-limit headers, and past the limit it gets a 429 problem.
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match issue(&state, &headers, &body).await {
+    let mut decision = None;
+    let mut response = match issue(&state, &headers, &body, &mut decision).await {
         Ok(body) => {
             let mut response = axum::Json(body).into_response();
             no_store(response.headers_mut());
             response
         }
-        Err(error) => error.into_response(),
+        Err(response) => response,
+    };
+    if let Some(decision) = decision {
+        decision.apply(response.headers_mut());
     }
+    response
 }
 
 async fn issue(
     state: &AppState,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<TokenBody, OAuthError> {
+    decision: &mut Option<Decision>,
+) -> Result<TokenBody, Response> {
     let (client, fields) = client_auth::authenticate(state, headers, body).await?;
+    if let Some(policy) = state.limiter().policies().token_per_client {
+        let checked = state
+            .limiter()
+            .check(policy, &format!("token:{}", client.id))
+            .await;
+        *decision = Some(checked);
+        if !checked.allowed {
+            return Err(checked.refusal().into_response());
+        }
+    }
     match fields.get("grant_type").map(String::as_str) {
         Some("client_credentials") => {}
         Some(_) => {
@@ -47,9 +65,10 @@ async fn issue(
                 StatusCode::BAD_REQUEST,
                 "unsupported_grant_type",
                 "only the client_credentials grant is supported",
-            ));
+            )
+            .into());
         }
-        None => return Err(OAuthError::invalid_request("grant_type is required")),
+        None => return Err(OAuthError::invalid_request("grant_type is required").into()),
     }
     let allowed: Vec<Permission> = client
         .scopes
@@ -77,7 +96,8 @@ async fn issue(
                         StatusCode::BAD_REQUEST,
                         "invalid_scope",
                         "a requested scope is not allowed for this client",
-                    ));
+                    )
+                    .into());
                 }
                 granted.push(wanted.to_string());
             }

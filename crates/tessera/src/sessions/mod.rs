@@ -328,14 +328,26 @@ impl Sessions {
         presented: &RefreshToken,
         origin: &Origin,
     ) -> Result<Rotation, RefreshError> {
-        let now = unix_now();
-        let hash = presented.hash();
-        let successor = presented.successor(&self.successor_key);
         // A token this server never issued is answered from one read, before anything that
         // would queue behind the writers.
         let Some(session_id) = self.session_of(db, presented).await? else {
             return Err(RefreshError::Unknown);
         };
+        self.rotate_known(db, &session_id, presented, origin).await
+    }
+
+    /// [`rotate`](Self::rotate) for a token whose session [`session_of`](Self::session_of)
+    /// already found (the caller needed it first: CSRF, rate limits).
+    pub async fn rotate_known(
+        &self,
+        db: &Db,
+        session_id: &str,
+        presented: &RefreshToken,
+        origin: &Origin,
+    ) -> Result<Rotation, RefreshError> {
+        let now = unix_now();
+        let hash = presented.hash();
+        let successor = presented.successor(&self.successor_key);
         let turn = db.write_turn().await;
         sqlx::query(RECORD_SUCCESSOR)
             .bind(successor.hash())
@@ -366,7 +378,7 @@ impl Sessions {
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
         );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(&session_id)
+            .bind(session_id)
             .fetch_optional(db.pool())
             .await?;
         let Some(row) = row else {

@@ -35,6 +35,7 @@ pub fn router() -> Router<AppState> {
             get(show).patch(update).delete(remove),
         )
         .route("/api/v1/admin/users/{id}/password", post(reset_password))
+        .route("/api/v1/admin/users/{id}/unlock", post(unlock))
 }
 
 /// An account as administrators see it.
@@ -423,6 +424,29 @@ async fn update(
     tx.commit().await.map_err(db_error)?;
     revoked.apply(state.sessions());
     Ok(Json(UserView { user, roles }))
+}
+
+/// Lifts the login lockout of the account (by email and by username), audited.
+async fn unlock(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let user = administered(&state, &caller, &id, "users:update").await?;
+    let names = std::iter::once(user.email.as_str()).chain(user.username.as_deref());
+    for name in names {
+        state
+            .limiter()
+            .reset(&crate::auth::login::lockout_key(&user.tenant_id, name))
+            .await;
+    }
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    caller
+        .record(&mut tx, "user.unlocked", ("user", &user.id), &origin, None)
+        .await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Deleting disables the account and ends its sessions; the row stays for the audit trail.

@@ -101,6 +101,18 @@ impl TestDatabase {
         config.database.url = DatabaseUrl::parse(&self.url).expect("test database URL");
         config.database.max_connections = 5;
         config.http.bind = "127.0.0.1:0".parse().expect("address");
+        // Tests log in far more often than people; the rate-limit tests turn limits on.
+        let limits = &mut config.rate_limits;
+        for rate in [
+            &mut limits.login_per_ip_account,
+            &mut limits.login_per_ip,
+            &mut limits.register_per_ip,
+            &mut limits.refresh_per_session,
+            &mut limits.token_per_client,
+        ] {
+            "off".clone_into(rate);
+        }
+        limits.lockout_after = 0;
         config
     }
 

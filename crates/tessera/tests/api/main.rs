@@ -14,6 +14,7 @@ mod interop;
 mod introspection;
 mod keys;
 mod migrations;
+mod ratelimit;
 mod revocation;
 mod roles;
 mod sdk;

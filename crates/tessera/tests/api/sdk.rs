@@ -194,12 +194,15 @@ async fn permissions_come_from_the_token_and_refusals_are_problems() {
 #[tokio::test]
 async fn a_key_rotation_is_picked_up_without_a_restart() {
     let app = spawn_app().await;
-    let (verifier, _) = verifier(&app, |b| b.jwks_min_refetch(Duration::from_millis(200))).await;
+    let min_refetch = Duration::from_secs(3);
+    let (verifier, _) = verifier(&app, |b| b.jwks_min_refetch(min_refetch)).await;
     let old = app.token_for("ada@example.com", PASSWORD, &["user"]).await;
     verifier
         .verify(&old)
         .await
         .expect("the first key is trusted");
+    assert!(!verifier.refresh_keys().await, "nothing new yet");
+    let fetched = Instant::now();
 
     let state = &app.state;
     let master = MasterKey::load(state.config(), Generate::Never).expect("master");
@@ -225,12 +228,17 @@ async fn a_key_rotation_is_picked_up_without_a_restart() {
     );
 
     // Within the minimum refetch interval an unknown key is refused without asking again…
+    assert!(
+        fetched.elapsed() < min_refetch,
+        "the setup took too long to tell"
+    );
     assert_eq!(
         verifier.verify(&fresh).await.map(|_| ()),
         Err(AuthError::Invalid(tessera_token::VerifyError::UnknownKey))
     );
     // …after it, the first token naming the new key makes the verifier fetch it.
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    tokio::time::sleep(min_refetch.saturating_sub(fetched.elapsed()) + Duration::from_millis(50))
+        .await;
     let claims = verifier
         .verify(&fresh)
         .await
