@@ -83,8 +83,10 @@ impl TestDatabase {
         let _ = conn.close().await;
 
         let mut url = url::Url::parse(&admin_url).expect("TESSERA_TEST_POSTGRES_URL is a URL");
+        // The schema's name also names its connections, so the teardown can end them.
         url.query_pairs_mut()
-            .append_pair("options", &format!("-c search_path={schema}"));
+            .append_pair("options", &format!("-c search_path={schema}"))
+            .append_pair("application_name", &schema);
         Some(Self {
             url: url.to_string(),
             dir: tempfile::tempdir().expect("temporary folder"),
@@ -135,6 +137,15 @@ impl Drop for TestDatabase {
                 .expect("runtime");
             runtime.block_on(async move {
                 if let Ok(mut conn) = sqlx::PgConnection::connect(&admin_url).await {
+                    // The test's runtime is blocked on this thread, so transactions its
+                    // background tasks left open would hold their locks for good: end them.
+                    let _ = sqlx::query(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE application_name = $1",
+                    )
+                    .bind(&schema)
+                    .execute(&mut conn)
+                    .await;
                     let _ = conn
                         .execute(sqlx::AssertSqlSafe(format!(
                             "DROP SCHEMA IF EXISTS {schema} CASCADE"
