@@ -23,7 +23,7 @@ use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
 use crate::{
-    auth, cleanup, clients, health, http, keys, oauth, rbac, revocations, sessions, tenants,
+    audit, auth, cleanup, clients, health, http, keys, oauth, rbac, revocations, sessions, tenants,
 };
 
 /// State shared by every handler; cheap to clone.
@@ -151,11 +151,18 @@ impl Application {
         sessions.cache().spawn_poller(db.clone());
         cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
         let auth = Arc::new(Auth::new(&config, &master));
+        audit::chain::spawn_sealer(
+            db.clone(),
+            audit::chain::ChainKey::new(&master),
+            config.audit.retention_days,
+            Arc::downgrade(&sessions),
+        );
         let denylist = DenyList::load(&db)
             .await
             .context("cannot read the revoked tokens")?;
         denylist.spawn_poller(db.clone());
         let limiter = Arc::new(Limiter::new(&config).await?);
+        limiter.spawn_flusher(db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -235,6 +242,7 @@ fn router(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(clients::routes::router())
         .merge(revocations::routes::router())
+        .merge(audit::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

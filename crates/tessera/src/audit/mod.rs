@@ -1,5 +1,9 @@
 //! The audit log: one row per security-relevant event, written in the same transaction as the
-//! change it records. Sealing into a hash chain and querying build on this table.
+//! change it records, sealed into a tamper-evident chain ([`chain`]) and queried by
+//! administrators ([`routes`]).
+
+pub mod chain;
+pub mod routes;
 
 use serde_json::Value;
 use sqlx::AnyConnection;
@@ -64,9 +68,7 @@ pub struct Event<'a> {
 pub async fn record(conn: &mut AnyConnection, event: &Event<'_>) -> Result<(), sqlx::Error> {
     let (actor_type, actor_id) = event.actor.parts();
     let (target_type, target_id) = event.target.unzip();
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+    let now_ms = now_ms();
     sqlx::query(
         "INSERT INTO audit_events (id, occurred_at, tenant_id, actor_type, actor_id, action, \
          target_type, target_id, outcome, reason, ip, user_agent, request_id, details) \
@@ -89,4 +91,11 @@ pub async fn record(conn: &mut AnyConnection, event: &Event<'_>) -> Result<(), s
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

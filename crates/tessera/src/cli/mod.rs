@@ -1,6 +1,7 @@
 //! The command line: `serve`, `migrate`, `check`, `config`. Each command returns an exit code;
 //! errors are printed as one clear message, never a backtrace.
 
+mod audit;
 mod check;
 mod clients;
 mod keys;
@@ -66,6 +67,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: ClientsAction,
+    },
+    /// The audit log: verify its chain, export it.
+    Audit {
+        /// What to do.
+        #[command(subcommand)]
+        action: AuditAction,
     },
     /// Generated configuration documentation and the effective configuration.
     Config {
@@ -144,6 +151,19 @@ pub enum UsersAction {
         /// File to read, or `-` for standard input.
         file: String,
         /// Tenant slug (default: the default tenant).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+/// `tessera audit …`
+#[derive(Debug, Subcommand)]
+pub enum AuditAction {
+    /// Checks every sealed event's link; exits non-zero naming the first broken one.
+    Verify,
+    /// Writes events as JSON lines to stdout, oldest first.
+    Export {
+        /// Only this tenant's events (its id).
         #[arg(long)]
         tenant: Option<String>,
     },
@@ -251,6 +271,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Keys { action } => keys::run(&config, action).await,
                 Command::Users { action } => users::run(&config, action).await,
                 Command::Clients { action } => clients::run(&config, action).await,
+                Command::Audit { action } => audit::run(&config, action).await,
                 Command::Config { .. } => {
                     print!("{}", config::show_toml(&config));
                     Ok(())

@@ -57,6 +57,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Redis, shared by every instance for rate-limit counters. Optional.
     pub redis: RedisConfig,
+    /// The audit log.
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -74,6 +76,7 @@ impl Default for Config {
             log: LogConfig::default(),
             rate_limits: RateLimitConfig::default(),
             redis: RedisConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -179,6 +182,15 @@ impl Default for RateLimitConfig {
             lockout_max_secs: 900,
         }
     }
+}
+
+/// Audit log settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Days events are kept; older sealed events are deleted (hourly), leaving a checkpoint
+    /// so the rest still verifies. 0 keeps everything.
+    pub retention_days: u32,
 }
 
 /// Redis settings.

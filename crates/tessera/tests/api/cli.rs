@@ -129,7 +129,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("reverted 7"), "{stdout}");
+    assert!(stdout.contains("reverted 8"), "{stdout}");
     let (code, stdout, _) = run(dir.path(), &["migrate", "status"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("pending"), "{stdout}");
@@ -463,4 +463,39 @@ fn clients_are_created_rotated_and_disabled_from_the_command_line() {
     );
     assert_ne!(code, 0);
     assert!(stderr.contains("--scope"), "{stderr}");
+}
+
+#[test]
+fn audit_export_writes_json_lines_and_verify_reports_the_chain() {
+    let dir = TempDir::new().expect("dir");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let (code, _, stderr) = run_with_input(
+        dir.path(),
+        &[
+            "users",
+            "create",
+            "--email",
+            "ada@example.com",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let (code, stdout, stderr) = run(dir.path(), &["audit", "export"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert!(
+        events.iter().any(|e| e["action"] == "user.created"),
+        "{stdout}"
+    );
+    // Only a running server seals; verification says what is still waiting.
+    let (code, stdout, stderr) = run(dir.path(), &["audit", "verify"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("audit chain intact") && stdout.contains("not sealed yet"),
+        "{stdout}"
+    );
 }

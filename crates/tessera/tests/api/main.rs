@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin_users;
+mod audit;
 mod auth;
 mod cli;
 mod clients;

@@ -57,6 +57,24 @@ async fn headers_count_down_on_every_answer_and_a_429_carries_them_all() {
         );
     }
     let refused = login(&app, "nobody@example.com", "wrong password!", None).await;
+    for _ in 0..5 {
+        login(&app, "nobody@example.com", "wrong password!", None).await;
+    }
+    // Under attack the audit log gets one aggregated event, not one per refusal.
+    app.state
+        .limiter()
+        .flush_refusals(app.state.db())
+        .await
+        .expect("flushed");
+    let details: Vec<String> =
+        sqlx::query_scalar("SELECT details FROM audit_events WHERE action = 'rate_limit.exceeded'")
+            .fetch_all(app.state.db().pool())
+            .await
+            .expect("audit");
+    assert_eq!(details.len(), 1, "{details:?}");
+    let details: serde_json::Value = serde_json::from_str(&details[0]).expect("JSON");
+    assert_eq!(details["refused"], 6);
+    assert_eq!(details["samples"], json!(["127.0.0.1"]));
     assert_eq!(header(&refused, "x-ratelimit-limit"), 3);
     assert_eq!(header(&refused, "x-ratelimit-remaining"), 0);
     let retry = header(&refused, "retry-after");

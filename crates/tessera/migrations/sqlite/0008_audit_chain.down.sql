@@ -1,0 +1,2 @@
+DROP TABLE audit_checkpoints;
+DROP INDEX audit_events_unsealed;
