@@ -9,6 +9,7 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
+use crate::audit::tally::Tally;
 use crate::auth::Auth;
 use crate::auth::password::Passwords;
 use crate::clients::ClientCache;
@@ -55,6 +56,8 @@ struct Inner {
     feed: Arc<Feed>,
     /// Rate limits and login lockout.
     limiter: Arc<Limiter>,
+    /// CSP violation reports, written to the audit log aggregated.
+    csp_reports: Arc<Tally>,
 }
 
 impl AppState {
@@ -112,6 +115,11 @@ impl AppState {
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
     }
+
+    /// CSP violation reports not yet written to the audit log.
+    pub fn csp_reports(&self) -> &Arc<Tally> {
+        &self.inner.csp_reports
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
@@ -162,7 +170,9 @@ impl Application {
             .context("cannot read the revoked tokens")?;
         denylist.spawn_poller(db.clone());
         let limiter = Arc::new(Limiter::new(&config).await?);
-        limiter.spawn_flusher(db.clone());
+        limiter.refusals().spawn_flusher(db.clone());
+        let csp_reports = Tally::new("csp.violation");
+        csp_reports.spawn_flusher(db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -185,6 +195,7 @@ impl Application {
                 clients: Arc::new(ClientCache::default()),
                 feed,
                 limiter,
+                csp_reports,
             }),
         };
         let router = router(state.clone());
@@ -243,6 +254,7 @@ fn router(state: AppState) -> Router {
         .merge(clients::routes::router())
         .merge(revocations::routes::router())
         .merge(audit::routes::router())
+        .merge(http::csp::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

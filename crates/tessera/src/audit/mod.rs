@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod routes;
+pub mod tally;
 
 use serde_json::Value;
 use sqlx::AnyConnection;

@@ -133,6 +133,12 @@ pub struct HttpConfig {
     /// `Forwarded` headers name the client. From any other peer those headers are ignored and
     /// the client is the socket peer.
     pub trusted_proxies: Vec<String>,
+    /// `Content-Security-Policy` of HTML pages (API answers get `default-src 'none'`).
+    /// Violations are reported to `/api/v1/csp-report`.
+    pub html_csp: String,
+    /// A stricter policy to try on HTML pages without enforcing it
+    /// (`Content-Security-Policy-Report-Only`); unset sends none.
+    pub html_csp_report_only: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -143,6 +149,12 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            html_csp: "default-src 'self'; script-src 'self'; style-src 'self'; \
+                       img-src 'self' data:; connect-src 'self'; font-src 'self'; \
+                       object-src 'none'; base-uri 'none'; form-action 'self'; \
+                       frame-ancestors 'none'; report-uri /api/v1/csp-report; report-to csp"
+                .to_owned(),
+            html_csp_report_only: None,
         }
     }
 }
@@ -162,6 +174,8 @@ pub struct RateLimitConfig {
     pub refresh_per_session: String,
     /// Client-credentials token requests per client.
     pub token_per_client: String,
+    /// CSP violation reports per client IP.
+    pub csp_report_per_ip: String,
     /// Consecutive failed logins of one account name (from any IP) after which each further
     /// attempt waits, doubling from one second up to `lockout_max_secs`. 0 turns lockout off.
     pub lockout_after: u32,
@@ -178,6 +192,7 @@ impl Default for RateLimitConfig {
             register_per_ip: "5/hour".to_owned(),
             refresh_per_session: "60/min".to_owned(),
             token_per_client: "600/min".to_owned(),
+            csp_report_per_ip: "60/min".to_owned(),
             lockout_after: 10,
             lockout_max_secs: 900,
         }

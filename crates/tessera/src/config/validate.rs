@@ -60,6 +60,22 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
 
+    for (key, policy) in [
+        ("http.html_csp", Some(&config.http.html_csp)),
+        (
+            "http.html_csp_report_only",
+            config.http.html_csp_report_only.as_ref(),
+        ),
+    ] {
+        if let Some(policy) = policy
+            && (policy.trim().is_empty() || http::HeaderValue::from_str(policy).is_err())
+        {
+            problems.push(Problem::key(
+                key,
+                "must be a non-empty policy on one line of visible ASCII",
+            ));
+        }
+    }
     for proxy in &config.http.trusted_proxies {
         if let Err(message) = crate::http::client::Cidr::parse(proxy) {
             problems.push(Problem::key("http.trusted_proxies", message));

@@ -2,6 +2,7 @@
 //! ids, security headers and metrics. Capabilities add routes; they never rebuild any of this.
 
 pub mod client;
+pub mod csp;
 pub mod csrf;
 pub mod error;
 pub mod etag;
@@ -133,7 +134,33 @@ fn panic_to_problem(panic: Box<dyn Any + Send + 'static>) -> Response {
     ApiError::internal(format_args!("handler panicked: {message}")).into_response()
 }
 
-fn security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
+/// Headers every answer gets, and those HTML pages get instead.
+struct SecurityHeaders {
+    all: Vec<(HeaderName, HeaderValue)>,
+    html: Vec<(HeaderName, HeaderValue)>,
+}
+
+fn security_headers(config: &Config) -> SecurityHeaders {
+    // Validated with the configuration; an unusable policy is left out, never sent broken.
+    let policy = |text: &str| HeaderValue::from_str(text).ok();
+    let mut html = Vec::new();
+    if let Some(value) = policy(&config.http.html_csp) {
+        html.push((header::CONTENT_SECURITY_POLICY, value));
+    }
+    if let Some(value) = config.http.html_csp_report_only.as_deref().and_then(policy) {
+        html.push((header::CONTENT_SECURITY_POLICY_REPORT_ONLY, value));
+    }
+    html.push((
+        HeaderName::from_static("reporting-endpoints"),
+        HeaderValue::from_static("csp=\"/api/v1/csp-report\""),
+    ));
+    SecurityHeaders {
+        all: api_security_headers(config),
+        html,
+    }
+}
+
+fn api_security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = vec![
         (
             header::X_CONTENT_TYPE_OPTIONS,
@@ -161,13 +188,18 @@ fn security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
 }
 
 async fn add_security_headers(
-    State(headers): State<Arc<Vec<(HeaderName, HeaderValue)>>>,
+    State(headers): State<Arc<SecurityHeaders>>,
     request: Request,
     next: Next,
 ) -> Response {
     let mut response = next.run(request).await;
     let target = response.headers_mut();
-    for (name, value) in headers.iter() {
+    let html = target
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));
+    let page = if html { headers.html.iter() } else { [].iter() };
+    // A page's own policy wins over the configured one; the configured one over the API's.
+    for (name, value) in page.chain(headers.all.iter()) {
         if !target.contains_key(name) {
             target.insert(name.clone(), value.clone());
         }
@@ -226,6 +258,10 @@ mod tests {
     fn app(config: &Config) -> Router {
         let router = Router::new()
             .route("/ok", get(|| async { "ok" }))
+            .route(
+                "/page",
+                get(|| async { axum::response::Html("<p>page</p>") }),
+            )
             .route(
                 "/panic",
                 get(|| async {
@@ -313,6 +349,42 @@ mod tests {
             response
                 .headers()
                 .contains_key(header::STRICT_TRANSPORT_SECURITY)
+        );
+    }
+
+    #[tokio::test]
+    async fn html_pages_get_the_page_policy_and_api_answers_the_strict_one() {
+        let config = Config {
+            http: crate::config::HttpConfig {
+                html_csp_report_only: Some("default-src 'none'; report-to csp".into()),
+                ..Default::default()
+            },
+            ..Config::default()
+        };
+        let (page, _) = call(app(&config), get_request("/page")).await;
+        let headers = page.headers();
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            config.http.html_csp.as_str()
+        );
+        assert!(
+            headers[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .is_ok_and(|v| v.contains("report-uri /api/v1/csp-report"))
+        );
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY_REPORT_ONLY],
+            "default-src 'none'; report-to csp"
+        );
+        assert_eq!(headers["reporting-endpoints"], "csp=\"/api/v1/csp-report\"");
+        let (api, _) = call(app(&config), get_request("/ok")).await;
+        assert_eq!(
+            api.headers()[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'; frame-ancestors 'none'"
+        );
+        assert!(
+            !api.headers()
+                .contains_key(header::CONTENT_SECURITY_POLICY_REPORT_ONLY)
         );
     }
 

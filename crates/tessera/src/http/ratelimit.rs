@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -20,9 +20,8 @@ use axum::response::{IntoResponse, Response};
 use std::future::Future;
 
 use super::ApiError;
-use crate::audit;
+use crate::audit::tally::Tally;
 use crate::config::{Config, RateLimitConfig};
-use crate::db::Db;
 
 /// `COUNT/PERIOD`: at most `count` requests in any `period`, bursts included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,6 +97,8 @@ pub struct Policies {
     pub refresh_per_session: Option<Policy>,
     /// Token requests per client.
     pub token_per_client: Option<Policy>,
+    /// CSP reports per client IP.
+    pub csp_report_per_ip: Option<Policy>,
 }
 
 impl Policies {
@@ -122,6 +123,7 @@ impl Policies {
                 &config.refresh_per_session,
             ),
             token_per_client: rate("rate_limits.token_per_client", &config.token_per_client),
+            csp_report_per_ip: rate("rate_limits.csp_report_per_ip", &config.csp_report_per_ip),
         };
         if problems.is_empty() {
             Ok(policies)
@@ -382,23 +384,9 @@ pub struct Limiter {
     degraded: AtomicBool,
     /// Unix ms of the last failure, for logging once per outage.
     failed_at: AtomicI64,
-    /// Refusals since the last flush to the audit log, by group.
-    refused: Mutex<HashMap<String, Refusals>>,
+    /// Refusals, written to the audit log by group once a minute.
+    refused: Arc<Tally>,
 }
-
-/// Refusals of one group within a flush window.
-#[derive(Debug, Default)]
-struct Refusals {
-    count: u64,
-    /// A few of the subjects refused (addresses, sessions, clients; never login names).
-    samples: Vec<String>,
-}
-
-/// Subjects kept per group and window.
-const MAX_SAMPLES: usize = 20;
-
-/// How often refusals are written to the audit log, as one event per group.
-const FLUSH_EVERY: Duration = Duration::from_secs(60);
 
 impl Limiter {
     /// The limiter `config` describes. With Redis configured it connects now; an unreachable
@@ -443,7 +431,7 @@ impl Limiter {
             prefix: config.redis.key_prefix.clone(),
             degraded: AtomicBool::new(false),
             failed_at: AtomicI64::new(0),
-            refused: Mutex::new(HashMap::new()),
+            refused: Tally::new("rate_limit.exceeded"),
         };
         if limiter.ping().await == Some(false) {
             tracing::warn!("Redis unreachable at start; counting rate limits locally for now");
@@ -474,68 +462,14 @@ impl Limiter {
     fn note_refusal(&self, key: &str) {
         let (group, subject) = key.split_once(':').unwrap_or((key, ""));
         metrics::counter!("tessera_rate_limited_total", "group" => group.to_owned()).increment(1);
-        let mut refused = self.refused.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = refused.entry(group.to_owned()).or_default();
-        entry.count += 1;
         // Login names are what people type, sometimes a password: never kept.
-        if group != "login_account"
-            && entry.samples.len() < MAX_SAMPLES
-            && !entry.samples.iter().any(|s| s == subject)
-        {
-            entry.samples.push(subject.chars().take(64).collect());
-        }
+        let sample = (group != "login_account").then_some(subject);
+        self.refused.note(group, sample);
     }
 
-    /// Writes the refusals since the last call as one audit event per group.
-    pub async fn flush_refusals(&self, db: &Db) -> Result<(), sqlx::Error> {
-        let refused = std::mem::take(&mut *self.refused.lock().unwrap_or_else(|p| p.into_inner()));
-        if refused.is_empty() {
-            return Ok(());
-        }
-        let mut tx = db.begin_write().await?;
-        for (group, refusals) in &refused {
-            audit::record(
-                &mut tx,
-                &audit::Event {
-                    action: "rate_limit.exceeded",
-                    actor: &audit::Actor::Anonymous,
-                    tenant_id: None,
-                    target: None,
-                    success: false,
-                    reason: Some(group),
-                    origin: &audit::Origin::default(),
-                    details: Some(serde_json::json!({
-                        "refused": refusals.count,
-                        "samples": refusals.samples,
-                        "window_secs": FLUSH_EVERY.as_secs(),
-                    })),
-                },
-            )
-            .await?;
-        }
-        tx.commit().await
-    }
-
-    /// Flushes refusals to the audit log every minute until `db` closes or the limiter is
-    /// dropped.
-    pub fn spawn_flusher(self: &std::sync::Arc<Self>, db: Db) {
-        let weak = std::sync::Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(FLUSH_EVERY);
-            ticker.tick().await;
-            loop {
-                ticker.tick().await;
-                let Some(limiter) = weak.upgrade() else {
-                    return;
-                };
-                if db.pool().is_closed() {
-                    return;
-                }
-                if let Err(e) = limiter.flush_refusals(&db).await {
-                    tracing::warn!(error = %e, "recording rate-limit refusals failed");
-                }
-            }
-        });
+    /// The refusals not yet written to the audit log.
+    pub fn refusals(&self) -> &Arc<Tally> {
+        &self.refused
     }
 
     async fn count(&self, policy: Policy, key: &str) -> Decision {

@@ -111,6 +111,7 @@ impl TestDatabase {
             &mut limits.register_per_ip,
             &mut limits.refresh_per_session,
             &mut limits.token_per_client,
+            &mut limits.csp_report_per_ip,
         ] {
             "off".clone_into(rate);
         }

@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod clients;
 mod cookies;
+mod csp;
 mod errors;
 mod feed;
 mod health;

@@ -63,7 +63,8 @@ async fn headers_count_down_on_every_answer_and_a_429_carries_them_all() {
     // Under attack the audit log gets one aggregated event, not one per refusal.
     app.state
         .limiter()
-        .flush_refusals(app.state.db())
+        .refusals()
+        .flush(app.state.db())
         .await
         .expect("flushed");
     let details: Vec<String> =
@@ -73,7 +74,7 @@ async fn headers_count_down_on_every_answer_and_a_429_carries_them_all() {
             .expect("audit");
     assert_eq!(details.len(), 1, "{details:?}");
     let details: serde_json::Value = serde_json::from_str(&details[0]).expect("JSON");
-    assert_eq!(details["refused"], 6);
+    assert_eq!(details["count"], 6);
     assert_eq!(details["samples"], json!(["127.0.0.1"]));
     assert_eq!(header(&refused, "x-ratelimit-limit"), 3);
     assert_eq!(header(&refused, "x-ratelimit-remaining"), 0);

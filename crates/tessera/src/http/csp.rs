@@ -1,0 +1,208 @@
+//! `POST /api/v1/csp-report`: browsers report Content-Security-Policy violations of Tessera's
+//! pages here, in the legacy `application/csp-report` form or the Reporting API's
+//! `application/reports+json`. Reports are small (16 KiB at most), rate-limited per client
+//! IP, counted by directive in the metrics, and written to the audit log aggregated (one
+//! event per directive and minute), so a flood of reports costs nothing lasting.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::post;
+use serde_json::Value;
+
+use super::ApiError;
+use super::client::Client;
+use super::ratelimit::limited;
+use crate::AppState;
+
+/// Largest report accepted.
+pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+
+/// Most violations read from one Reporting API batch.
+const MAX_REPORTS: usize = 32;
+
+/// The report route, with its own body limit.
+pub fn router() -> Router<AppState> {
+    Router::new().route(
+        "/api/v1/csp-report",
+        post(report).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
+    )
+}
+
+/// One violation, reduced to what is kept: the directive and where the blocked resource was
+/// (scheme, host and path; a query string may hold a token and is dropped).
+#[derive(Debug, PartialEq, Eq)]
+struct Violation {
+    directive: String,
+    blocked: String,
+}
+
+async fn report(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let decision = match state.limiter().policies().csp_report_per_ip {
+        Some(policy) => {
+            let ip = origin.ip.as_deref().unwrap_or("unknown");
+            Some(
+                state
+                    .limiter()
+                    .check(policy, &format!("csp_report:{ip}"))
+                    .await,
+            )
+        }
+        None => None,
+    };
+    limited(decision, async {
+        let violations = parse(&headers, &body)?;
+        for violation in &violations {
+            metrics::counter!("tessera_csp_reports_total", "directive" => violation.directive.clone())
+                .increment(1);
+            state
+                .csp_reports()
+                .note(&violation.directive, Some(&violation.blocked));
+        }
+        Ok::<_, ApiError>(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+fn invalid(detail: &str) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, "invalid_report", detail)
+}
+
+fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Violation>, ApiError> {
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    let legacy = match media.as_str() {
+        "application/csp-report" | "application/json" => true,
+        "application/reports+json" => false,
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send application/csp-report or application/reports+json",
+            ));
+        }
+    };
+    let value: Value =
+        serde_json::from_slice(body).map_err(|_| invalid("the report is not JSON"))?;
+    let violations: Vec<Violation> = if legacy {
+        let report = value
+            .get("csp-report")
+            .ok_or_else(|| invalid("expected {\"csp-report\": {…}}"))?;
+        vec![
+            violation(
+                report,
+                "effective-directive",
+                "violated-directive",
+                "blocked-uri",
+            )
+            .ok_or_else(|| invalid("the report names no directive"))?,
+        ]
+    } else {
+        let reports = value
+            .as_array()
+            .ok_or_else(|| invalid("expected an array of reports"))?;
+        reports
+            .iter()
+            .take(MAX_REPORTS)
+            .filter(|r| r.get("type").and_then(Value::as_str) == Some("csp-violation"))
+            .filter_map(|r| r.get("body"))
+            .filter_map(|b| violation(b, "effectiveDirective", "violatedDirective", "blockedURL"))
+            .collect()
+    };
+    if violations.is_empty() {
+        return Err(invalid("no CSP violation in the report"));
+    }
+    Ok(violations)
+}
+
+fn violation(report: &Value, effective: &str, violated: &str, blocked: &str) -> Option<Violation> {
+    let text = |key: &str| report.get(key).and_then(Value::as_str);
+    let directive = text(effective).or_else(|| text(violated))?;
+    // `script-src-elem`, or the first word of an old `violated-directive` with its sources.
+    let directive: String = directive
+        .split_whitespace()
+        .next()?
+        .chars()
+        .take(40)
+        .collect();
+    if directive.is_empty()
+        || !directive
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b == b'-')
+    {
+        return None;
+    }
+    let blocked = text(blocked).unwrap_or("");
+    let blocked = blocked
+        .split(['?', '#'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    Some(Violation { directive, blocked })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(media: &str) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        map.insert(header::CONTENT_TYPE, media.parse().expect("value"));
+        map
+    }
+
+    #[test]
+    fn both_report_forms_are_read_and_query_strings_dropped() {
+        let legacy = br#"{"csp-report": {"document-uri": "https://auth.example/login",
+            "violated-directive": "script-src-elem 'self'",
+            "blocked-uri": "https://evil.example/x.js?token=secret"}}"#;
+        assert_eq!(
+            parse(&headers("application/csp-report"), legacy).expect("read"),
+            [Violation {
+                directive: "script-src-elem".into(),
+                blocked: "https://evil.example/x.js".into()
+            }]
+        );
+        let modern = br#"[{"type": "csp-violation", "body": {"effectiveDirective": "img-src",
+            "blockedURL": "data"}}, {"type": "deprecation", "body": {}}]"#;
+        let read = parse(&headers("application/reports+json"), modern).expect("read");
+        assert_eq!(read.len(), 1);
+        assert_eq!(read[0].directive, "img-src");
+    }
+
+    #[test]
+    fn anything_else_is_refused_clearly() {
+        for (media, body, code) in [
+            ("text/plain", &b"{}"[..], "unsupported_media_type"),
+            ("application/csp-report", b"not json", "invalid_report"),
+            (
+                "application/csp-report",
+                b"{\"other\": 1}",
+                "invalid_report",
+            ),
+            (
+                "application/csp-report",
+                br#"{"csp-report": {"violated-directive": "<script>"}}"#,
+                "invalid_report",
+            ),
+            ("application/reports+json", b"[]", "invalid_report"),
+            ("application/reports+json", b"{}", "invalid_report"),
+        ] {
+            let error = parse(&headers(media), body).expect_err("refused");
+            assert_eq!(error.code(), code, "{media} {body:?}");
+        }
+    }
+}
