@@ -18,13 +18,15 @@ use crate::db::{Create, Db};
 use crate::http::ratelimit::Limiter;
 use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
+use crate::mfa::Mfa;
 use crate::oauth::denylist::DenyList;
 use crate::rbac::Rbac;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, health, http, keys, oauth, rbac, revocations, sessions, tenants,
+    audit, auth, cleanup, clients, health, http, keys, mfa, oauth, rbac, revocations, sessions,
+    tenants,
 };
 
 /// State shared by every handler; cheap to clone.
@@ -58,6 +60,8 @@ struct Inner {
     limiter: Arc<Limiter>,
     /// CSP violation reports, written to the audit log aggregated.
     csp_reports: Arc<Tally>,
+    /// TOTP second factor.
+    mfa: Arc<Mfa>,
 }
 
 impl AppState {
@@ -114,6 +118,11 @@ impl AppState {
     /// Rate limits and login lockout.
     pub fn limiter(&self) -> &Limiter {
         &self.inner.limiter
+    }
+
+    /// TOTP second factor.
+    pub fn mfa(&self) -> &Mfa {
+        &self.inner.mfa
     }
 
     /// CSP violation reports not yet written to the audit log.
@@ -196,6 +205,7 @@ impl Application {
                 feed,
                 limiter,
                 csp_reports,
+                mfa: Arc::new(Mfa::new(&master)),
             }),
         };
         let router = router(state.clone());
@@ -255,6 +265,7 @@ fn router(state: AppState) -> Router {
         .merge(revocations::routes::router())
         .merge(audit::routes::router())
         .merge(http::csp::router())
+        .merge(mfa::routes::router())
         .route("/metrics", get(http::metrics::render));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -15,6 +15,7 @@ pub mod db;
 pub mod health;
 pub mod http;
 pub mod keys;
+pub mod mfa;
 pub mod oauth;
 pub mod rbac;
 pub mod revocations;

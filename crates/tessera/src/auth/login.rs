@@ -16,10 +16,12 @@ use super::tokens::{self, Delivery};
 use crate::AppState;
 use crate::audit::{self, Actor, Origin};
 use crate::config::Registration;
+use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
 use crate::http::ratelimit::{Attempt, Decision, limited};
 use crate::http::{ApiError, Json};
+use crate::mfa;
 use crate::sessions::NewSession;
 use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, UserError};
 
@@ -214,6 +216,42 @@ async fn attempt_login(
         .await?;
         return Err(invalid_credentials());
     }
+    let details = verified
+        .upgraded
+        .is_some()
+        .then(|| serde_json::json!({ "password_hash_upgraded": true }));
+    if state.config().features.mfa_enabled
+        && state
+            .mfa()
+            .enabled(&mut tx, &user.id)
+            .await
+            .map_err(db_error)?
+    {
+        return mfa::routes::challenge(state, tx, &user, request.delivery, &origin).await;
+    }
+    open_session(
+        state,
+        tx,
+        &user,
+        &["pwd"],
+        request.delivery,
+        &origin,
+        details,
+    )
+    .await
+}
+
+/// Completes a login on `tx` (which already checked everything): opens the session with
+/// `amr`, audits it, commits, and delivers the tokens.
+pub(crate) async fn open_session(
+    state: &AppState,
+    mut tx: WriteTx,
+    user: &User,
+    amr: &[&str],
+    delivery: Delivery,
+    origin: &Origin,
+    details: Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
     let (session, refresh) = state
         .sessions()
         .create(
@@ -221,8 +259,8 @@ async fn attempt_login(
             &NewSession {
                 user_id: &user.id,
                 tenant_id: &user.tenant_id,
-                amr: &["pwd"],
-                origin: &origin,
+                amr,
+                origin,
             },
         )
         .await
@@ -236,27 +274,16 @@ async fn attempt_login(
             target: Some(("session", &session.id)),
             success: true,
             reason: None,
-            origin: &origin,
-            details: verified
-                .upgraded
-                .is_some()
-                .then(|| serde_json::json!({ "password_hash_upgraded": true })),
+            origin,
+            details,
         },
     )
     .await
     .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
 
-    let roles = users::roles(db, &user.id).await.map_err(db_error)?;
-    tokens::deliver(
-        state,
-        request.delivery,
-        &session,
-        &refresh,
-        roles,
-        Some(&user),
-    )
-    .await
+    let roles = users::roles(state.db(), &user.id).await.map_err(db_error)?;
+    tokens::deliver(state, delivery, &session, &refresh, roles, Some(user)).await
 }
 
 /// What else a failed login means.

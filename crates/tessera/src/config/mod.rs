@@ -59,6 +59,8 @@ pub struct Config {
     pub redis: RedisConfig,
     /// The audit log.
     pub audit: AuditConfig,
+    /// Capabilities that can be switched off.
+    pub features: FeaturesConfig,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             redis: RedisConfig::default(),
             audit: AuditConfig::default(),
+            features: FeaturesConfig::default(),
         }
     }
 }
@@ -196,6 +199,21 @@ impl Default for RateLimitConfig {
             lockout_after: 10,
             lockout_max_secs: 900,
         }
+    }
+}
+
+/// Capabilities that can be switched off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeaturesConfig {
+    /// TOTP second factor: enrollment, and a code after the password for enrolled accounts.
+    /// Off: the MFA endpoints answer 404 and logins ask for the password only.
+    pub mfa_enabled: bool,
+}
+
+impl Default for FeaturesConfig {
+    fn default() -> Self {
+        Self { mfa_enabled: true }
     }
 }
 

@@ -399,6 +399,24 @@ pub async fn find_for_login(
     }
 }
 
+/// The account with this id, for finishing a login; `active` is false when the account or
+/// its tenant is disabled.
+pub async fn find_for_login_by_id(db: &Db, id: &str) -> Result<User, UserError> {
+    let sql = format!(
+        "SELECT {USER_COLUMNS}, \
+         (SELECT t.active FROM tenants t WHERE t.id = users.tenant_id) AS tenant_active \
+         FROM users WHERE id = $1"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?
+        .ok_or(UserError::NotFound)?;
+    let mut user = row_to_user(&row)?;
+    user.active = user.active && row.try_get::<i32, _>("tenant_active")? != 0;
+    Ok(user)
+}
+
 /// The account with this id, only when it belongs to `tenant_id` (another tenant's account
 /// is as absent as a missing one).
 pub async fn find_in_tenant(db: &Db, tenant_id: &str, id: &str) -> Result<User, UserError> {

@@ -15,6 +15,7 @@ mod health;
 mod interop;
 mod introspection;
 mod keys;
+mod mfa;
 mod migrations;
 mod ratelimit;
 mod revocation;

@@ -1,0 +1,373 @@
+//! TOTP multi-factor authentication, when `features.mfa_enabled`.
+//!
+//! - `POST /api/v1/auth/mfa/totp/setup`: a new secret, its `otpauth://` URI and a QR code.
+//! - `POST /api/v1/auth/mfa/totp/confirm` `{code}`: enables it and shows 10 single-use
+//!   recovery codes, once.
+//! - `POST /api/v1/auth/mfa/totp/disable` `{password, code}`.
+//! - A login whose password is right answers `{mfa_required, mfa_token}` for an enrolled
+//!   account; `POST /api/v1/auth/mfa/verify` `{mfa_token, code | recovery_code}` completes it
+//!   (`amr` `["pwd", "otp"]`). A challenge lives 5 minutes and allows 5 attempts.
+//!
+//! A code's time step is accepted once per account (an atomic compare on the last step), with
+//! one step of clock skew either way. Secrets are sealed under a key derived from the master
+//! key; recovery codes are stored as keyed hashes.
+
+pub mod routes;
+pub mod totp;
+
+use aws_lc_rs::digest::{SHA256, digest};
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use sqlx::{AnyConnection, Row as _};
+use tessera_token::unix_now;
+
+use crate::db::Db;
+use crate::keys::master::MasterKey;
+
+/// How long a login may take between its password and its code.
+pub const CHALLENGE_TTL_SECS: i64 = 300;
+
+/// Codes tried per challenge.
+pub const CHALLENGE_ATTEMPTS: i32 = 5;
+
+/// Recovery codes issued at enrollment.
+pub const RECOVERY_CODES: usize = 10;
+
+/// Secret length, in bytes (160 bits, as RFC 4226 recommends).
+const SECRET_BYTES: usize = 20;
+
+/// Prefix of mfa tokens, so they are recognisable in logs and leaks.
+const CHALLENGE_PREFIX: &str = "tsm_";
+
+/// Keys of the MFA service.
+pub struct Mfa {
+    seal: MasterKey,
+    recovery: hmac::Key,
+}
+
+/// Why a code was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeError {
+    /// Wrong, outside the skew window, or already used.
+    Rejected,
+}
+
+fn random<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    // The system generator does not fail on supported platforms; a zeroed value would be
+    // caught by every check that compares it.
+    let _ = SystemRandom::new().fill(&mut bytes);
+    bytes
+}
+
+fn sha256_hex(text: &str) -> String {
+    hex(digest(&SHA256, text.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
+impl Mfa {
+    /// The service with keys derived from `master`.
+    pub fn new(master: &MasterKey) -> Self {
+        Self {
+            seal: MasterKey::from_bytes(&master.derive("tessera totp seal v1")),
+            recovery: hmac::Key::new(
+                hmac::HMAC_SHA256,
+                &master.derive("tessera recovery codes v1"),
+            ),
+        }
+    }
+
+    /// Starts (or restarts) enrollment: a new secret, stored sealed and unconfirmed.
+    pub async fn begin(&self, db: &Db, user_id: &str) -> Result<Vec<u8>, sqlx::Error> {
+        let secret = random::<SECRET_BYTES>().to_vec();
+        let sealed = self
+            .seal
+            .seal(&format!("totp:{user_id}"), &secret)
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        let mut tx = db.begin_write().await?;
+        sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO mfa_totp (user_id, secret_sealed, confirmed_at, last_step, created_at) \
+             VALUES ($1, $2, NULL, 0, $3)",
+        )
+        .bind(user_id)
+        .bind(STANDARD.encode(sealed))
+        .bind(unix_now())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(secret)
+    }
+
+    /// Whether the account has a confirmed second factor.
+    pub async fn enabled(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT confirmed_at FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NOT NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// The account's secret and whether it is confirmed.
+    async fn secret(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+    ) -> Result<Option<(Vec<u8>, bool)>, sqlx::Error> {
+        let row =
+            sqlx::query("SELECT secret_sealed, confirmed_at FROM mfa_totp WHERE user_id = $1")
+                .bind(user_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        let Some(row) = row else { return Ok(None) };
+        let sealed: String = row.try_get("secret_sealed")?;
+        let confirmed: Option<i64> = row.try_get("confirmed_at")?;
+        let sealed = STANDARD
+            .decode(sealed)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let secret = self
+            .seal
+            .open(&format!("totp:{user_id}"), &sealed)
+            .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
+        Ok(Some((secret, confirmed.is_some())))
+    }
+
+    /// Accepts `code` for the account if it matches a step not used before, recording the
+    /// step in the same statement (so a code is accepted once, even in parallel). With
+    /// `confirming`, the enrollment in progress is checked and confirmed instead.
+    pub async fn accept_code(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        code: &str,
+        confirming: bool,
+    ) -> Result<Result<(), CodeError>, sqlx::Error> {
+        let Some((secret, confirmed)) = self.secret(conn, user_id).await? else {
+            return Ok(Err(CodeError::Rejected));
+        };
+        if confirmed == confirming {
+            return Ok(Err(CodeError::Rejected));
+        }
+        let now = unix_now();
+        let Some(step) = totp::matching_step(&secret, code, now) else {
+            return Ok(Err(CodeError::Rejected));
+        };
+        let query = if confirming {
+            sqlx::query(
+                "UPDATE mfa_totp SET last_step = $1, confirmed_at = $2 \
+                 WHERE user_id = $3 AND last_step < $1 AND confirmed_at IS NULL",
+            )
+            .bind(step)
+            .bind(now)
+        } else {
+            sqlx::query(
+                "UPDATE mfa_totp SET last_step = $1 \
+                 WHERE user_id = $2 AND last_step < $1 AND confirmed_at IS NOT NULL",
+            )
+            .bind(step)
+        };
+        let updated = query
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+        Ok(if updated == 1 {
+            Ok(())
+        } else {
+            Err(CodeError::Rejected)
+        })
+    }
+
+    fn recovery_hash(&self, code: &str) -> String {
+        let normalized: String = code
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        hex(hmac::sign(&self.recovery, normalized.as_bytes()).as_ref())
+    }
+
+    /// New recovery codes for the account, replacing any it had; the codes are returned once
+    /// and only their keyed hashes kept.
+    pub async fn new_recovery_codes(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+    ) -> Result<Vec<String>, sqlx::Error> {
+        sqlx::query("DELETE FROM mfa_recovery_codes WHERE user_id = $1")
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+        let mut codes = Vec::with_capacity(RECOVERY_CODES);
+        for _ in 0..RECOVERY_CODES {
+            // 60 bits, written as three groups of four base32 characters.
+            let raw = totp::base32(&random::<8>()).to_ascii_lowercase();
+            let code = format!("{}-{}-{}", &raw[0..4], &raw[4..8], &raw[8..12]);
+            sqlx::query(
+                "INSERT INTO mfa_recovery_codes (code_hash, user_id, used_at) VALUES ($1, $2, NULL)",
+            )
+            .bind(self.recovery_hash(&code))
+            .bind(user_id)
+            .execute(&mut *conn)
+            .await?;
+            codes.push(code);
+        }
+        Ok(codes)
+    }
+
+    /// Uses one recovery code of the account, if it is one and unused.
+    pub async fn use_recovery_code(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        code: &str,
+    ) -> Result<bool, sqlx::Error> {
+        let used = sqlx::query(
+            "UPDATE mfa_recovery_codes SET used_at = $1 \
+             WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL",
+        )
+        .bind(unix_now())
+        .bind(self.recovery_hash(code))
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        Ok(used == 1)
+    }
+
+    /// Removes the account's second factor and recovery codes.
+    pub async fn remove(&self, conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+        for sql in [
+            "DELETE FROM mfa_recovery_codes WHERE user_id = $1",
+            "DELETE FROM mfa_challenges WHERE user_id = $1",
+            "DELETE FROM mfa_totp WHERE user_id = $1",
+        ] {
+            sqlx::query(sql).bind(user_id).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a challenge for a login whose password was right; returns its token.
+    pub async fn challenge(
+        &self,
+        conn: &mut AnyConnection,
+        user_id: &str,
+        delivery: &str,
+    ) -> Result<String, sqlx::Error> {
+        let token = format!(
+            "{CHALLENGE_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(random::<32>())
+        );
+        let now = unix_now();
+        sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(
+            "INSERT INTO mfa_challenges (token_hash, user_id, delivery, attempts, expires_at, \
+             created_at) VALUES ($1, $2, $3, 0, $4, $5)",
+        )
+        .bind(sha256_hex(&token))
+        .bind(user_id)
+        .bind(delivery)
+        .bind(now + CHALLENGE_TTL_SECS)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+        Ok(token)
+    }
+
+    /// Counts an attempt on the challenge `token`: its user and delivery while it is live and
+    /// has attempts left, `None` otherwise (unknown, expired, used up: all the same).
+    pub async fn attempt(
+        &self,
+        conn: &mut AnyConnection,
+        token: &str,
+    ) -> Result<Option<(String, String)>, sqlx::Error> {
+        if !token.starts_with(CHALLENGE_PREFIX) || token.len() > 128 {
+            return Ok(None);
+        }
+        let row = sqlx::query(
+            "UPDATE mfa_challenges SET attempts = attempts + 1 \
+             WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 \
+             RETURNING user_id, delivery",
+        )
+        .bind(sha256_hex(token))
+        .bind(CHALLENGE_ATTEMPTS)
+        .bind(unix_now())
+        .fetch_optional(&mut *conn)
+        .await?;
+        row.map(|row| Ok((row.try_get("user_id")?, row.try_get("delivery")?)))
+            .transpose()
+    }
+
+    /// Ends the challenge `token` (its login completed).
+    pub async fn finish(&self, conn: &mut AnyConnection, token: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
+            .bind(sha256_hex(token))
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The `otpauth://` URI authenticator apps read (Key Uri Format).
+pub fn otpauth_uri(issuer: &str, account: &str, secret: &[u8]) -> String {
+    let label = format!("{issuer}:{account}");
+    let encode = |text: &str| -> String {
+        form_urlencoded::byte_serialize(text.as_bytes())
+            .collect::<String>()
+            .replace('+', "%20")
+    };
+    format!(
+        "otpauth://totp/{}?secret={}&issuer={}&algorithm=SHA1&digits={}&period={}",
+        encode(&label),
+        totp::base32(secret),
+        encode(issuer),
+        totp::DIGITS,
+        totp::STEP_SECS
+    )
+}
+
+/// The URI as a QR code: an SVG image in a `data:` URL.
+pub fn qr_svg_data_url(text: &str) -> Option<String> {
+    use qrcodegen::{QrCode, QrCodeEcc};
+    let code = QrCode::encode_text(text, QrCodeEcc::Medium).ok()?;
+    let border = 4;
+    let size = code.size() + border * 2;
+    let mut path = String::new();
+    for y in 0..code.size() {
+        for x in 0..code.size() {
+            if code.get_module(x, y) {
+                path.push_str(&format!("M{},{}h1v1h-1z", x + border, y + border));
+            }
+        }
+    }
+    let svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {size} {size}\" \
+         shape-rendering=\"crispEdges\"><rect width=\"100%\" height=\"100%\" fill=\"#fff\"/>\
+         <path d=\"{path}\" fill=\"#000\"/></svg>"
+    );
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        STANDARD.encode(svg)
+    ))
+}

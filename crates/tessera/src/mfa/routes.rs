@@ -1,0 +1,323 @@
+//! The MFA endpoints, and the challenge a login answers with for an enrolled account.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{CHALLENGE_TTL_SECS, CodeError, otpauth_uri, qr_svg_data_url};
+use crate::AppState;
+use crate::audit::{self, Actor, Origin};
+use crate::auth::Authenticated;
+use crate::auth::login::open_session;
+use crate::auth::tokens::Delivery;
+use crate::db::WriteTx;
+use crate::http::client::Client;
+use crate::http::error::db_error;
+use crate::http::{ApiError, Json};
+use crate::users::{self, User};
+
+/// The MFA routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/mfa/totp/setup", post(setup))
+        .route("/api/v1/auth/mfa/totp/confirm", post(confirm))
+        .route("/api/v1/auth/mfa/totp/disable", post(disable))
+        .route("/api/v1/auth/mfa/verify", post(verify))
+}
+
+fn feature_on(state: &AppState) -> Result<(), ApiError> {
+    if state.config().features.mfa_enabled {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "mfa_disabled",
+            "multi-factor authentication is not enabled on this server",
+        ))
+    }
+}
+
+fn no_store(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn invalid_code() -> ApiError {
+    ApiError::unauthorized("invalid_code", "the code is wrong, expired or already used")
+}
+
+async fn record(
+    tx: &mut WriteTx,
+    action: &'static str,
+    user: &User,
+    success: bool,
+    origin: &Origin,
+    details: Option<serde_json::Value>,
+) -> Result<(), ApiError> {
+    audit::record(
+        tx,
+        &audit::Event {
+            action,
+            actor: &Actor::User(user.id.clone()),
+            tenant_id: Some(&user.tenant_id),
+            target: Some(("user", &user.id)),
+            success,
+            reason: None,
+            origin,
+            details,
+        },
+    )
+    .await
+    .map_err(db_error)
+}
+
+async fn setup(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+) -> Result<Response, ApiError> {
+    feature_on(&state)?;
+    let user = caller.info.user.clone();
+    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    if state
+        .mfa()
+        .enabled(&mut conn, &user.id)
+        .await
+        .map_err(db_error)?
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "mfa_already_enabled",
+            "disable the current second factor first",
+        ));
+    }
+    drop(conn);
+    let secret = state
+        .mfa()
+        .begin(state.db(), &user.id)
+        .await
+        .map_err(db_error)?;
+    let uri = otpauth_uri("Tessera", user.email.as_str(), &secret);
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    record(&mut tx, "mfa.setup_started", &user, true, &origin, None).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(no_store(
+        Json(json!({
+            "secret": super::totp::base32(&secret),
+            "otpauth_uri": uri,
+            "qr_svg": qr_svg_data_url(&uri),
+        }))
+        .into_response(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CodeRequest {
+    code: String,
+}
+
+async fn confirm(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Json(request): Json<CodeRequest>,
+) -> Result<Response, ApiError> {
+    feature_on(&state)?;
+    let user = caller.info.user.clone();
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let accepted = state
+        .mfa()
+        .accept_code(&mut tx, &user.id, &request.code, true)
+        .await
+        .map_err(db_error)?;
+    if accepted == Err(CodeError::Rejected) {
+        drop(tx);
+        return Err(invalid_code());
+    }
+    let codes = state
+        .mfa()
+        .new_recovery_codes(&mut tx, &user.id)
+        .await
+        .map_err(db_error)?;
+    record(&mut tx, "mfa.enabled", &user, true, &origin, None).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(no_store(
+        Json(json!({ "enabled": true, "recovery_codes": codes })).into_response(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DisableRequest {
+    password: String,
+    code: String,
+}
+
+async fn disable(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    caller: Authenticated,
+    Json(request): Json<DisableRequest>,
+) -> Result<StatusCode, ApiError> {
+    feature_on(&state)?;
+    let user = caller.info.user.clone();
+    let stored = users::password_hash(state.db(), &user.id)
+        .await
+        .map_err(db_error)?;
+    let verified = state.passwords().verify(request.password, stored).await?;
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let code_ok = verified.ok
+        && state
+            .mfa()
+            .accept_code(&mut tx, &user.id, &request.code, false)
+            .await
+            .map_err(db_error)?
+            .is_ok();
+    if !code_ok {
+        record(&mut tx, "mfa.disable_failed", &user, false, &origin, None).await?;
+        tx.commit().await.map_err(db_error)?;
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "the password or the code is wrong",
+        ));
+    }
+    state
+        .mfa()
+        .remove(&mut tx, &user.id)
+        .await
+        .map_err(db_error)?;
+    record(&mut tx, "mfa.disabled", &user, true, &origin, None).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A login's answer for an enrolled account: no session yet, a challenge instead.
+pub(crate) async fn challenge(
+    state: &AppState,
+    mut tx: WriteTx,
+    user: &User,
+    delivery: Delivery,
+    origin: &Origin,
+) -> Result<Response, ApiError> {
+    let kind = match delivery {
+        Delivery::Body => "body",
+        Delivery::Cookie => "cookie",
+    };
+    let token = state
+        .mfa()
+        .challenge(&mut tx, &user.id, kind)
+        .await
+        .map_err(db_error)?;
+    record(&mut tx, "login.mfa_required", user, true, origin, None).await?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(no_store(
+        Json(json!({
+            "mfa_required": true,
+            "mfa_token": token,
+            "expires_in": CHALLENGE_TTL_SECS,
+        }))
+        .into_response(),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VerifyRequest {
+    mfa_token: String,
+    code: Option<String>,
+    recovery_code: Option<String>,
+}
+
+async fn verify(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    headers: HeaderMap,
+    Json(request): Json<VerifyRequest>,
+) -> Result<Response, ApiError> {
+    feature_on(&state)?;
+    if request.code.is_some() == request.recovery_code.is_some() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "send either `code` or `recovery_code`",
+        ));
+    }
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let Some((user_id, delivery)) = state
+        .mfa()
+        .attempt(&mut tx, &request.mfa_token)
+        .await
+        .map_err(db_error)?
+    else {
+        return Err(ApiError::unauthorized(
+            "invalid_mfa_token",
+            "the login expired or used up its attempts; log in again",
+        ));
+    };
+    let delivery = if delivery == "cookie" {
+        // Like a cookie login: a foreign page must not complete one.
+        if let Some(origin) = headers.get(header::ORIGIN)
+            && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o))
+        {
+            return Err(ApiError::forbidden(
+                "csrf_failed",
+                "the request comes from an origin that is not allowed",
+            ));
+        }
+        Delivery::Cookie
+    } else {
+        Delivery::Body
+    };
+    let user = users::find_for_login_by_id(state.db(), &user_id)
+        .await
+        .map_err(db_error)?;
+    let (accepted, method) = match (&request.code, &request.recovery_code) {
+        (Some(code), None) => (
+            state
+                .mfa()
+                .accept_code(&mut tx, &user_id, code, false)
+                .await
+                .map_err(db_error)?
+                .is_ok(),
+            "totp",
+        ),
+        (None, Some(code)) => (
+            state
+                .mfa()
+                .use_recovery_code(&mut tx, &user_id, code)
+                .await
+                .map_err(db_error)?,
+            "recovery_code",
+        ),
+        _ => (false, "none"),
+    };
+    let details = Some(json!({ "method": method }));
+    if !accepted || !user.active {
+        record(&mut tx, "login.mfa_failed", &user, false, &origin, details).await?;
+        // The attempt is counted even though the login failed.
+        tx.commit().await.map_err(db_error)?;
+        return Err(invalid_code());
+    }
+    state
+        .mfa()
+        .finish(&mut tx, &request.mfa_token)
+        .await
+        .map_err(db_error)?;
+    open_session(
+        &state,
+        tx,
+        &user,
+        &["pwd", "otp"],
+        delivery,
+        &origin,
+        details,
+    )
+    .await
+}

@@ -1,0 +1,394 @@
+//! TOTP second factor: enrollment with a QR code, codes computed independently (PyOTP when
+//! installed, which CI requires), one use per time step, one step of skew, single-use
+//! recovery codes, bounded attempts, and the switch that turns it all off.
+
+use std::process::Command;
+
+use serde_json::{Value, json};
+use tessera_token::unix_now;
+
+use crate::helpers::{TestApp, TestDatabase, problem, spawn_app_with};
+
+const PASSWORD: &str = "correct horse battery";
+
+/// The code for base32 `secret` at `unix`, from PyOTP (an independent implementation).
+fn code(secret: &str, unix: i64) -> String {
+    let script = format!("import pyotp; print(pyotp.TOTP('{secret}').at({unix}))");
+    match Command::new("python3").args(["-c", &script]).output() {
+        Ok(out) if out.status.success() => String::from_utf8(out.stdout)
+            .expect("utf8")
+            .trim()
+            .to_owned(),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "pyotp must be installed in CI (.ci/run installs it)"
+            );
+            eprintln!("pyotp missing (pip install pyotp); using Tessera's own TOTP");
+            let bytes = decode_base32(secret);
+            let step = u64::try_from(tessera::mfa::totp::step_at(unix)).expect("step");
+            tessera::mfa::totp::format_code(tessera::mfa::totp::hotp(&bytes, step))
+        }
+    }
+}
+
+fn decode_base32(text: &str) -> Vec<u8> {
+    let (mut buffer, mut bits, mut out) = (0_u32, 0, Vec::new());
+    for c in text.bytes() {
+        let value = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => panic!("not base32"),
+        };
+        buffer = (buffer << 5) | u32::from(value);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).expect("byte"));
+        }
+    }
+    out
+}
+
+async fn post(app: &TestApp, path: &str, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut request = app.client.post(app.url(path)).json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.expect("sent")
+}
+
+async fn login(app: &TestApp) -> Value {
+    post(
+        app,
+        "/api/v1/auth/login",
+        None,
+        json!({"login": "ada@example.com", "password": PASSWORD, "delivery": "body"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON")
+}
+
+/// Enrolls ada; returns her base32 secret, recovery codes and the time step used.
+async fn enroll(app: &TestApp) -> (String, Vec<String>, i64) {
+    app.create_user("ada@example.com", PASSWORD, &["user"], None)
+        .await;
+    let token = login(app).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let setup = post(app, "/api/v1/auth/mfa/totp/setup", Some(&token), json!({})).await;
+    assert_eq!(setup.status(), 200);
+    assert_eq!(setup.headers()["cache-control"], "no-store");
+    let setup: Value = setup.json().await.expect("JSON");
+    let secret = setup["secret"].as_str().expect("secret").to_owned();
+    let uri = setup["otpauth_uri"].as_str().expect("uri");
+    assert!(
+        uri.starts_with("otpauth://totp/Tessera%3Aada%40example.com?secret="),
+        "{uri}"
+    );
+    assert!(uri.contains("&issuer=Tessera&algorithm=SHA1&digits=6&period=30"));
+    assert!(
+        setup["qr_svg"]
+            .as_str()
+            .expect("qr")
+            .starts_with("data:image/svg+xml;base64,")
+    );
+
+    problem(
+        post(
+            app,
+            "/api/v1/auth/mfa/totp/confirm",
+            Some(&token),
+            json!({"code": "000000"}),
+        )
+        .await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    let now = unix_now();
+    let confirmed = post(
+        app,
+        "/api/v1/auth/mfa/totp/confirm",
+        Some(&token),
+        json!({"code": code(&secret, now)}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+    let confirmed: Value = confirmed.json().await.expect("JSON");
+    let recovery: Vec<String> =
+        serde_json::from_value(confirmed["recovery_codes"].clone()).expect("codes");
+    assert_eq!(recovery.len(), 10);
+    (secret, recovery, tessera::mfa::totp::step_at(now))
+}
+
+#[tokio::test]
+async fn enrolled_logins_need_a_code_once_per_step_with_one_step_of_skew() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let (secret, _, confirmed_step) = enroll(&app).await;
+
+    let challenge = login(&app).await;
+    assert_eq!(challenge["mfa_required"], true);
+    assert!(
+        challenge.get("access_token").is_none(),
+        "no token before the code"
+    );
+    let mfa_token = challenge["mfa_token"].as_str().expect("mfa token");
+    // The code of the step that confirmed enrollment was used: refused.
+    let used = code(&secret, confirmed_step * 30);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": mfa_token, "code": used}),
+        )
+        .await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    // The next step's code is within the skew and new.
+    let next = code(&secret, (confirmed_step + 1) * 30);
+    let done = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": mfa_token, "code": next}),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+    let tokens: Value = done.json().await.expect("JSON");
+    let claims = app
+        .state
+        .keys()
+        .current()
+        .verify(tokens["access_token"].as_str().expect("token"))
+        .expect("valid");
+    assert_eq!(claims.amr, ["pwd", "otp"]);
+    // The challenge is spent, and the same code does not open a second login.
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": mfa_token, "code": next}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
+    let again = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": again, "code": next}),
+        )
+        .await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    // Two steps away is outside the skew.
+    let far = code(&secret, unix_now() + 90);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": again, "code": far}),
+        )
+        .await,
+        401,
+        "invalid_code",
+    )
+    .await;
+    let actions = app.audit_actions().await;
+    for action in ["mfa.enabled", "login.mfa_required", "login.mfa_failed"] {
+        assert!(actions.iter().any(|a| a == action), "{action}: {actions:?}");
+    }
+}
+
+#[tokio::test]
+async fn recovery_codes_work_once_and_challenges_allow_five_attempts() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let (secret, recovery, _) = enroll(&app).await;
+    let token = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let done = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": token, "recovery_code": recovery[0].to_uppercase()}),
+    )
+    .await;
+    assert_eq!(done.status(), 200, "recovery codes ignore case");
+    let token = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "recovery_code": recovery[0]}),
+        )
+        .await,
+        401,
+        "invalid_code",
+    )
+    .await;
+
+    for _ in 0..4 {
+        problem(
+            post(
+                &app,
+                "/api/v1/auth/mfa/verify",
+                None,
+                json!({"mfa_token": token, "code": "123456"}),
+            )
+            .await,
+            401,
+            "invalid_code",
+        )
+        .await;
+    }
+    // Five attempts spent: even the right code is refused now.
+    let right = code(&secret, unix_now() + 30);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": right}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": "tsm_forged", "code": right}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token}),
+        )
+        .await,
+        422,
+        "validation_failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn disabling_needs_the_password_and_a_code() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let (secret, recovery, _) = enroll(&app).await;
+    let challenge = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let tokens: Value = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": challenge, "recovery_code": recovery[1]}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let access = tokens["access_token"].as_str().expect("token");
+    let code_now = code(&secret, unix_now() + 30);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/disable",
+            Some(access),
+            json!({"password": "wrong password!", "code": code_now}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    problem(
+        post(&app, "/api/v1/auth/mfa/totp/setup", Some(access), json!({})).await,
+        409,
+        "mfa_already_enabled",
+    )
+    .await;
+    let later = code(&secret, unix_now() + 30);
+    assert_eq!(
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/disable",
+            Some(access),
+            json!({"password": PASSWORD, "code": later})
+        )
+        .await
+        .status(),
+        204
+    );
+    assert!(
+        login(&app).await.get("access_token").is_some(),
+        "a password is enough again"
+    );
+}
+
+#[tokio::test]
+async fn with_the_feature_off_there_is_no_mfa_at_all() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let (_, _, _) = enroll(&app).await;
+    drop(app);
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| c.features.mfa_enabled = false).await;
+    app.create_user("ada@example.com", PASSWORD, &["user"], None)
+        .await;
+    let token = login(&app).await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    problem(
+        post(&app, "/api/v1/auth/mfa/totp/setup", Some(&token), json!({})).await,
+        404,
+        "mfa_disabled",
+    )
+    .await;
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": "tsm_x", "code": "123456"}),
+        )
+        .await,
+        404,
+        "mfa_disabled",
+    )
+    .await;
+}
