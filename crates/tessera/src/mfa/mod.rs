@@ -41,6 +41,19 @@ const SECRET_BYTES: usize = 20;
 /// Prefix of mfa tokens, so they are recognisable in logs and leaks.
 const CHALLENGE_PREFIX: &str = "tsm_";
 
+/// A live challenge, after counting an attempt on it.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// Whose login it is.
+    pub user_id: String,
+    /// `body` or `cookie`.
+    pub delivery: String,
+    /// Attempts it still allows after this one.
+    pub attempts_left: i32,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
 /// Keys of the MFA service.
 pub struct Mfa {
     seal: MasterKey,
@@ -295,28 +308,35 @@ impl Mfa {
         Ok(token)
     }
 
-    /// Counts an attempt on the challenge `token`: its user and delivery while it is live and
-    /// has attempts left, `None` otherwise (unknown, expired, used up: all the same).
+    /// Counts an attempt on the challenge `token`: what it is for while it is live and has
+    /// attempts left, `None` otherwise (unknown, expired, used up: all the same).
     pub async fn attempt(
         &self,
         conn: &mut AnyConnection,
         token: &str,
-    ) -> Result<Option<(String, String)>, sqlx::Error> {
+    ) -> Result<Option<Challenge>, sqlx::Error> {
         if !token.starts_with(CHALLENGE_PREFIX) || token.len() > 128 {
             return Ok(None);
         }
         let row = sqlx::query(
             "UPDATE mfa_challenges SET attempts = attempts + 1 \
              WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 \
-             RETURNING user_id, delivery",
+             RETURNING user_id, delivery, attempts, expires_at",
         )
         .bind(sha256_hex(token))
         .bind(CHALLENGE_ATTEMPTS)
         .bind(unix_now())
         .fetch_optional(&mut *conn)
         .await?;
-        row.map(|row| Ok((row.try_get("user_id")?, row.try_get("delivery")?)))
-            .transpose()
+        row.map(|row| {
+            Ok(Challenge {
+                user_id: row.try_get("user_id")?,
+                delivery: row.try_get("delivery")?,
+                attempts_left: CHALLENGE_ATTEMPTS - row.try_get::<i32, _>("attempts")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
     }
 
     /// Ends the challenge `token` (its login completed).

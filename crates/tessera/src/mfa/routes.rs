@@ -17,6 +17,7 @@ use crate::auth::tokens::Delivery;
 use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
+use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::users::{self, User};
 
@@ -235,13 +236,32 @@ struct VerifyRequest {
     recovery_code: Option<String>,
 }
 
+/// Completes a login. Limited per challenge (5 attempts in its 5 minutes): once the
+/// challenge is known every answer carries the rate-limit headers.
 async fn verify(
     State(state): State<AppState>,
     Client(origin): Client,
     headers: HeaderMap,
     Json(request): Json<VerifyRequest>,
+) -> Response {
+    let mut decision = None;
+    let mut response = complete(&state, origin, &headers, request, &mut decision)
+        .await
+        .into_response();
+    if let Some(decision) = decision {
+        decision.apply(response.headers_mut());
+    }
+    response
+}
+
+async fn complete(
+    state: &AppState,
+    origin: Origin,
+    headers: &HeaderMap,
+    request: VerifyRequest,
+    decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
-    feature_on(&state)?;
+    feature_on(state)?;
     if request.code.is_some() == request.recovery_code.is_some() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -250,7 +270,7 @@ async fn verify(
         ));
     }
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let Some((user_id, delivery)) = state
+    let Some(challenge) = state
         .mfa()
         .attempt(&mut tx, &request.mfa_token)
         .await
@@ -261,7 +281,15 @@ async fn verify(
             "the login expired or used up its attempts; log in again",
         ));
     };
-    let delivery = if delivery == "cookie" {
+    *decision = Some(Decision {
+        allowed: true,
+        limit: u32::try_from(super::CHALLENGE_ATTEMPTS).unwrap_or(0),
+        remaining: u32::try_from(challenge.attempts_left).unwrap_or(0),
+        reset: challenge.expires_at,
+        retry_after: 0,
+    });
+    let user_id = challenge.user_id;
+    let delivery = if challenge.delivery == "cookie" {
         // Like a cookie login: a foreign page must not complete one.
         if let Some(origin) = headers.get(header::ORIGIN)
             && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o))
@@ -311,7 +339,7 @@ async fn verify(
         .await
         .map_err(db_error)?;
     open_session(
-        &state,
+        state,
         tx,
         &user,
         &["pwd", "otp"],

@@ -251,19 +251,18 @@ async fn recovery_codes_work_once_and_challenges_allow_five_attempts() {
     )
     .await;
 
-    for _ in 0..4 {
-        problem(
-            post(
-                &app,
-                "/api/v1/auth/mfa/verify",
-                None,
-                json!({"mfa_token": token, "code": "123456"}),
-            )
-            .await,
-            401,
-            "invalid_code",
+    for remaining in ["3", "2", "1", "0"] {
+        let wrong = post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": "123456"}),
         )
         .await;
+        assert_eq!(wrong.headers()["x-ratelimit-limit"], "5");
+        assert_eq!(wrong.headers()["x-ratelimit-remaining"], remaining);
+        assert!(wrong.headers().contains_key("x-ratelimit-reset"));
+        problem(wrong, 401, "invalid_code").await;
     }
     // Five attempts spent: even the right code is refused now.
     let right = code(&secret, unix_now() + 30);
