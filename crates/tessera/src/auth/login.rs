@@ -220,14 +220,25 @@ async fn attempt_login(
         .upgraded
         .is_some()
         .then(|| serde_json::json!({ "password_hash_upgraded": true }));
-    if state.config().features.mfa_enabled
-        && state
+    if state.config().features.mfa_enabled {
+        let purpose = if state
             .mfa()
             .enabled(&mut tx, &user.id)
             .await
             .map_err(db_error)?
-    {
-        return mfa::routes::challenge(state, tx, &user, request.delivery, &origin).await;
+        {
+            Some(mfa::Purpose::Verify)
+        } else {
+            let roles = users::roles(db, &user.id).await.map_err(db_error)?;
+            mfa::required_for(&mut tx, &user.tenant_id, &roles)
+                .await
+                .map_err(db_error)?
+                .then_some(mfa::Purpose::Enroll)
+        };
+        if let Some(purpose) = purpose {
+            return mfa::routes::challenge(state, tx, &user, request.delivery, &origin, purpose)
+                .await;
+        }
     }
     open_session(
         state,

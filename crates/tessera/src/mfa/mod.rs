@@ -41,6 +41,41 @@ const SECRET_BYTES: usize = 20;
 /// Prefix of mfa tokens, so they are recognisable in logs and leaks.
 const CHALLENGE_PREFIX: &str = "tsm_";
 
+/// What a challenge lets its holder do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Complete the login with a code.
+    Verify,
+    /// Enroll a second factor the tenant requires before logging in.
+    Enroll,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Verify => "verify",
+            Self::Enroll => "enroll",
+        }
+    }
+}
+
+/// Whether the tenant requires a second factor of one of `roles`.
+pub async fn required_for(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+    roles: &[String],
+) -> Result<bool, sqlx::Error> {
+    let policy: Option<String> =
+        sqlx::query_scalar("SELECT mfa_required_roles FROM tenants WHERE id = $1")
+            .bind(tenant_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let required: Vec<String> = policy
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .unwrap_or_default();
+    Ok(roles.iter().any(|role| required.contains(role)))
+}
+
 /// A live challenge, after counting an attempt on it.
 #[derive(Debug, Clone)]
 pub struct Challenge {
@@ -284,6 +319,7 @@ impl Mfa {
         conn: &mut AnyConnection,
         user_id: &str,
         delivery: &str,
+        purpose: Purpose,
     ) -> Result<String, sqlx::Error> {
         let token = format!(
             "{CHALLENGE_PREFIX}{}",
@@ -296,13 +332,14 @@ impl Mfa {
             .await?;
         sqlx::query(
             "INSERT INTO mfa_challenges (token_hash, user_id, delivery, attempts, expires_at, \
-             created_at) VALUES ($1, $2, $3, 0, $4, $5)",
+             created_at, purpose) VALUES ($1, $2, $3, 0, $4, $5, $6)",
         )
         .bind(sha256_hex(&token))
         .bind(user_id)
         .bind(delivery)
         .bind(now + CHALLENGE_TTL_SECS)
         .bind(now)
+        .bind(purpose.as_str())
         .execute(&mut *conn)
         .await?;
         Ok(token)
@@ -314,18 +351,20 @@ impl Mfa {
         &self,
         conn: &mut AnyConnection,
         token: &str,
+        purpose: Purpose,
     ) -> Result<Option<Challenge>, sqlx::Error> {
         if !token.starts_with(CHALLENGE_PREFIX) || token.len() > 128 {
             return Ok(None);
         }
         let row = sqlx::query(
             "UPDATE mfa_challenges SET attempts = attempts + 1 \
-             WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 \
+             WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 AND purpose = $4 \
              RETURNING user_id, delivery, attempts, expires_at",
         )
         .bind(sha256_hex(token))
         .bind(CHALLENGE_ATTEMPTS)
         .bind(unix_now())
+        .bind(purpose.as_str())
         .fetch_optional(&mut *conn)
         .await?;
         row.map(|row| {

@@ -8,7 +8,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CHALLENGE_TTL_SECS, CodeError, otpauth_uri, qr_svg_data_url};
+use super::{CHALLENGE_TTL_SECS, CodeError, Purpose, otpauth_uri, qr_svg_data_url};
 use crate::AppState;
 use crate::audit::{self, Actor, Origin};
 use crate::auth::Authenticated;
@@ -28,6 +28,8 @@ pub fn router() -> Router<AppState> {
         .route("/api/v1/auth/mfa/totp/confirm", post(confirm))
         .route("/api/v1/auth/mfa/totp/disable", post(disable))
         .route("/api/v1/auth/mfa/verify", post(verify))
+        .route("/api/v1/auth/mfa/enroll/setup", post(enroll_setup))
+        .route("/api/v1/auth/mfa/enroll/confirm", post(enroll_confirm))
 }
 
 fn feature_on(state: &AppState) -> Result<(), ApiError> {
@@ -99,6 +101,14 @@ async fn setup(
         ));
     }
     drop(conn);
+    begin_enrollment(&state, &user, &origin).await
+}
+
+async fn begin_enrollment(
+    state: &AppState,
+    user: &User,
+    origin: &Origin,
+) -> Result<Response, ApiError> {
     let secret = state
         .mfa()
         .begin(state.db(), &user.id)
@@ -106,7 +116,7 @@ async fn setup(
         .map_err(db_error)?;
     let uri = otpauth_uri("Tessera", user.email.as_str(), &secret);
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    record(&mut tx, "mfa.setup_started", &user, true, &origin, None).await?;
+    record(&mut tx, "mfa.setup_started", user, true, origin, None).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(no_store(
         Json(json!({
@@ -132,10 +142,19 @@ async fn confirm(
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
     let user = caller.info.user.clone();
+    finish_enrollment(&state, &user, &request.code, &origin).await
+}
+
+async fn finish_enrollment(
+    state: &AppState,
+    user: &User,
+    code: &str,
+    origin: &Origin,
+) -> Result<Response, ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let accepted = state
         .mfa()
-        .accept_code(&mut tx, &user.id, &request.code, true)
+        .accept_code(&mut tx, &user.id, code, true)
         .await
         .map_err(db_error)?;
     if accepted == Err(CodeError::Rejected) {
@@ -147,7 +166,7 @@ async fn confirm(
         .new_recovery_codes(&mut tx, &user.id)
         .await
         .map_err(db_error)?;
-    record(&mut tx, "mfa.enabled", &user, true, &origin, None).await?;
+    record(&mut tx, "mfa.enabled", user, true, origin, None).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(no_store(
         Json(json!({ "enabled": true, "recovery_codes": codes })).into_response(),
@@ -199,13 +218,15 @@ async fn disable(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// A login's answer for an enrolled account: no session yet, a challenge instead.
+/// A login's answer for an enrolled account, or one the tenant requires to enroll: no
+/// session yet, a challenge instead.
 pub(crate) async fn challenge(
     state: &AppState,
     mut tx: WriteTx,
     user: &User,
     delivery: Delivery,
     origin: &Origin,
+    purpose: Purpose,
 ) -> Result<Response, ApiError> {
     let kind = match delivery {
         Delivery::Body => "body",
@@ -213,19 +234,95 @@ pub(crate) async fn challenge(
     };
     let token = state
         .mfa()
-        .challenge(&mut tx, &user.id, kind)
+        .challenge(&mut tx, &user.id, kind, purpose)
         .await
         .map_err(db_error)?;
-    record(&mut tx, "login.mfa_required", user, true, origin, None).await?;
+    let (action, flag) = match purpose {
+        Purpose::Verify => ("login.mfa_required", "mfa_required"),
+        Purpose::Enroll => ("login.mfa_enrollment_required", "mfa_enrollment_required"),
+    };
+    record(&mut tx, action, user, true, origin, None).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(no_store(
         Json(json!({
-            "mfa_required": true,
+            flag: true,
             "mfa_token": token,
             "expires_in": CHALLENGE_TTL_SECS,
         }))
         .into_response(),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    mfa_token: String,
+    code: Option<String>,
+}
+
+/// The account an enrollment challenge belongs to (counting an attempt on it).
+async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
+    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    let challenge = state
+        .mfa()
+        .attempt(&mut conn, token, Purpose::Enroll)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "invalid_mfa_token",
+                "the login expired or used up its attempts; log in again",
+            )
+        })?;
+    drop(conn);
+    let user = users::find_for_login_by_id(state.db(), &challenge.user_id)
+        .await
+        .map_err(db_error)?;
+    if !user.active {
+        return Err(ApiError::forbidden(
+            "account_disabled",
+            "this account is disabled",
+        ));
+    }
+    Ok(user)
+}
+
+/// Enrollment a tenant requires, during the login that found it missing: the secret, as
+/// `setup` gives it to a signed-in user.
+async fn enroll_setup(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    Json(request): Json<EnrollRequest>,
+) -> Result<Response, ApiError> {
+    feature_on(&state)?;
+    let user = enrolling(&state, &request.mfa_token).await?;
+    begin_enrollment(&state, &user, &origin).await
+}
+
+/// Confirms that enrollment with a code: the second factor is on, the recovery codes are
+/// shown, and the login starts again (password, then a code).
+async fn enroll_confirm(
+    State(state): State<AppState>,
+    Client(origin): Client,
+    Json(request): Json<EnrollRequest>,
+) -> Result<Response, ApiError> {
+    feature_on(&state)?;
+    let code = request.code.clone().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "`code` is required",
+        )
+    })?;
+    let user = enrolling(&state, &request.mfa_token).await?;
+    let response = finish_enrollment(&state, &user, &code, &origin).await?;
+    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    state
+        .mfa()
+        .finish(&mut conn, &request.mfa_token)
+        .await
+        .map_err(db_error)?;
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -272,7 +369,7 @@ async fn complete(
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let Some(challenge) = state
         .mfa()
-        .attempt(&mut tx, &request.mfa_token)
+        .attempt(&mut tx, &request.mfa_token, Purpose::Verify)
         .await
         .map_err(db_error)?
     else {

@@ -44,6 +44,8 @@ pub struct TenantView {
     pub active: bool,
     /// Unix seconds.
     pub created_at: i64,
+    /// Roles whose holders must use a second factor.
+    pub mfa_required_roles: Vec<String>,
 }
 
 fn row_to_view(row: &sqlx::any::AnyRow) -> Result<TenantView, sqlx::Error> {
@@ -53,6 +55,8 @@ fn row_to_view(row: &sqlx::any::AnyRow) -> Result<TenantView, sqlx::Error> {
         name: row.try_get("name")?,
         active: row.try_get::<i32, _>("active")? != 0,
         created_at: row.try_get("created_at")?,
+        mfa_required_roles: serde_json::from_str(&row.try_get::<String, _>("mfa_required_roles")?)
+            .unwrap_or_default(),
     })
 }
 
@@ -93,12 +97,14 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
 }
 
 async fn find(state: &AppState, id: &str) -> Result<TenantView, ApiError> {
-    let row = sqlx::query("SELECT id, slug, name, active, created_at FROM tenants WHERE id = $1")
-        .bind(id)
-        .fetch_optional(state.db().pool())
-        .await
-        .map_err(db_error)?
-        .ok_or_else(ApiError::not_found)?;
+    let row = sqlx::query(
+        "SELECT id, slug, name, active, created_at, mfa_required_roles FROM tenants WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(state.db().pool())
+    .await
+    .map_err(db_error)?
+    .ok_or_else(ApiError::not_found)?;
     row_to_view(&row).map_err(db_error)
 }
 
@@ -114,7 +120,7 @@ async fn list(
         .await
         .map_err(db_error)?;
     let rows = sqlx::query(
-        "SELECT id, slug, name, active, created_at FROM tenants ORDER BY slug LIMIT $1 OFFSET $2",
+        "SELECT id, slug, name, active, created_at, mfa_required_roles FROM tenants ORDER BY slug LIMIT $1 OFFSET $2",
     )
     .bind(page.limit())
     .bind(page.offset())
@@ -161,6 +167,7 @@ async fn create(
         name: new.name.trim().to_owned(),
         active: true,
         created_at: unix_now(),
+        mfa_required_roles: Vec::new(),
     };
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let inserted = sqlx::query(
@@ -217,6 +224,7 @@ async fn create(
 struct TenantChange {
     name: Option<String>,
     active: Option<bool>,
+    mfa_required_roles: Option<Vec<String>>,
 }
 
 /// Writes `change` with its audit events; disabling revokes every session of the tenant.
@@ -256,6 +264,33 @@ async fn apply(
                 None,
             )
             .await?;
+    }
+    if let Some(mut roles) = change.mfa_required_roles {
+        if roles.len() > 32 || roles.iter().any(|r| r.is_empty() || r.len() > 64) {
+            return Err(invalid(
+                "validation_failed",
+                "`mfa_required_roles` holds at most 32 role names",
+            ));
+        }
+        roles.sort();
+        roles.dedup();
+        sqlx::query("UPDATE tenants SET mfa_required_roles = $1 WHERE id = $2")
+            .bind(serde_json::to_string(&roles).unwrap_or_else(|_| "[]".into()))
+            .bind(&tenant.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        let details = serde_json::json!({ "mfa_required_roles": roles });
+        caller
+            .record(
+                &mut tx,
+                "tenant.mfa_policy_changed",
+                ("tenant", &tenant.id),
+                origin,
+                Some(details),
+            )
+            .await?;
+        tenant.mfa_required_roles = roles;
     }
     if let Some(active) = change.active
         && active != tenant.active
@@ -316,6 +351,7 @@ async fn remove(
     let change = TenantChange {
         name: None,
         active: Some(false),
+        mfa_required_roles: None,
     };
     apply(&state, &caller, &origin, tenant, change).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -391,3 +391,96 @@ async fn with_the_feature_off_there_is_no_mfa_at_all() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    app.create_user("ada@example.com", PASSWORD, &["admin"], None)
+        .await;
+    app.create_user("bob@example.com", PASSWORD, &["user"], None)
+        .await;
+    sqlx::query("UPDATE tenants SET mfa_required_roles = '[\"admin\"]' WHERE id = $1")
+        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .execute(app.state.db().pool())
+        .await
+        .expect("policy");
+    let bob: Value = post(
+        &app,
+        "/api/v1/auth/login",
+        None,
+        json!({"login": "bob@example.com", "password": PASSWORD, "delivery": "body"}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    assert!(
+        bob.get("access_token").is_some(),
+        "other roles are not asked"
+    );
+
+    let first = login(&app).await;
+    assert_eq!(first["mfa_enrollment_required"], true);
+    assert!(first.get("access_token").is_none());
+    let token = first["mfa_token"].as_str().expect("token");
+    // An enrollment challenge does not complete a login.
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": "123456"}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
+    let setup: Value = post(
+        &app,
+        "/api/v1/auth/mfa/enroll/setup",
+        None,
+        json!({"mfa_token": token}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let secret = setup["secret"].as_str().expect("secret");
+    let confirmed = post(
+        &app,
+        "/api/v1/auth/mfa/enroll/confirm",
+        None,
+        json!({"mfa_token": token, "code": code(secret, unix_now())}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+    let confirmed: Value = confirmed.json().await.expect("JSON");
+    assert_eq!(
+        confirmed["recovery_codes"].as_array().expect("codes").len(),
+        10
+    );
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/enroll/setup",
+            None,
+            json!({"mfa_token": token}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
+
+    let second = login(&app).await;
+    assert_eq!(second["mfa_required"], true);
+    let done = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": second["mfa_token"], "code": code(secret, unix_now() + 30)}),
+    )
+    .await;
+    assert_eq!(done.status(), 200);
+}

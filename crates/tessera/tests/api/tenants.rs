@@ -56,6 +56,10 @@ on_each_database! {
             .await
             .expect("roles");
         assert_eq!(roles, ["admin", "user", "viewer"], "a new tenant starts with the built-in roles");
+        assert_eq!(acme["mfa_required_roles"], json!([]));
+        let policy = app.send(Method::PATCH, &format!("/api/v1/admin/tenants/{acme_id}"), &platform, Some(json!({"mfa_required_roles": ["admin", "admin"]}))).await;
+        assert_eq!(policy.status(), 200);
+        assert_eq!(policy.json::<serde_json::Value>().await.expect("JSON")["mfa_required_roles"], json!(["admin"]));
 
         let member = member_of(&app, &acme_id, "acme", "wile@acme.example", &["user"]).await;
         let member_token = member["access_token"].as_str().expect("token");
