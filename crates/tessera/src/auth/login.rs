@@ -19,7 +19,7 @@ use crate::config::Registration;
 use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
-use crate::http::ratelimit::{Attempt, Decision, limited};
+use crate::http::ratelimit::{Attempt, Decision, ip_subject, limited};
 use crate::http::{ApiError, Json};
 use crate::mfa;
 use crate::sessions::NewSession;
@@ -55,7 +55,7 @@ pub async fn login(
 ) -> Response {
     let limiter = state.limiter();
     let policies = *limiter.policies();
-    let ip = origin.ip.as_deref().unwrap_or("unknown");
+    let ip = ip_subject(origin.ip.as_deref());
     let mut decision: Option<Decision> = None;
     if let Some(policy) = policies.login_per_ip {
         decision = Some(limiter.check(policy, &format!("login_ip:{ip}")).await);
@@ -63,7 +63,7 @@ pub async fn login(
     if let Some(policy) = policies.login_per_ip_account {
         let key = format!(
             "login_account:{ip}|{}|{}",
-            request.tenant.as_deref().unwrap_or(""),
+            tenant_name(request.tenant.as_deref()),
             account_name(&request.login)
         );
         let per_account = limiter.check(policy, &key).await;
@@ -80,6 +80,15 @@ fn account_name(login: &str) -> String {
         end -= 1;
     }
     login[..end].trim().to_lowercase()
+}
+
+/// A tenant as typed, as limits count it: the default tenant however it is named, slugs
+/// lowercased and cut to a slug's length.
+fn tenant_name(slug: Option<&str>) -> String {
+    match slug.map(str::trim) {
+        None | Some("") => "default".to_owned(),
+        Some(slug) => slug.chars().take(64).collect::<String>().to_lowercase(),
+    }
 }
 
 /// The lockout key of a login name in a tenant (known or not: both behave the same).
@@ -129,10 +138,9 @@ async fn attempt_login(
     };
     // Counted before the password is checked, atomically, so parallel guesses cannot
     // outrun the lockout; a success resets it. Unknown accounts are counted the same way.
+    let unknown_tenant = format!("unknown:{}", tenant_name(request.tenant.as_deref()));
     let lock = lockout_key(
-        tenant_id
-            .as_deref()
-            .unwrap_or(request.tenant.as_deref().unwrap_or("")),
+        tenant_id.as_deref().unwrap_or(&unknown_tenant),
         &request.login,
     );
     let failures = match state.limiter().attempt(&lock).await {
@@ -375,7 +383,7 @@ pub async fn register(
 ) -> Response {
     let decision = match state.limiter().policies().register_per_ip {
         Some(policy) => {
-            let ip = origin.ip.as_deref().unwrap_or("unknown");
+            let ip = ip_subject(origin.ip.as_deref());
             Some(
                 state
                     .limiter()

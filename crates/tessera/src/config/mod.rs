@@ -136,6 +136,10 @@ pub struct HttpConfig {
     /// `Forwarded` headers name the client. From any other peer those headers are ignored and
     /// the client is the socket peer.
     pub trusted_proxies: Vec<String>,
+    /// The one header the trusted proxies set to name the client: `x-forwarded-for` or
+    /// `forwarded` (RFC 7239). The other is ignored, since proxies pass a client's own copy
+    /// of a header they do not set.
+    pub forwarded_header: ForwardedHeader,
     /// `Content-Security-Policy` of HTML pages (API answers get `default-src 'none'`).
     /// Violations are reported to `/api/v1/csp-report`.
     pub html_csp: String,
@@ -152,6 +156,7 @@ impl Default for HttpConfig {
             request_timeout_secs: 30,
             cors_allowed_origins: Vec::new(),
             trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::XForwardedFor,
             html_csp: "default-src 'self'; script-src 'self'; style-src 'self'; \
                        img-src 'self' data:; connect-src 'self'; font-src 'self'; \
                        object-src 'none'; base-uri 'none'; form-action 'self'; \
@@ -160,6 +165,17 @@ impl Default for HttpConfig {
             html_csp_report_only: None,
         }
     }
+}
+
+/// Which header trusted proxies name the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For`.
+    #[serde(rename = "x-forwarded-for")]
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239), its `for=` parameters.
+    #[serde(rename = "forwarded")]
+    Forwarded,
 }
 
 /// Rate limits: each `COUNT/PERIOD` (`10/min`, `5/hour`, `5/5min`, `600/60s`) or `off`.

@@ -2,9 +2,11 @@
 //! `User-Agent` and the request id.
 //!
 //! The client IP is the socket peer, unless the peer is one of `http.trusted_proxies`: then
-//! `Forwarded` (RFC 7239) or else `X-Forwarded-For` is read from the right, skipping every
-//! trusted proxy, and the first other address is the client. From any other peer those
-//! headers are ignored, so nobody can choose the address their requests are counted under.
+//! the one header they set (`http.forwarded_header`: `X-Forwarded-For`, or `Forwarded` of
+//! RFC 7239) is read from the right, skipping every trusted proxy, and the first other
+//! address is the client. The other header is never read: proxies pass a client's own copy
+//! of a header they do not set. From any other peer both are ignored, so nobody can choose
+//! the address their requests are counted under.
 
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -16,6 +18,7 @@ use axum::http::request::Parts;
 
 use super::request_id::RequestId;
 use crate::audit::Origin;
+use crate::config::ForwardedHeader;
 
 /// Longest `User-Agent` kept; browsers send about 150 bytes, anything far longer is noise or
 /// an attempt to bloat the tables.
@@ -90,14 +93,24 @@ impl Cidr {
     }
 }
 
-/// The client address of a request from `peer`, given the trusted proxies.
-pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
+/// Which proxies are trusted, and the header they name the client in.
+#[derive(Debug, Clone)]
+pub struct Proxies {
+    /// The trusted proxies.
+    pub trusted: Vec<Cidr>,
+    /// Their header.
+    pub header: ForwardedHeader,
+}
+
+/// The client address of a request from `peer`.
+pub fn resolve(peer: IpAddr, headers: &HeaderMap, proxies: &Proxies) -> IpAddr {
+    let trusted = &proxies.trusted;
     let peer = peer.to_canonical();
     let is_trusted = |ip: IpAddr| trusted.iter().any(|c| c.contains(ip));
     if !is_trusted(peer) {
         return peer;
     }
-    let hops = forwarded_hops(headers);
+    let hops = forwarded_hops(headers, proxies.header);
     let mut client = peer;
     for hop in hops.iter().rev() {
         // An entry that is not an address ("unknown", obfuscated, garbage): the proxy that
@@ -111,9 +124,9 @@ pub fn resolve(peer: IpAddr, headers: &HeaderMap, trusted: &[Cidr]) -> IpAddr {
     client
 }
 
-/// The addresses forwarded headers name, nearest the client first: `Forwarded`'s `for=` when
-/// present, else `X-Forwarded-For`. `None` for an entry that is not an address.
-fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
+/// The addresses `header` names, nearest the client first. `None` for an entry that is not an
+/// address.
+fn forwarded_hops(headers: &HeaderMap, header: ForwardedHeader) -> Vec<Option<IpAddr>> {
     let joined = |name: &str| {
         headers
             .get_all(name)
@@ -122,8 +135,8 @@ fn forwarded_hops(headers: &HeaderMap) -> Vec<Option<IpAddr>> {
             .collect::<Vec<_>>()
             .join(",")
     };
-    let forwarded = joined("forwarded");
-    if !forwarded.is_empty() {
+    if header == ForwardedHeader::Forwarded {
+        let forwarded = joined("forwarded");
         return forwarded
             .split(',')
             .map(|element| {
@@ -158,12 +171,12 @@ fn parse_node(text: &str) -> Option<IpAddr> {
 
 /// Middleware: finds the client address once per request and keeps it in the extensions.
 pub async fn layer(
-    axum::extract::State(trusted): axum::extract::State<std::sync::Arc<[Cidr]>>,
+    axum::extract::State(proxies): axum::extract::State<std::sync::Arc<Proxies>>,
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
-        let ip = resolve(peer.ip(), request.headers(), &trusted);
+        let ip = resolve(peer.ip(), request.headers(), &proxies);
         request.extensions_mut().insert(ClientIp(ip));
     }
     next.run(request).await
@@ -242,7 +255,10 @@ mod tests {
 
     #[test]
     fn forwarded_headers_count_only_from_trusted_proxies() {
-        let trusted = [Cidr::parse("10.0.0.0/8").expect("cidr")];
+        let trusted = Proxies {
+            trusted: vec![Cidr::parse("10.0.0.0/8").expect("cidr")],
+            header: ForwardedHeader::XForwardedFor,
+        };
         let spoof = headers(&[("x-forwarded-for", "1.2.3.4")]);
         // From an untrusted peer the header is ignored.
         assert_eq!(
@@ -267,10 +283,19 @@ mod tests {
             ),
             ("x-forwarded-for", "9.9.9.9"),
         ]);
+        // Only the configured header counts: a client's own `Forwarded` is ignored…
+        assert_eq!(resolve(ip("10.0.0.1"), &forwarded, &trusted), ip("9.9.9.9"));
+        let spoof_only = headers(&[("forwarded", "for=6.6.6.6")]);
         assert_eq!(
-            resolve(ip("10.0.0.1"), &forwarded, &trusted),
-            ip("2001:db8::7")
+            resolve(ip("10.0.0.1"), &spoof_only, &trusted),
+            ip("10.0.0.1")
         );
+        // …unless the proxies are configured to set `Forwarded`.
+        let rfc = Proxies {
+            header: ForwardedHeader::Forwarded,
+            ..trusted.clone()
+        };
+        assert_eq!(resolve(ip("10.0.0.1"), &forwarded, &rfc), ip("2001:db8::7"));
         let garbage = headers(&[("x-forwarded-for", "evil, 10.0.0.4")]);
         assert_eq!(resolve(ip("10.0.0.1"), &garbage, &trusted), ip("10.0.0.4"));
         let none = HeaderMap::new();

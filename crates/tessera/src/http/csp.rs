@@ -14,11 +14,39 @@ use serde_json::Value;
 
 use super::ApiError;
 use super::client::Client;
-use super::ratelimit::limited;
+use super::ratelimit::{ip_subject, limited};
 use crate::AppState;
 
 /// Largest report accepted.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024;
+
+/// CSP directives (Level 3) a violation can name.
+const KNOWN_DIRECTIVES: [&str; 24] = [
+    "default-src",
+    "script-src",
+    "script-src-elem",
+    "script-src-attr",
+    "style-src",
+    "style-src-elem",
+    "style-src-attr",
+    "img-src",
+    "font-src",
+    "connect-src",
+    "media-src",
+    "object-src",
+    "frame-src",
+    "child-src",
+    "worker-src",
+    "manifest-src",
+    "base-uri",
+    "form-action",
+    "frame-ancestors",
+    "navigate-to",
+    "sandbox",
+    "require-trusted-types-for",
+    "trusted-types",
+    "upgrade-insecure-requests",
+];
 
 /// Most violations read from one Reporting API batch.
 const MAX_REPORTS: usize = 32;
@@ -47,7 +75,7 @@ async fn report(
 ) -> Response {
     let decision = match state.limiter().policies().csp_report_per_ip {
         Some(policy) => {
-            let ip = origin.ip.as_deref().unwrap_or("unknown");
+            let ip = ip_subject(origin.ip.as_deref());
             Some(
                 state
                     .limiter()
@@ -143,6 +171,13 @@ fn violation(report: &Value, effective: &str, violated: &str, blocked: &str) -> 
     {
         return None;
     }
+    // Reports are written by anyone: a name outside CSP's own becomes `other`, so metric
+    // labels and audit groups stay few.
+    let directive = if KNOWN_DIRECTIVES.contains(&directive.as_str()) {
+        directive
+    } else {
+        "other".to_owned()
+    };
     let blocked = text(blocked).unwrap_or("");
     let blocked = blocked
         .split(['?', '#'])

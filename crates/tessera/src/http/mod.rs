@@ -44,15 +44,18 @@ where
 {
     let security = Arc::new(security_headers(config));
     // Validated with the configuration; nothing unparsable gets this far.
-    let trusted: Arc<[client::Cidr]> = config
-        .http
-        .trusted_proxies
-        .iter()
-        .filter_map(|text| client::Cidr::parse(text).ok())
-        .collect();
+    let proxies = Arc::new(client::Proxies {
+        trusted: config
+            .http
+            .trusted_proxies
+            .iter()
+            .filter_map(|text| client::Cidr::parse(text).ok())
+            .collect(),
+        header: config.http.forwarded_header,
+    });
     let stack = ServiceBuilder::new()
         .layer(middleware::from_fn(request_id::layer))
-        .layer(middleware::from_fn_with_state(trusted, client::layer))
+        .layer(middleware::from_fn_with_state(proxies, client::layer))
         .layer(SetSensitiveRequestHeadersLayer::new([
             header::AUTHORIZATION,
             header::COOKIE,

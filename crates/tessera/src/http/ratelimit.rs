@@ -76,6 +76,22 @@ impl fmt::Display for Policy {
     }
 }
 
+/// The subject an address is counted under: IPv4 as is, IPv6 by its /64, which one
+/// subscriber usually holds whole.
+pub fn ip_subject(ip: Option<&str>) -> String {
+    match ip.and_then(|ip| ip.parse::<std::net::IpAddr>().ok()) {
+        Some(std::net::IpAddr::V6(v6)) => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+        Some(ip) => ip.to_string(),
+        None => "unknown".to_owned(),
+    }
+}
+
 /// Parses a configured rate: `None` for `off`.
 pub fn parse_rate(text: &str) -> Result<Option<Policy>, String> {
     if text.trim().eq_ignore_ascii_case("off") {
@@ -277,14 +293,25 @@ struct Slot {
 /// Counters kept in this process: a few shards of plain maps, swept as they grow.
 #[derive(Default)]
 struct Local {
-    shards: [Mutex<HashMap<String, Slot>>; 16],
+    shards: [Mutex<Shard>; 16],
 }
 
-/// Most keys a shard holds before expired ones are swept.
+#[derive(Default)]
+struct Shard {
+    slots: HashMap<String, Slot>,
+    /// Size at which expired slots are swept next: doubles while they are all live, so a
+    /// full shard is not scanned on every update.
+    sweep_at: usize,
+}
+
+/// Keys a shard holds before expired ones are first swept.
 const SHARD_SWEEP_AT: usize = 8_192;
 
+/// Most keys a shard ever holds (about 50 MB in all); past it, it starts over, logged.
+const SHARD_MAX: usize = 65_536;
+
 impl Local {
-    fn shard(&self, key: &str) -> &Mutex<HashMap<String, Slot>> {
+    fn shard(&self, key: &str) -> &Mutex<Shard> {
         let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
             (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
         });
@@ -295,17 +322,23 @@ impl Local {
     /// returns, if anything.
     fn update<T>(&self, key: &str, now: i64, update: impl FnOnce(Slot) -> (T, Option<Slot>)) -> T {
         let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.len() >= SHARD_SWEEP_AT {
-            shard.retain(|_, slot| slot.expires > now);
+        if shard.slots.len() >= shard.sweep_at.max(SHARD_SWEEP_AT) {
+            shard.slots.retain(|_, slot| slot.expires > now);
+            if shard.slots.len() >= SHARD_MAX {
+                tracing::warn!("rate-limit counters overflowing; this shard starts over");
+                shard.slots.clear();
+            }
+            shard.sweep_at = (shard.slots.len() * 2).max(SHARD_SWEEP_AT);
         }
         let current = shard
+            .slots
             .get(key)
             .copied()
             .filter(|slot| slot.expires > now)
             .unwrap_or_default();
         let (out, store) = update(current);
         if let Some(slot) = store {
-            shard.insert(key.to_owned(), slot);
+            shard.slots.insert(key.to_owned(), slot);
         }
         out
     }
@@ -314,6 +347,7 @@ impl Local {
         self.shard(key)
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .slots
             .remove(key);
     }
 }
@@ -358,6 +392,9 @@ redis.call('HSET', KEYS[1], 'f', failures, 'u', untl)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
 return {1, 0, failures}
 ";
+
+/// How long a failed Redis is left alone before it is tried again, in milliseconds.
+const REDIS_RETRY_MS: i64 = 5_000;
 
 /// How long lockout state is kept after the last attempt (ms): a day without attempts
 /// forgets the failures.
@@ -449,6 +486,15 @@ impl Limiter {
         self.degraded.load(Ordering::Relaxed)
     }
 
+    /// Redis to use now: none while a recent failure says it is down (checked again every
+    /// few seconds), so an outage costs one timeout per interval, not one per request.
+    fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
+        let redis = self.redis.as_ref()?;
+        let recently_failed = self.degraded.load(Ordering::Relaxed)
+            && now_ms() - self.failed_at.load(Ordering::Relaxed) < REDIS_RETRY_MS;
+        (!recently_failed).then_some(redis)
+    }
+
     /// Counts one request against `policy` for `key` (`group:subject`); refusals are
     /// remembered for the audit log.
     pub async fn check(&self, policy: Policy, key: &str) -> Decision {
@@ -473,7 +519,7 @@ impl Limiter {
     }
 
     async fn count(&self, policy: Policy, key: &str) -> Decision {
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis() {
             let mut conn = redis.clone();
             let result: Result<(i64, i64, i64, i64), _> = redis::Script::new(GCRA_SCRIPT)
                 .key(format!("{}rl:{key}", self.prefix))
@@ -513,7 +559,7 @@ impl Limiter {
         if self.lockout_after == 0 {
             return Attempt::Allowed(0);
         }
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis() {
             let mut conn = redis.clone();
             let result: Result<(i64, i64, i64), _> = redis::Script::new(LOCKOUT_SCRIPT)
                 .key(self.lockout_key(account))
@@ -558,7 +604,7 @@ impl Limiter {
     /// Forgets `account`'s failures (a successful login, or an administrator's unlock).
     pub async fn reset(&self, account: &str) {
         self.local.remove(&format!("lo:{account}"));
-        if let Some(redis) = &self.redis {
+        if let Some(redis) = self.redis() {
             let mut conn = redis.clone();
             let result: Result<(), _> = redis::cmd("DEL")
                 .arg(self.lockout_key(account))

@@ -17,8 +17,10 @@ use crate::auth::tokens::Delivery;
 use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
+use crate::http::ratelimit::Attempt;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
+use crate::sessions::{self, Scope};
 use crate::users::{self, User};
 
 /// The MFA routes.
@@ -80,13 +82,31 @@ async fn record(
     .map_err(db_error)
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetupRequest {
+    password: String,
+}
+
+/// Enrollment by a signed-in user, who proves the password again: a stolen session alone
+/// must not bind the thief's authenticator to the account.
 async fn setup(
     State(state): State<AppState>,
     Client(origin): Client,
     caller: Authenticated,
+    Json(request): Json<SetupRequest>,
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
     let user = caller.info.user.clone();
+    let stored = users::password_hash(state.db(), &user.id)
+        .await
+        .map_err(db_error)?;
+    if !state.passwords().verify(request.password, stored).await?.ok {
+        return Err(ApiError::unauthorized(
+            "invalid_credentials",
+            "the password is wrong",
+        ));
+    }
     let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
     if state
         .mfa()
@@ -142,14 +162,18 @@ async fn confirm(
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
     let user = caller.info.user.clone();
-    finish_enrollment(&state, &user, &request.code, &origin).await
+    let keep = caller.session_id().to_owned();
+    finish_enrollment(&state, &user, &request.code, &origin, Some(&keep)).await
 }
 
+/// Turns the second factor on; every session but `keep` ends (they were opened with the
+/// password alone).
 async fn finish_enrollment(
     state: &AppState,
     user: &User,
     code: &str,
     origin: &Origin,
+    keep: Option<&str>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let accepted = state
@@ -167,7 +191,21 @@ async fn finish_enrollment(
         .await
         .map_err(db_error)?;
     record(&mut tx, "mfa.enabled", user, true, origin, None).await?;
+    let scope = match keep {
+        Some(keep) => Scope::AllOfExcept(&user.id, keep),
+        None => Scope::AllOf(&user.id),
+    };
+    let revoked = sessions::revoke(
+        &mut tx,
+        scope,
+        "mfa_enabled",
+        &Actor::User(user.id.clone()),
+        origin,
+    )
+    .await
+    .map_err(db_error)?;
     tx.commit().await.map_err(db_error)?;
+    revoked.apply(state.sessions());
     Ok(no_store(
         Json(json!({ "enabled": true, "recovery_codes": codes })).into_response(),
     ))
@@ -315,7 +353,7 @@ async fn enroll_confirm(
         )
     })?;
     let user = enrolling(&state, &request.mfa_token).await?;
-    let response = finish_enrollment(&state, &user, &code, &origin).await?;
+    let response = finish_enrollment(&state, &user, &code, &origin, None).await?;
     let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
     state
         .mfa()
@@ -403,6 +441,18 @@ async fn complete(
     let user = users::find_for_login_by_id(state.db(), &user_id)
         .await
         .map_err(db_error)?;
+    // Codes are counted per account across challenges, like passwords: logging in again for
+    // a fresh challenge does not buy more guesses.
+    let lock = format!("mfa|{user_id}");
+    if let Attempt::Delayed(seconds) = state.limiter().attempt(&lock).await {
+        drop(tx);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "login_delayed",
+            "too many wrong codes for this account; retry after the time in Retry-After",
+        )
+        .retry_after(seconds));
+    }
     let (accepted, method) = match (&request.code, &request.recovery_code) {
         (Some(code), None) => (
             state
@@ -430,6 +480,7 @@ async fn complete(
         tx.commit().await.map_err(db_error)?;
         return Err(invalid_code());
     }
+    state.limiter().reset(&lock).await;
     state
         .mfa()
         .finish(&mut tx, &request.mfa_token)

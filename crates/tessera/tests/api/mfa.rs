@@ -79,7 +79,25 @@ async fn enroll(app: &TestApp) -> (String, Vec<String>, i64) {
         .as_str()
         .expect("token")
         .to_owned();
-    let setup = post(app, "/api/v1/auth/mfa/totp/setup", Some(&token), json!({})).await;
+    problem(
+        post(
+            app,
+            "/api/v1/auth/mfa/totp/setup",
+            Some(&token),
+            json!({"password": "wrong password!"}),
+        )
+        .await,
+        401,
+        "invalid_credentials",
+    )
+    .await;
+    let setup = post(
+        app,
+        "/api/v1/auth/mfa/totp/setup",
+        Some(&token),
+        json!({"password": PASSWORD}),
+    )
+    .await;
     assert_eq!(setup.status(), 200);
     assert_eq!(setup.headers()["cache-control"], "no-store");
     let setup: Value = setup.json().await.expect("JSON");
@@ -337,7 +355,13 @@ async fn disabling_needs_the_password_and_a_code() {
     )
     .await;
     problem(
-        post(&app, "/api/v1/auth/mfa/totp/setup", Some(access), json!({})).await,
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/setup",
+            Some(access),
+            json!({"password": PASSWORD}),
+        )
+        .await,
         409,
         "mfa_already_enabled",
     )
@@ -373,7 +397,13 @@ async fn with_the_feature_off_there_is_no_mfa_at_all() {
         .expect("token")
         .to_owned();
     problem(
-        post(&app, "/api/v1/auth/mfa/totp/setup", Some(&token), json!({})).await,
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/setup",
+            Some(&token),
+            json!({"password": PASSWORD}),
+        )
+        .await,
         404,
         "mfa_disabled",
     )
@@ -483,4 +513,42 @@ async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
     )
     .await;
     assert_eq!(done.status(), 200);
+}
+
+#[tokio::test]
+async fn wrong_codes_count_per_account_across_fresh_challenges() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| c.rate_limits.lockout_after = 3).await;
+    let (_, _, _) = enroll(&app).await;
+    for _ in 0..3 {
+        let token = login(&app).await["mfa_token"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        problem(
+            post(
+                &app,
+                "/api/v1/auth/mfa/verify",
+                None,
+                json!({"mfa_token": token, "code": "000000"}),
+            )
+            .await,
+            401,
+            "invalid_code",
+        )
+        .await;
+    }
+    // A new challenge does not buy new guesses.
+    let token = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let delayed = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": token, "code": "000000"}),
+    )
+    .await;
+    assert!(delayed.headers().contains_key("retry-after"));
+    problem(delayed, 429, "login_delayed").await;
 }
