@@ -146,6 +146,11 @@ pub async fn seal_once(db: &Db, key: &ChainKey) -> Result<Option<u64>, sqlx::Err
         previous = hash;
     }
     tx.commit().await?;
+    if !rows.is_empty() {
+        // The tip, outside the database: `tessera audit verify --tip` checks it is still there.
+        tracing::info!(tip = %format!("{seq}:{previous}"), sealed = rows.len(), "audit chain sealed");
+        metrics::gauge!("tessera_audit_chain_seq").set(seq as f64);
+    }
     Ok(Some(u64::try_from(rows.len()).unwrap_or(0)))
 }
 
@@ -228,6 +233,20 @@ pub enum Verdict {
         /// What is wrong there.
         reason: String,
     },
+}
+
+/// Whether the chain still holds a tip recorded earlier (the event at `seq` with `hash`, or a
+/// checkpoint at it after retention). A chain verifies from its start however much of its end
+/// was cut off or rewritten; a tip kept elsewhere (the sealer logs it) catches that.
+pub async fn holds_tip(db: &Db, seq: i64, hash: &str) -> Result<bool, sqlx::Error> {
+    let stored: Option<String> = sqlx::query_scalar(
+        "SELECT hash FROM audit_events WHERE seq = $1 \
+         UNION ALL SELECT hash FROM audit_checkpoints WHERE seq = $1",
+    )
+    .bind(seq)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(stored.as_deref() == Some(hash))
 }
 
 /// Walks the whole chain from its start (or its checkpoint).

@@ -160,7 +160,12 @@ pub enum UsersAction {
 #[derive(Debug, Subcommand)]
 pub enum AuditAction {
     /// Checks every sealed event's link; exits non-zero naming the first broken one.
-    Verify,
+    Verify {
+        /// A chain tip recorded earlier (`SEQ:HASH`, as the server logs it after sealing):
+        /// the chain must still hold it, so removing or rewriting its end is found too.
+        #[arg(long, value_name = "SEQ:HASH")]
+        tip: Option<String>,
+    },
     /// Writes events as JSON lines to stdout, oldest first.
     Export {
         /// Only this tenant's events (its id).
