@@ -146,6 +146,8 @@ async fn attempt_login(
     let failures = match state.limiter().attempt(&lock).await {
         Attempt::Allowed(failures) => failures,
         Attempt::Delayed(seconds) => {
+            // Counted for the audit log like rate-limit refusals: one event a minute.
+            state.limiter().refusals().note("login_lockout", None);
             return Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "login_delayed",

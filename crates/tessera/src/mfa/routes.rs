@@ -182,7 +182,8 @@ async fn finish_enrollment(
         .await
         .map_err(db_error)?;
     if accepted == Err(CodeError::Rejected) {
-        drop(tx);
+        record(&mut tx, "mfa.confirm_failed", user, false, origin, None).await?;
+        tx.commit().await.map_err(db_error)?;
         return Err(invalid_code());
     }
     let codes = state

@@ -333,7 +333,18 @@ async fn replace_password_hash(
         .bind(&user.id)
         .execute(&mut *conn)
         .await?;
+    end_login_challenges(conn, &user.id).await?;
     record_change(conn, user, action, actor, origin).await
+}
+
+/// Ends logins waiting for a second factor: they proved a password that no longer counts,
+/// or an account that can no longer log in.
+async fn end_login_challenges(conn: &mut AnyConnection, user_id: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
 }
 
 /// Disables the account (it can no longer log in) and revokes its sessions, audited in the
@@ -351,6 +362,7 @@ pub async fn disable(
         .execute(&mut *tx)
         .await?;
     record_change(&mut tx, user, "user.disabled", actor, origin).await?;
+    end_login_challenges(&mut tx, &user.id).await?;
     // Session rows first, the feed's table lock second, as every revoking transaction does.
     let revoked = sessions::revoke(
         &mut tx,
@@ -479,6 +491,7 @@ pub async fn swap_password_hash(
     if done.rows_affected() != 1 {
         return Ok(false);
     }
+    end_login_challenges(conn, &user.id).await?;
     record_change(conn, user, action, actor, origin).await?;
     Ok(true)
 }

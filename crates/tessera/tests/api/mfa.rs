@@ -127,6 +127,12 @@ async fn enroll(app: &TestApp) -> (String, Vec<String>, i64) {
         "invalid_code",
     )
     .await;
+    assert!(
+        app.audit_actions()
+            .await
+            .iter()
+            .any(|a| a == "mfa.confirm_failed")
+    );
     let now = unix_now();
     let confirmed = post(
         app,
@@ -513,6 +519,53 @@ async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
     )
     .await;
     assert_eq!(done.status(), 200);
+}
+
+#[tokio::test]
+async fn a_password_reset_ends_logins_waiting_for_a_code() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let (secret, _, _) = enroll(&app).await;
+    let token = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let user = tessera::users::find_by_email(
+        app.state.db(),
+        tessera::users::DEFAULT_TENANT_ID,
+        &tessera::users::Email::parse("ada@example.com").expect("email"),
+    )
+    .await
+    .expect("user");
+    let hash = app
+        .state
+        .passwords()
+        .hash("a brand new passphrase".to_owned())
+        .await
+        .expect("hash");
+    let revoked = tessera::users::set_password_hash(
+        app.state.db(),
+        &user,
+        &hash,
+        "user.password_reset",
+        &tessera::audit::Actor::System,
+        &tessera::audit::Origin::default(),
+    )
+    .await
+    .expect("reset");
+    revoked.apply(app.state.sessions());
+    let code_now = code(&secret, unix_now() + 30);
+    problem(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": code_now}),
+        )
+        .await,
+        401,
+        "invalid_mfa_token",
+    )
+    .await;
 }
 
 #[tokio::test]

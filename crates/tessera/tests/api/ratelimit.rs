@@ -240,6 +240,13 @@ async fn parallel_guesses_get_no_more_tries_than_the_lockout_allows_known_or_not
         "a real and an unknown account look the same"
     );
 
+    // Each try allowed past the threshold doubles the wait (1 s, 2 s, then 4 s), which also
+    // leaves a window wide enough to observe on a busy machine.
+    for wait in [1_100, 2_100] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let allowed = login(&app, "ada@example.com", "wrong password!", None).await;
+        assert_eq!(allowed.status(), 401, "one more try once the wait is over");
+    }
     // Even the right password waits while locked; an administrator's unlock lifts it.
     assert_eq!(
         login(&app, "ada@example.com", PASSWORD, None)
