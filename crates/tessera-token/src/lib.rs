@@ -29,7 +29,7 @@ pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeySet, VerifyingKey, generate_pk
 pub use permission::{InvalidPermission, Permission};
 pub use revocation::{Revocation, RevocationPage, Revoked};
 pub use sign::{SignError, Signer};
-pub use verify::{Validation, Verifier, VerifyError, unix_now};
+pub use verify::{Validation, Verifier, VerifyError, unix_now, unix_now_ms};
 
 /// Largest raw token accepted; anything longer is rejected before any parsing.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;

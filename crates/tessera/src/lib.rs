@@ -12,6 +12,7 @@ pub mod cli;
 pub mod clients;
 pub mod config;
 pub mod db;
+pub mod digest;
 pub mod health;
 pub mod http;
 pub mod keys;

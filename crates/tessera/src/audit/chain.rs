@@ -19,6 +19,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
 use crate::db::{Backend, Db};
+use crate::digest::hex;
 use crate::keys::master::MasterKey;
 
 /// Events sealed per transaction.
@@ -60,14 +61,6 @@ impl ChainKey {
         context.update(content.as_bytes());
         hex(context.sign().as_ref())
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 /// An event's content as hashed: its columns, in order, as one JSON array.
@@ -342,7 +335,7 @@ pub fn spawn_sealer<T: Send + Sync + 'static>(
             }
             ticks += 1;
             if retention_days > 0 && ticks % 3_600 == 1 {
-                let cutoff = crate::audit::now_ms() - i64::from(retention_days) * 86_400_000;
+                let cutoff = tessera_token::unix_now_ms() - i64::from(retention_days) * 86_400_000;
                 match expire(&db, cutoff).await {
                     Ok(Some(n)) if n > 0 => tracing::info!(deleted = n, "audit retention"),
                     Ok(_) => {}

@@ -69,7 +69,7 @@ pub struct Event<'a> {
 pub async fn record(conn: &mut AnyConnection, event: &Event<'_>) -> Result<(), sqlx::Error> {
     let (actor_type, actor_id) = event.actor.parts();
     let (target_type, target_id) = event.target.unzip();
-    let now_ms = now_ms();
+    let now_ms = tessera_token::unix_now_ms();
     sqlx::query(
         "INSERT INTO audit_events (id, occurred_at, tenant_id, actor_type, actor_id, action, \
          target_type, target_id, outcome, reason, ip, user_agent, request_id, details) \
@@ -92,11 +92,4 @@ pub async fn record(conn: &mut AnyConnection, event: &Event<'_>) -> Result<(), s
     .execute(conn)
     .await?;
     Ok(())
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

@@ -239,8 +239,7 @@ async fn attempt_login(
         {
             Some(mfa::Purpose::Verify)
         } else {
-            let roles = users::roles(db, &user.id).await.map_err(db_error)?;
-            mfa::required_for(&mut tx, &user.tenant_id, &roles)
+            mfa::required_for(&mut tx, &user.tenant_id, &user.id)
                 .await
                 .map_err(db_error)?
                 .then_some(mfa::Purpose::Enroll)

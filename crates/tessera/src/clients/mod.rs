@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -56,14 +55,7 @@ impl ClientSecret {
 
 /// Hex SHA-256 of a presented secret.
 pub fn hash_secret(secret: &str) -> String {
-    let hash = digest(&SHA256, secret.as_bytes());
-    hash.as_ref()
-        .iter()
-        .fold(String::with_capacity(64), |mut hex, b| {
-            use fmt::Write as _;
-            let _ = write!(hex, "{b:02x}");
-            hex
-        })
+    crate::digest::sha256_hex(secret.as_bytes())
 }
 
 /// A stored client, without its secret hash.

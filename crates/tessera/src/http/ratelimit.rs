@@ -20,6 +20,8 @@ use axum::response::{IntoResponse, Response};
 use std::future::Future;
 
 use super::ApiError;
+use tessera_token::unix_now_ms;
+
 use crate::audit::tally::Tally;
 use crate::config::{Config, RateLimitConfig};
 
@@ -491,7 +493,7 @@ impl Limiter {
     fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
         let redis = self.redis.as_ref()?;
         let recently_failed = self.degraded.load(Ordering::Relaxed)
-            && now_ms() - self.failed_at.load(Ordering::Relaxed) < REDIS_RETRY_MS;
+            && unix_now_ms() - self.failed_at.load(Ordering::Relaxed) < REDIS_RETRY_MS;
         (!recently_failed).then_some(redis)
     }
 
@@ -541,7 +543,7 @@ impl Limiter {
                 Err(e) => self.redis_failed(&e),
             }
         }
-        let now = now_ms();
+        let now = unix_now_ms();
         self.local.update(key, now, |slot| {
             let (decision, tat) = gcra(policy, slot.a, now);
             let store = tat.map(|tat| Slot {
@@ -580,7 +582,7 @@ impl Limiter {
                 Err(e) => self.redis_failed(&e),
             }
         }
-        let now = now_ms();
+        let now = unix_now_ms();
         let (after, max) = (self.lockout_after, self.lockout_max_ms);
         self.local.update(&format!("lo:{account}"), now, |slot| {
             let failures = u32::try_from(slot.a).unwrap_or(u32::MAX);
@@ -649,15 +651,9 @@ impl Limiter {
             tracing::warn!(error = %error, "Redis failed; counting rate limits locally");
             metrics::gauge!("tessera_redis_up").set(0.0);
         }
-        self.failed_at.store(now_ms(), Ordering::Relaxed);
+        self.failed_at.store(unix_now_ms(), Ordering::Relaxed);
         metrics::counter!("tessera_redis_failures_total").increment(1);
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@
 pub mod routes;
 pub mod totp;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
@@ -24,6 +23,7 @@ use sqlx::{AnyConnection, Row as _};
 use tessera_token::unix_now;
 
 use crate::db::Db;
+use crate::digest::{hex, sha256_hex};
 use crate::keys::master::MasterKey;
 
 /// How long a login may take between its password and its code.
@@ -59,11 +59,12 @@ impl Purpose {
     }
 }
 
-/// Whether the tenant requires a second factor of one of `roles`.
+/// Whether the tenant requires a second factor of one of the user's roles. Tenants without
+/// such a policy cost one read.
 pub async fn required_for(
     conn: &mut AnyConnection,
     tenant_id: &str,
-    roles: &[String],
+    user_id: &str,
 ) -> Result<bool, sqlx::Error> {
     let policy: Option<String> =
         sqlx::query_scalar("SELECT mfa_required_roles FROM tenants WHERE id = $1")
@@ -73,6 +74,13 @@ pub async fn required_for(
     let required: Vec<String> = policy
         .and_then(|p| serde_json::from_str(&p).ok())
         .unwrap_or_default();
+    if required.is_empty() {
+        return Ok(false);
+    }
+    let roles: Vec<String> = sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&mut *conn)
+        .await?;
     Ok(roles.iter().any(|role| required.contains(role)))
 }
 
@@ -108,18 +116,6 @@ fn random<const N: usize>() -> [u8; N] {
     // caught by every check that compares it.
     let _ = SystemRandom::new().fill(&mut bytes);
     bytes
-}
-
-fn sha256_hex(text: &str) -> String {
-    hex(digest(&SHA256, text.as_bytes()).as_ref())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 impl Mfa {
@@ -334,7 +330,7 @@ impl Mfa {
             "INSERT INTO mfa_challenges (token_hash, user_id, delivery, attempts, expires_at, \
              created_at, purpose) VALUES ($1, $2, $3, 0, $4, $5, $6)",
         )
-        .bind(sha256_hex(&token))
+        .bind(sha256_hex(token.as_bytes()))
         .bind(user_id)
         .bind(delivery)
         .bind(now + CHALLENGE_TTL_SECS)
@@ -361,7 +357,7 @@ impl Mfa {
              WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 AND purpose = $4 \
              RETURNING user_id, delivery, attempts, expires_at",
         )
-        .bind(sha256_hex(token))
+        .bind(sha256_hex(token.as_bytes()))
         .bind(CHALLENGE_ATTEMPTS)
         .bind(unix_now())
         .bind(purpose.as_str())
@@ -381,7 +377,7 @@ impl Mfa {
     /// Ends the challenge `token` (its login completed).
     pub async fn finish(&self, conn: &mut AnyConnection, token: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
-            .bind(sha256_hex(token))
+            .bind(sha256_hex(token.as_bytes()))
             .execute(&mut *conn)
             .await?;
         Ok(())

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Row as _};
-use tessera_token::{Revocation, Revoked, unix_now};
+use tessera_token::{Revocation, Revoked, unix_now, unix_now_ms};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::db::Db;
@@ -92,13 +92,6 @@ pub async fn record_subject(
         issued_before,
     };
     record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
-}
-
-/// Milliseconds since the epoch.
-fn unix_now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// An entry and its place in the feed.

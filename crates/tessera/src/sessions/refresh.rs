@@ -8,7 +8,6 @@
 
 use std::fmt;
 
-use aws_lc_rs::digest::{SHA256, digest};
 use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 use base64::Engine as _;
@@ -63,13 +62,7 @@ impl RefreshToken {
     /// What the database stores and looks up: hex SHA-256. A plain hash is right here: the
     /// token has 256 bits of entropy, so nothing can be guessed from it.
     pub fn hash(&self) -> String {
-        let hash = digest(&SHA256, self.0.as_bytes());
-        let mut hex = String::with_capacity(64);
-        for byte in hash.as_ref() {
-            use fmt::Write as _;
-            let _ = write!(hex, "{byte:02x}");
-        }
-        hex
+        crate::digest::sha256_hex(self.0.as_bytes())
     }
 
     /// The token that replaces this one at rotation.
