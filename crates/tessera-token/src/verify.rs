@@ -108,7 +108,16 @@ struct Header<'a> {
     typ: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     kid: Option<std::borrow::Cow<'a, str>>,
-    crit: Option<IgnoredAny>,
+    /// `Some` whenever the header names `crit`, whatever its value (`null` included): no
+    /// extension is understood, so its mere presence refuses the token.
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<()>,
+}
+
+/// `Some(())` for a field that is present, whatever it holds; serde's default for `Option`
+/// would read an explicit `null` as absent.
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<()>, D::Error> {
+    IgnoredAny::deserialize(deserializer).map(|_| Some(()))
 }
 
 /// The claims as sent, every one optional so a missing one gets its own error. serde rejects a

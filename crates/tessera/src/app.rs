@@ -1,6 +1,6 @@
 //! The application: shared state, the router built from every capability, and the serve loop.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -136,12 +136,29 @@ pub struct Application {
     state: AppState,
     router: Router,
     bootstrap: Option<bootstrap::Created>,
+    /// The separate `/metrics` listener (`metrics.bind`), bound at build so a taken port
+    /// fails the start rather than the first scrape.
+    metrics_listener: Option<TcpListener>,
 }
 
 impl Application {
     /// Connects to the database, brings the schema up to date (or refuses an outdated one when
     /// `database.migrate_on_start` is off) and builds the router.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let metrics_listener = match config.metrics.bind {
+            Some(bind) => Some(
+                TcpListener::bind(bind)
+                    .await
+                    .with_context(|| format!("cannot listen on {bind} (metrics.bind)"))?,
+            ),
+            None => None,
+        };
+        if !http::metrics::served_publicly(&config) && config.metrics.bind.is_none() {
+            tracing::warn!(
+                "/metrics is not served: production needs metrics.bind (a separate listener) \
+                 or metrics.token (a scraper's bearer token)"
+            );
+        }
         let db = Db::connect(&config.database, Create::IfMissing).await?;
         if config.database.migrate_on_start {
             let applied = db.migrate_up().await?;
@@ -213,7 +230,15 @@ impl Application {
             state,
             router,
             bootstrap,
+            metrics_listener,
         })
+    }
+
+    /// Where the separate `/metrics` listener listens, when `metrics.bind` is set.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
     }
 
     /// The shared state (tests use it to reach the database).
@@ -238,13 +263,33 @@ impl Application {
             .into_make_service_with_connect_info::<SocketAddr>();
         // Open revocation streams never end by themselves; shutting down ends them.
         let feed = Arc::clone(self.state.feed());
+        let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
+            stopping.send_replace(true);
         };
-        axum::serve(listener, service)
+        let metrics = self.metrics_listener.map(|listener| {
+            let router = Router::new()
+                .route("/metrics", get(http::metrics::private))
+                .with_state(self.state.clone());
+            let mut stop = stop.clone();
+            tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(async move {
+                        // Also ends when the main server failed and dropped the sender.
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    })
+                    .into_future(),
+            )
+        });
+        let served = axum::serve(listener, service)
             .with_graceful_shutdown(shutdown)
-            .await?;
+            .await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
+        served?;
         self.state.db().close().await;
         Ok(())
     }
@@ -266,6 +311,6 @@ fn router(state: AppState) -> Router {
         .merge(audit::routes::router())
         .merge(http::csp::router())
         .merge(mfa::routes::router())
-        .route("/metrics", get(http::metrics::render));
+        .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

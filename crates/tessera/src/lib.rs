@@ -23,6 +23,7 @@ pub mod revocations;
 pub mod sessions;
 pub mod telemetry;
 pub mod tenants;
+pub mod text;
 pub mod users;
 
 pub use app::{AppState, Application};

@@ -252,6 +252,24 @@ fn attack_table() {
             VerifyError::UnsupportedCritical,
         ),
         (
+            "crit present but null",
+            forge(
+                &ed,
+                &with(header("EdDSA", "ed"), "crit", json!(null)),
+                &claims_json(),
+            ),
+            VerifyError::UnsupportedCritical,
+        ),
+        (
+            "crit present but empty",
+            forge(
+                &ed,
+                &with(header("EdDSA", "ed"), "crit", json!([])),
+                &claims_json(),
+            ),
+            VerifyError::UnsupportedCritical,
+        ),
+        (
             "jku pointing elsewhere, signed by the attacker",
             forge(
                 &attacker,

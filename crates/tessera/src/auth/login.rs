@@ -417,13 +417,17 @@ async fn create_account(
     users::check_name("last_name", &request.last_name)
         .map_err(|e| invalid("validation_failed", e))?;
     let db = state.db();
-    let tenant_id = match request.tenant.as_deref() {
-        None => DEFAULT_TENANT_ID.to_owned(),
-        Some(slug) => users::tenant_id(db, slug)
-            .await
-            .map_err(db_error)?
-            .ok_or_else(|| invalid("unknown_tenant", "no tenant has this slug"))?,
-    };
+    // A disabled tenant and the `system` tenant answer exactly like a missing one.
+    let tenant_id = users::registrable_tenant(db, request.tenant.as_deref())
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| {
+            invalid(
+                "unknown_tenant",
+                "no tenant with this slug accepts registrations",
+            )
+        })?;
+    // Hashed before the account's existence is known, so a taken address costs the same.
     let hash = state.passwords().hash(request.password).await?;
     let new = NewUser {
         tenant_id,
@@ -435,21 +439,53 @@ async fn create_account(
         roles: vec!["user".to_owned()],
     };
     let mut tx = db.begin_write().await.map_err(db_error)?;
-    let user = match users::create(&mut tx, &new, &Actor::Anonymous, &origin).await {
-        Ok(user) => user,
+    match users::create(&mut tx, &new, &Actor::Anonymous, &origin).await {
+        Ok(_) => tx.commit().await.map_err(db_error)?,
         Err(UserError::Conflict) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "account_exists",
-                "an account with this email or username already exists",
-            ));
+            drop(tx);
+            record_taken(db, &new.tenant_id, &origin).await?;
         }
         Err(e) => return Err(db_error(e)),
-    };
-    tx.commit().await.map_err(db_error)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "user": user })),
+    }
+    Ok(registration_accepted())
+}
+
+/// The one answer to a valid registration, whether it created an account or the email or
+/// username was taken: telling them apart would let anyone test which addresses have
+/// accounts. The person registering signs in next; a taken address's owner is unaffected.
+fn registration_accepted() -> Response {
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({
+            "status": "accepted",
+            "detail": "if this email and username were free, the account exists now: sign in with them",
+        })),
     )
-        .into_response())
+        .into_response()
+}
+
+/// Audits a registration that named a taken email or username (administrators see attempts
+/// to probe or squat on accounts; the caller does not).
+async fn record_taken(
+    db: &crate::db::Db,
+    tenant_id: &str,
+    origin: &Origin,
+) -> Result<(), ApiError> {
+    let mut tx = db.begin_write().await.map_err(db_error)?;
+    audit::record(
+        &mut tx,
+        &audit::Event {
+            action: "user.registration_refused",
+            actor: &Actor::Anonymous,
+            tenant_id: Some(tenant_id),
+            target: None,
+            success: false,
+            reason: Some("account_exists"),
+            origin,
+            details: None,
+        },
+    )
+    .await
+    .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)
 }

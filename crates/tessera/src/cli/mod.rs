@@ -322,6 +322,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let address = listener.local_addr()?;
     tracing::info!(%address, "listening");
     println!("tessera listening on http://{address}");
+    if let Some(metrics) = app.metrics_address() {
+        tracing::info!(%metrics, "metrics listening");
+    }
     app.run(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

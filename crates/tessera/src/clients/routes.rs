@@ -32,12 +32,13 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-/// A display name of a client or tenant: 1 to 200 characters, no control characters.
+/// A display name of a client or tenant: 1 to 200 characters, none of them hidden (control,
+/// format or bidi characters: see [`crate::text`]).
 pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+    if name.trim().is_empty() || name.chars().count() > 200 || crate::text::has_hidden(name) {
         return Err(invalid(
             "validation_failed",
-            "`name` has 1 to 200 characters and no control characters",
+            "`name` has 1 to 200 characters and no control, format or bidi characters",
         ));
     }
     Ok(())

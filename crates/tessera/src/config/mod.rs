@@ -61,6 +61,8 @@ pub struct Config {
     pub audit: AuditConfig,
     /// Capabilities that can be switched off.
     pub features: FeaturesConfig,
+    /// Where Prometheus metrics (`GET /metrics`) are served, and to whom.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -80,6 +82,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             audit: AuditConfig::default(),
             features: FeaturesConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -231,6 +234,22 @@ impl Default for FeaturesConfig {
     fn default() -> Self {
         Self { mfa_enabled: true }
     }
+}
+
+/// Prometheus metrics. They reveal traffic, error rates and build details, so production
+/// serves them publicly only to a scraper that presents `token`; the usual setup is a separate
+/// listener (`bind`) that only the scraper's network reaches.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of a separate listener serving only `/metrics` (for example `127.0.0.1:9090`).
+    /// When set, the public listener does not serve `/metrics` at all.
+    #[schemars(with = "Option<String>", extend("format" = "socket-address"))]
+    pub bind: Option<SocketAddr>,
+    /// Bearer token (at least 16 characters) a scraper must send as `Authorization: Bearer …`
+    /// wherever `/metrics` is served. Without it and without `bind`, production answers
+    /// `/metrics` with 404; development and staging serve it to anyone.
+    pub token: Option<Secret>,
 }
 
 /// Audit log settings.

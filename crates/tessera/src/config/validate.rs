@@ -98,6 +98,15 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
 
+    if let Some(token) = &config.metrics.token
+        && token.expose().chars().count() < 16
+    {
+        problems.push(Problem::key(
+            "metrics.token",
+            "must be at least 16 characters (for example `openssl rand -hex 16`)",
+        ));
+    }
+
     check_token(config, &mut problems);
     check_auth(config, &mut problems);
 

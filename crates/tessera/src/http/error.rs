@@ -187,9 +187,39 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
     }
 }
 
-/// A database failure on a request path: logged, answered as an opaque 500.
-pub fn db_error(error: impl std::fmt::Display) -> ApiError {
+/// A database failure on a request path. A constraint violation (a unique value taken, a
+/// referenced row gone) means the request lost a race with another change or repeats one:
+/// 409 `conflict`, whichever write path hit it. Anything else is logged and answered as an
+/// opaque 500.
+pub fn db_error<E: std::error::Error + 'static>(error: E) -> ApiError {
+    if violates_constraint(&error) {
+        tracing::info!(error = %error, "a write conflicted with the stored state");
+        return ApiError::new(
+            StatusCode::CONFLICT,
+            "conflict",
+            "the change conflicts with the current state (another change came first); \
+             read it again and retry",
+        );
+    }
     ApiError::internal(error)
+}
+
+/// Whether `error`, or any error it wraps, is a database constraint violation.
+fn violates_constraint(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
+            return !matches!(db.kind(), sqlx::error::ErrorKind::Other);
+        }
+        current = e.source();
+    }
+    false
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        db_error(error)
+    }
 }
 
 /// Router fallback: every unknown path is a problem+json 404.

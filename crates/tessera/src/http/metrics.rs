@@ -1,14 +1,26 @@
 //! Prometheus metrics: request count and latency by route template and status, build info,
 //! rendered at `GET /metrics`.
+//!
+//! Every label comes from a closed set: the route template (never the raw path), one of the
+//! standard methods (anything else is `other`), the status the server chose. A client can
+//! therefore never create series, whatever it sends.
+//!
+//! Where `/metrics` is served is configured (`[metrics]`): on a separate listener, on the
+//! public one behind a bearer token, or, outside production, on the public one for anyone.
 
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use subtle::ConstantTimeEq as _;
+
+use super::ApiError;
+use crate::AppState;
+use crate::config::{Config, Environment};
 
 /// Latency buckets in seconds: token checks take microseconds, password hashing tens of
 /// milliseconds, so the low end is dense.
@@ -45,25 +57,82 @@ pub fn handle() -> &'static PrometheusHandle {
 /// would let clients create unbounded series).
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let response = next.run(request).await;
-    let labels = [
-        ("method", method),
-        ("route", route),
-        ("status", response.status().as_str().to_owned()),
+    let labels = vec![
+        metrics::Label::from_static_parts("method", method),
+        metrics::Label::new("route", route),
+        metrics::Label::new("status", response.status().as_str().to_owned()),
     ];
-    metrics::counter!("http_requests_total", &labels).increment(1);
-    metrics::histogram!("http_request_duration_seconds", &labels)
+    metrics::counter!("http_requests_total", labels.clone()).increment(1);
+    metrics::histogram!("http_request_duration_seconds", labels)
         .record(start.elapsed().as_secs_f64());
     response
 }
 
-/// `GET /metrics` in the Prometheus text format.
-pub async fn render() -> Response {
+/// The label for `method`: one of the nine standard methods, or `other` for any extension
+/// method a client invents.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
+/// Whether the public listener serves `/metrics` under `config`: not when a separate
+/// listener does, and in production only behind a token.
+pub fn served_publicly(config: &Config) -> bool {
+    config.metrics.bind.is_none()
+        && (config.metrics.token.is_some() || config.environment != Environment::Production)
+}
+
+/// `GET /metrics` on the public listener: 404 where it is not served there, 401 without the
+/// configured token.
+pub async fn public(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if !served_publicly(state.config()) {
+        return ApiError::not_found().into_response();
+    }
+    protected(state.config(), &headers)
+}
+
+/// `GET /metrics` on the separate metrics listener.
+pub async fn private(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    protected(state.config(), &headers)
+}
+
+/// The metrics, for a caller presenting the configured token (when one is).
+fn protected(config: &Config, headers: &HeaderMap) -> Response {
+    if let Some(token) = &config.metrics.token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(presented.as_bytes().ct_eq(token.expose().as_bytes())) {
+            return ApiError::unauthorized(
+                "unauthenticated",
+                "the metrics need the scraper's bearer token",
+            )
+            .into_response();
+        }
+    }
+    render()
+}
+
+/// The Prometheus text format.
+fn render() -> Response {
     let handle = handle();
     handle.run_upkeep();
     let mut response = handle.render().into_response();

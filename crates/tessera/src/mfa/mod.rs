@@ -130,14 +130,20 @@ impl Mfa {
         }
     }
 
-    /// Starts (or restarts) enrollment: a new secret, stored sealed and unconfirmed.
-    pub async fn begin(&self, db: &Db, user_id: &str) -> Result<Vec<u8>, sqlx::Error> {
+    /// Starts (or restarts) enrollment: a new secret, stored sealed and unconfirmed. `None`
+    /// when the account already has a confirmed second factor: decided here, in the writing
+    /// transaction, whatever a caller checked before (an older enrollment challenge may
+    /// still be presented after another one was confirmed).
+    pub async fn begin(&self, db: &Db, user_id: &str) -> Result<Option<Vec<u8>>, sqlx::Error> {
         let secret = random::<SECRET_BYTES>().to_vec();
         let sealed = self
             .seal
             .seal(&format!("totp:{user_id}"), &secret)
             .map_err(|e| sqlx::Error::Protocol(e.to_string()))?;
         let mut tx = db.begin_write().await?;
+        if self.enabled(&mut tx, user_id).await? {
+            return Ok(None);
+        }
         sqlx::query("DELETE FROM mfa_totp WHERE user_id = $1 AND confirmed_at IS NULL")
             .bind(user_id)
             .execute(&mut *tx)
@@ -152,7 +158,7 @@ impl Mfa {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(secret)
+        Ok(Some(secret))
     }
 
     /// Whether the account has a confirmed second factor.

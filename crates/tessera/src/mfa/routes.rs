@@ -114,14 +114,18 @@ async fn setup(
         .await
         .map_err(db_error)?
     {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "mfa_already_enabled",
-            "disable the current second factor first",
-        ));
+        return Err(already_enabled());
     }
     drop(conn);
     begin_enrollment(&state, &user, &origin).await
+}
+
+fn already_enabled() -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "mfa_already_enabled",
+        "disable the current second factor first",
+    )
 }
 
 async fn begin_enrollment(
@@ -129,11 +133,14 @@ async fn begin_enrollment(
     user: &User,
     origin: &Origin,
 ) -> Result<Response, ApiError> {
-    let secret = state
+    let Some(secret) = state
         .mfa()
         .begin(state.db(), &user.id)
         .await
-        .map_err(db_error)?;
+        .map_err(db_error)?
+    else {
+        return Err(already_enabled());
+    };
     let uri = otpauth_uri("Tessera", user.email.as_str(), &secret);
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     record(&mut tx, "mfa.setup_started", user, true, origin, None).await?;

@@ -87,11 +87,12 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 }
 
 fn check_description(description: &str) -> Result<(), ApiError> {
-    if description.chars().count() > MAX_DESCRIPTION || description.chars().any(char::is_control) {
+    if description.chars().count() > MAX_DESCRIPTION || crate::text::has_hidden(description) {
         return Err(invalid(
             "validation_failed",
             format!(
-                "`description` has at most {MAX_DESCRIPTION} characters and no control characters"
+                "`description` has at most {MAX_DESCRIPTION} characters and no control, format \
+                 or bidi characters"
             ),
         ));
     }

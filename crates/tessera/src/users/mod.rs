@@ -25,12 +25,15 @@ pub struct Email {
 }
 
 impl Email {
-    /// Accepts `local@domain` with no spaces or control characters, at most 254 bytes.
+    /// Accepts `local@domain` with no spaces, control, format or bidi characters (see
+    /// [`crate::text`]), at most 254 bytes.
     /// Deliverability is not this function's business; shape and length are.
     pub fn parse(input: &str) -> Result<Self, String> {
         let raw = input.trim();
         let valid = raw.len() <= 254
-            && !raw.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !raw
+                .chars()
+                .any(|c| c.is_whitespace() || crate::text::is_hidden(c))
             && raw.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && local.len() <= 64
@@ -82,11 +85,13 @@ pub fn check_username(name: &str) -> Result<(), String> {
     }
 }
 
-/// A first or last name: at most [`MAX_NAME_CHARS`] characters, no control characters.
+/// A first or last name: at most [`MAX_NAME_CHARS`] characters, none of them hidden (control,
+/// format or bidi characters: see [`crate::text`]).
 pub fn check_name(field: &str, value: &str) -> Result<(), String> {
-    if value.chars().count() > MAX_NAME_CHARS || value.chars().any(char::is_control) {
+    if value.chars().count() > MAX_NAME_CHARS || crate::text::has_hidden(value) {
         return Err(format!(
-            "`{field}` has at most {MAX_NAME_CHARS} characters and no control characters"
+            "`{field}` has at most {MAX_NAME_CHARS} characters and no control, format or \
+             bidi characters"
         ));
     }
     Ok(())
@@ -284,6 +289,26 @@ pub async fn tenant_id(db: &Db, slug: &str) -> Result<Option<String>, UserError>
         .bind(slug.to_lowercase())
         .fetch_optional(db.pool())
         .await?)
+}
+
+/// The tenant that self-service registration with `slug` (the default tenant when `None`)
+/// may create an account in: only an active tenant, never the `system` tenant, whose accounts
+/// administer every tenant.
+pub async fn registrable_tenant(db: &Db, slug: Option<&str>) -> Result<Option<String>, UserError> {
+    let row: Option<String> = match slug {
+        Some(slug) => {
+            sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1 AND active = 1 AND id <> $2")
+                .bind(slug.to_lowercase())
+        }
+        None => {
+            sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1 AND active = 1 AND id <> $2")
+                .bind(DEFAULT_TENANT_ID)
+        }
+    }
+    .bind(crate::rbac::SYSTEM_TENANT_ID)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row)
 }
 
 /// How many accounts exist.
@@ -555,10 +580,23 @@ mod tests {
             "a@.x",
             "a@x.",
             "a\n@x.io",
+            "admin\u{200B}@example.com",
+            "admin@\u{202E}moc.elpmaxe",
+            "\u{FEFF}admin@example.com",
+            "ad\u{2066}min@example.com",
+            "admin@exam\u{00AD}ple.com",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Email::parse(&format!("{}@x.io", "a".repeat(65))).is_err());
+    }
+
+    #[test]
+    fn names_refuse_invisible_and_bidi_characters() {
+        assert!(check_name("first_name", "Zoë").is_ok());
+        for bad in ["Ad\u{200B}a", "\u{202E}ecilA", "Bob\u{2069}", "x\u{E0041}"] {
+            assert!(check_name("first_name", bad).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

@@ -269,9 +269,7 @@ on_each_database! {
         let app = spawn_app_with(db, |c| c.auth.registration = tessera::config::Registration::Open).await;
         let body = json!({"email": "new@example.com", "password": PASSWORD, "first_name": "New"});
         let response = app.post_json("/api/v1/auth/register", &body).await;
-        assert_eq!(response.status(), 201);
-        let created: serde_json::Value = response.json().await.expect("JSON");
-        assert_eq!(created["user"]["email"], "new@example.com");
+        assert_eq!(response.status(), 202);
         let tokens = app.login("new@example.com", PASSWORD).await;
         let me: serde_json::Value = app
             .get_bearer("/api/v1/auth/me", tokens["access_token"].as_str().expect("token"))
@@ -281,10 +279,54 @@ on_each_database! {
             .expect("JSON");
         assert_eq!(me["roles"], json!(["user"]));
 
-        problem(app.post_json("/api/v1/auth/register", &json!({"email": "NEW@example.com", "password": PASSWORD})).await, 409, "account_exists").await;
         problem(app.post_json("/api/v1/auth/register", &json!({"email": "bad", "password": PASSWORD})).await, 422, "invalid_email").await;
         problem(app.post_json("/api/v1/auth/register", &json!({"email": "x@example.com", "password": "short"})).await, 422, "password_too_short").await;
         problem(app.post_json("/api/v1/auth/register", &json!({"email": "x@example.com", "password": PASSWORD, "username": "a@b"})).await, 422, "invalid_username").await;
+        for hidden in ["x\u{200B}@example.com", "\u{202E}x@example.com", "x@exa\u{2066}mple.com"] {
+            problem(app.post_json("/api/v1/auth/register", &json!({"email": hidden, "password": PASSWORD})).await, 422, "invalid_email").await;
+        }
+        problem(app.post_json("/api/v1/auth/register", &json!({"email": "y@example.com", "password": PASSWORD, "first_name": "Ad\u{200D}a"})).await, 422, "validation_failed").await;
+    }
+}
+
+on_each_database! {
+    async fn registering_a_taken_email_answers_like_a_new_one(db: TestDatabase) {
+        let app = spawn_app_with(db, |c| c.auth.registration = tessera::config::Registration::Open).await;
+        app.create_user("taken@example.com", PASSWORD, &["admin"], None).await;
+        let fresh = app.post_json("/api/v1/auth/register", &json!({"email": "free@example.com", "password": PASSWORD})).await;
+        let taken = app.post_json("/api/v1/auth/register", &json!({"email": "TAKEN@example.com", "password": "another long password"})).await;
+        assert_eq!(fresh.status(), taken.status());
+        assert_eq!(fresh.status(), 202);
+        let fresh: serde_json::Value = fresh.json().await.expect("JSON");
+        let taken: serde_json::Value = taken.json().await.expect("JSON");
+        assert_eq!(fresh, taken, "the two answers must not differ");
+        // The owner of the taken address is untouched; the attempt is audited.
+        app.login("taken@example.com", PASSWORD).await;
+        let refused = app.post_json("/api/v1/auth/login", &json!({"login": "taken@example.com", "password": "another long password"})).await;
+        problem(refused, 401, "invalid_credentials").await;
+        assert!(app.audit_actions().await.contains(&"user.registration_refused".to_owned()));
+    }
+}
+
+on_each_database! {
+    async fn only_active_ordinary_tenants_accept_registrations(db: TestDatabase) {
+        let app = spawn_app_with(db, |c| c.auth.registration = tessera::config::Registration::Open).await;
+        let body = |tenant: &str| json!({"email": "new@example.com", "password": PASSWORD, "tenant": tenant});
+        for slug in ["system", "SYSTEM", "no-such-tenant"] {
+            problem(app.post_json("/api/v1/auth/register", &body(slug)).await, 422, "unknown_tenant").await;
+        }
+        sqlx::query("UPDATE tenants SET active = 0 WHERE slug = 'default'")
+            .execute(app.state.db().pool())
+            .await
+            .expect("disable the default tenant");
+        problem(app.post_json("/api/v1/auth/register", &body("default")).await, 422, "unknown_tenant").await;
+        let implicit = json!({"email": "new@example.com", "password": PASSWORD});
+        problem(app.post_json("/api/v1/auth/register", &implicit).await, 422, "unknown_tenant").await;
+        let accounts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE email_normalized = 'new@example.com'")
+            .fetch_one(app.state.db().pool())
+            .await
+            .expect("count");
+        assert_eq!(accounts, 0, "no account was created");
     }
 }
 

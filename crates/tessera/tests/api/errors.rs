@@ -115,3 +115,146 @@ async fn cors_never_answers_with_a_wildcard() {
         .expect("sent");
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+/// Every `(method, path)` the server's source routes, read from its `.route(…)` calls so a
+/// new route is covered without editing this list. A path named by a constant is resolved
+/// from that constant's definition.
+fn routes_in_source() -> Vec<(reqwest::Method, String)> {
+    fn files(dir: &std::path::Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).expect("source folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(std::fs::read_to_string(&path).expect("source file"));
+            }
+        }
+    }
+    let mut sources = Vec::new();
+    files(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut sources,
+    );
+    let all = sources.join("\n");
+    let constant = |name: &str| -> Option<String> {
+        let needle = format!("const {name}: &str = \"");
+        let start = all.find(&needle)? + needle.len();
+        Some(all[start..start + all[start..].find('"')?].to_owned())
+    };
+    let mut routes = Vec::new();
+    for (at, _) in all.match_indices(".route(") {
+        // The call's arguments: up to the parenthesis that closes it.
+        let rest = &all[at + ".route(".len()..];
+        let mut depth = 1;
+        let end = rest
+            .char_indices()
+            .find(|&(_, c)| {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                depth == 0
+            })
+            .map_or(rest.len(), |(i, _)| i);
+        let args = &rest[..end];
+        let Some((first, handlers)) = args.split_once(',') else {
+            continue;
+        };
+        let first = first.trim();
+        let path = match first.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(literal) => literal.to_owned(),
+            None => match constant(first.rsplit("::").next().unwrap_or(first)) {
+                Some(path) => path,
+                None => continue,
+            },
+        };
+        if !path.starts_with('/') {
+            continue;
+        }
+        for (name, method) in [
+            ("get(", reqwest::Method::GET),
+            ("post(", reqwest::Method::POST),
+            ("patch(", reqwest::Method::PATCH),
+            ("put(", reqwest::Method::PUT),
+            ("delete(", reqwest::Method::DELETE),
+        ] {
+            let called = handlers.match_indices(name).any(|(i, _)| {
+                i == 0 || !handlers[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_')
+            });
+            if called {
+                routes.push((method, path.clone()));
+            }
+        }
+    }
+    routes.sort_by(|a, b| (a.1.as_str(), a.0.as_str()).cmp(&(b.1.as_str(), b.0.as_str())));
+    routes.dedup();
+    routes
+}
+
+crate::on_each_database! {
+    async fn no_error_path_of_any_route_answers_5xx(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let routes = routes_in_source();
+        assert!(routes.len() >= 40, "found only {} routes: {routes:?}", routes.len());
+        let long = "x".repeat(300);
+        let ids = [
+            "00000000-0000-7000-8000-000000000000",
+            "00000000-0000-7000-8000-000000000001",
+            "nope'--",
+            long.as_str(),
+        ];
+        let bodies: [Option<&str>; 7] = [
+            None,
+            Some("{}"),
+            Some("[]"),
+            Some("{\"a\":"),
+            Some("null"),
+            Some("{\"page\": 1e400, \"name\": null, \"roles\": [1], \"active\": \"yes\"}"),
+            Some("{\"email\": \"\\u0000@x\", \"password\": \"\", \"login\": \"\", \"scopes\": [\"*:*\"], \"code\": \"000000\", \"new_password\": \"\"}"),
+        ];
+        let mut served = 0;
+        for (method, template) in &routes {
+            // A fresh admin session per route: some routes end the caller's session.
+            let admin = app
+                .token_for(&format!("admin{served}@example.com"), "correct horse battery", &["admin"])
+                .await;
+            // Without a placeholder the path is the same whatever the id.
+            let ids = if template.contains('{') { &ids[..] } else { &ids[..1] };
+            for id in ids {
+                let path = template
+                    .split('/')
+                    .map(|segment| if segment.starts_with('{') { id } else { segment })
+                    .collect::<Vec<_>>()
+                    .join("/");
+                for query in ["", "?page=-1&page_size=99999999999&q=%00&after=-5&since=x"] {
+                    for body in bodies {
+                        for bearer in [None, Some(admin.as_str())] {
+                            let mut request = app
+                                .client
+                                .request(method.clone(), app.url(&format!("{path}{query}")));
+                            if let Some(token) = bearer {
+                                request = request.bearer_auth(token);
+                            }
+                            if let Some(body) = body {
+                                request = request
+                                    .header("content-type", "application/json")
+                                    .body(body.to_owned());
+                            }
+                            let response = request.send().await.expect("request sent");
+                            served += 1;
+                            assert!(
+                                !response.status().is_server_error(),
+                                "{method} {path}{query} body {body:?} (bearer: {}) answered {}: {}",
+                                bearer.is_some(),
+                                response.status(),
+                                response.text().await.unwrap_or_default()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        assert!(served > 1_000);
+    }
+}

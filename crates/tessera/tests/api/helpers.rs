@@ -165,6 +165,8 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The separate `/metrics` listener, when `metrics.bind` was configured.
+    pub metrics_address: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     /// Kept alive as long as the application uses it.
@@ -353,6 +355,7 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
         .await
         .expect("application builds");
     let state = app.state().clone();
+    let metrics_address = app.metrics_address();
     let (tx, rx) = oneshot::channel();
     let server = tokio::spawn(app.run(listener, async move {
         let _ = rx.await;
@@ -361,6 +364,7 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
         address,
         client: reqwest::Client::new(),
         state,
+        metrics_address,
         shutdown: Some(tx),
         server: Some(server),
         _db: db,

@@ -605,3 +605,46 @@ async fn wrong_codes_count_per_account_across_fresh_challenges() {
     assert!(delayed.headers().contains_key("retry-after"));
     problem(delayed, 429, "login_delayed").await;
 }
+
+#[tokio::test]
+async fn an_older_enrollment_challenge_after_mfa_was_confirmed_is_a_conflict_not_a_500() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    app.create_user("ada@example.com", PASSWORD, &["admin"], None)
+        .await;
+    sqlx::query("UPDATE tenants SET mfa_required_roles = '[\"admin\"]' WHERE id = $1")
+        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .execute(app.state.db().pool())
+        .await
+        .expect("policy");
+    let older = login(&app).await;
+    let newer = login(&app).await;
+    let older = older["mfa_token"].as_str().expect("older challenge");
+    let newer = newer["mfa_token"].as_str().expect("newer challenge");
+    let setup: Value = post(
+        &app,
+        "/api/v1/auth/mfa/enroll/setup",
+        None,
+        json!({"mfa_token": newer}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let secret = setup["secret"].as_str().expect("secret");
+    let confirmed = post(
+        &app,
+        "/api/v1/auth/mfa/enroll/confirm",
+        None,
+        json!({"mfa_token": newer, "code": code(secret, unix_now())}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+    let again = post(
+        &app,
+        "/api/v1/auth/mfa/enroll/setup",
+        None,
+        json!({"mfa_token": older}),
+    )
+    .await;
+    problem(again, 409, "mfa_already_enabled").await;
+}
