@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use http::request::Parts;
 use serde::Deserialize;
-use subtle::ConstantTimeEq as _;
 use tessera_token::{
-    AccessClaims, Credential, ExtractionPolicy, KeySet, Permission, Validation, cookie_value,
+    AccessClaims, Credential, CsrfPolicy, ExtractionPolicy, KeySet, Permission, Validation,
     extract_token, unix_now,
 };
 
@@ -35,16 +34,6 @@ struct Inner {
 enum Check {
     Local(Arc<Keys>),
     Introspect(Box<Introspector>),
-}
-
-/// What makes a cookie-authenticated unsafe request legitimate: the double-submit token
-/// Tessera issues (`X-CSRF-Token` equal to the CSRF cookie) and, when listed, an allowed
-/// `Origin`. Bearer requests need neither.
-#[derive(Debug, Clone)]
-struct CsrfPolicy {
-    cookie: String,
-    header: String,
-    origins: Vec<String>,
 }
 
 /// Settings for a [`Verifier`]. (No `Debug`: it holds the client secret.)
@@ -169,40 +158,13 @@ impl Verifier {
         Ok(Authenticated { claims, via_cookie })
     }
 
+    /// Tessera's CSRF rule ([`CsrfPolicy`], shared with the server): the double submit and an
+    /// allowed origin. A service cannot recompute the session binding, which Tessera checks.
     fn check_csrf(&self, parts: &Parts) -> Result<(), AuthError> {
-        let csrf = &self.inner.csrf;
-        let cookie = cookie_value(&parts.headers, &csrf.cookie)
-            .ok()
-            .flatten()
-            .ok_or(AuthError::Csrf)?;
-        let mut headers = parts.headers.get_all(csrf.header.as_str()).iter();
-        let header = headers.next().ok_or(AuthError::Csrf)?;
-        if headers.next().is_some() || !bool::from(header.as_bytes().ct_eq(cookie.as_bytes())) {
-            return Err(AuthError::Csrf);
-        }
-        let origin = parts
-            .headers
-            .get(http::header::ORIGIN)
-            .map(|v| v.to_str().map_err(|_| AuthError::Csrf))
-            .transpose()?;
-        if csrf.origins.is_empty() {
-            // No list: an Origin, when the browser sends one, must be this service's own.
-            let host = parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok());
-            let same = |origin: &str| {
-                origin
-                    .split_once("://")
-                    .is_some_and(|(_, authority)| Some(authority) == host)
-            };
-            if origin.is_some_and(|o| !same(o)) {
-                return Err(AuthError::Csrf);
-            }
-        } else if !origin.is_some_and(|o| csrf.origins.iter().any(|allowed| allowed == o)) {
-            return Err(AuthError::Csrf);
-        }
-        Ok(())
+        self.inner
+            .csrf
+            .check(&parts.headers, None)
+            .map_err(|_| AuthError::Csrf)
     }
 
     /// Whether the revocation feed is followed, connected and caught up. `None` without a
@@ -237,11 +199,7 @@ impl Verifier {
 
 impl Builder {
     fn default_csrf() -> CsrfPolicy {
-        CsrfPolicy {
-            cookie: "csrf_token".to_owned(),
-            header: "x-csrf-token".to_owned(),
-            origins: Vec::new(),
-        }
+        CsrfPolicy::default()
     }
 
     /// This service's client id and secret (a Tessera service account allowed
@@ -311,15 +269,16 @@ impl Builder {
 
     /// Names of the CSRF cookie and header (defaults `csrf_token`, `X-CSRF-Token`).
     pub fn csrf_names(mut self, cookie: impl Into<String>, header: &str) -> Self {
-        self.csrf.cookie = cookie.into();
-        self.csrf.header = header.to_ascii_lowercase();
+        self.csrf.cookie_name = cookie.into();
+        self.csrf.header_name = header.to_ascii_lowercase();
         self
     }
 
     /// Origins allowed to send cookie-authenticated unsafe requests (`https://app.example`).
-    /// Empty (the default): a request's `Origin`, when sent, must name this service's host.
+    /// Empty (the default): only the origin of the request's own `Host`. Either way the
+    /// request must name its origin (`Origin`, or `Referer` when a browser sent none).
     pub fn allowed_origins(mut self, origins: impl IntoIterator<Item = String>) -> Self {
-        self.csrf.origins = origins.into_iter().collect();
+        self.csrf.allowed_origins = origins.into_iter().collect();
         self
     }
 
@@ -543,6 +502,16 @@ mod tests {
             (
                 "POST",
                 vec![("cookie", cookie), ("x-csrf-token", "abc")],
+                Err(AuthError::Csrf),
+            ),
+            (
+                "POST",
+                vec![
+                    ("cookie", cookie),
+                    ("x-csrf-token", "abc"),
+                    ("host", "reports.example"),
+                    ("origin", "https://reports.example"),
+                ],
                 Ok(()),
             ),
             ("POST", vec![("authorization", bearer.as_str())], Ok(())),
@@ -557,7 +526,7 @@ mod tests {
     async fn listed_origins_are_enforced_on_cookie_requests() {
         let (verifier, token) = setup("");
         let mut inner = Arc::try_unwrap(verifier.inner).ok().expect("sole owner");
-        inner.csrf.origins = vec!["https://app.example".into()];
+        inner.csrf.allowed_origins = vec!["https://app.example".into()];
         let verifier = Verifier {
             inner: Arc::new(inner),
         };

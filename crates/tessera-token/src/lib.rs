@@ -11,10 +11,12 @@
 //!   allows one.
 //! - [`Revocation`]: an entry of the revocation feed and the tokens it makes invalid.
 //! - [`extract_token`]: where a request's token is read from, in one fixed order.
+//! - [`CsrfPolicy`]: what makes a cookie-authenticated request that changes things legitimate.
 
 mod b64;
 mod cache;
 mod claims;
+mod csrf;
 mod extract;
 mod keys;
 mod permission;
@@ -24,6 +26,7 @@ mod verify;
 
 pub use cache::TokenCache;
 pub use claims::{AccessClaims, Audience};
+pub use csrf::{CsrfError, CsrfPolicy, request_origin};
 pub use extract::{Credential, ExtractError, ExtractionPolicy, cookie_value, extract_token};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeySet, VerifyingKey, generate_pkcs8};
 pub use permission::{InvalidPermission, Permission};
