@@ -7,6 +7,12 @@
 //! request. An introspection mode asks Tessera instead, with a short cache and a circuit
 //! breaker that fails closed.
 //!
+//! The feed's entries ([`tessera_token::Revocation`]) are tagged by `kind`: `session`
+//! (`sid`), `subject` (`sub`: a user or client disabled, covering its tokens issued at or
+//! before `issued_before`), `token` (`jti`) and `tenant` (a tenant disabled: every token of
+//! its `tid` issued at or before `issued_before`, users' and service accounts' alike).
+//! Entries of a kind this version does not know are skipped.
+//!
 //! With the `axum` feature (on by default): the [`Authenticated`] extractor, the
 //! [`axum::Require`] permission guard, and [`axum::AuthLayer`] /
 //! [`axum::RequirePermissionLayer`] for whole routers.

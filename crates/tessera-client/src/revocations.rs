@@ -1,13 +1,18 @@
 //! Following Tessera's revocation feed: catch up by cursor, then hold the SSE stream open and
 //! apply each entry as it arrives, reconnecting with backoff. Checking a token is then a few
-//! hash lookups, with no call to Tessera per request.
+//! hash lookups in `tessera-token`'s [`RevocationSet`] (the index the server's own
+//! introspection uses too), with no call to Tessera per request.
+//!
+//! Kinds this version applies: `session` (a `sid`), `subject` (a user or client, tokens
+//! issued until `issued_before`), `token` (a `jti`) and `tenant` (every token of the `tid`
+//! issued until `issued_before`: the tenant was disabled). An entry of a kind it does not know
+//! is skipped with a warning, so a newer server never stops an older verifier.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
-use tessera_token::{AccessClaims, Revocation, Revoked, unix_now};
+use tessera_token::{AccessClaims, Revocation, RevocationSet, unix_now};
 
 use crate::fetch::{self, ClientCredentials};
 use crate::sse;
@@ -18,75 +23,6 @@ const STREAM_IDLE: Duration = Duration::from_secs(45);
 /// First and longest wait before reconnecting.
 const BACKOFF_MIN: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// Entries by what they name. A token is looked up by its `sid`, `sub` and `jti`, and the
-/// entries found decide with [`Revocation::covers`], the one rule shared with the server.
-#[derive(Debug, Default)]
-pub(crate) struct RevocationSet {
-    by_key: HashMap<String, Vec<Revocation>>,
-    len: usize,
-    /// Size after the last pruning; the next one waits until it doubled.
-    pruned_at: usize,
-}
-
-impl RevocationSet {
-    fn key(target: &Revoked) -> String {
-        match target {
-            Revoked::Session { sid } => format!("s:{sid}"),
-            Revoked::Subject { sub, .. } => format!("u:{sub}"),
-            Revoked::Token { jti } => format!("t:{jti}"),
-        }
-    }
-
-    /// Adds an entry (again: a duplicate changes nothing).
-    pub fn apply(&mut self, entry: Revocation, now: i64, leeway: i64) {
-        if entry.expires_at.saturating_add(leeway) < now {
-            return;
-        }
-        let list = self.by_key.entry(Self::key(&entry.target)).or_default();
-        if !list.contains(&entry) {
-            list.push(entry);
-            self.len += 1;
-        }
-        if self.len >= 1_024 && self.len >= self.pruned_at * 2 {
-            self.prune(now, leeway);
-        }
-    }
-
-    /// Forgets entries no token can outlive.
-    pub fn prune(&mut self, now: i64, leeway: i64) {
-        self.by_key.retain(|_, list| {
-            list.retain(|e| e.expires_at.saturating_add(leeway) >= now);
-            !list.is_empty()
-        });
-        self.len = self.by_key.values().map(Vec::len).sum();
-        self.pruned_at = self.len;
-    }
-
-    /// Whether an entry revokes `claims`.
-    pub fn covers(&self, claims: &AccessClaims) -> bool {
-        if self.len == 0 {
-            return false;
-        }
-        let mut key = String::with_capacity(64);
-        let mut hit = |prefix: &str, id: &str| {
-            key.clear();
-            key.push_str(prefix);
-            key.push_str(id);
-            self.by_key
-                .get(key.as_str())
-                .is_some_and(|list| list.iter().any(|e| e.covers(claims)))
-        };
-        claims.sid.as_deref().is_some_and(|sid| hit("s:", sid))
-            || hit("u:", &claims.sub)
-            || hit("t:", &claims.jti)
-    }
-
-    /// How many entries are held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-}
 
 /// The feed as this service follows it.
 pub(crate) struct Revocations {
@@ -162,7 +98,7 @@ impl Revocations {
         let now = unix_now();
         let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         for entry in entries {
-            set.apply(entry, now, self.leeway);
+            set.insert(entry, now, self.leeway);
         }
     }
 
@@ -282,103 +218,33 @@ fn jittered(base: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tessera_token::Audience;
-
-    fn claims() -> AccessClaims {
-        AccessClaims {
-            iss: "https://auth.example".into(),
-            aud: Audience::one("platform"),
-            sub: "u1".into(),
-            client_id: "tessera".into(),
-            sid: Some("s1".into()),
-            tid: "t1".into(),
-            roles: vec![],
-            scope: String::new(),
-            amr: vec![],
-            auth_time: None,
-            iat: 1_000,
-            nbf: None,
-            exp: 1_600,
-            jti: "j1".into(),
-        }
-    }
-
-    fn entry(target: Revoked, expires_at: i64) -> Revocation {
-        Revocation {
-            tid: "t1".into(),
-            target,
-            revoked_at: 1_100,
-            expires_at,
-        }
-    }
+    use tessera_token::Revoked;
 
     #[test]
-    fn tokens_are_found_by_session_subject_or_id() {
-        for target in [
-            Revoked::Session { sid: "s1".into() },
-            Revoked::Subject {
-                sub: "u1".into(),
-                issued_before: 1_000,
-            },
-            Revoked::Token { jti: "j1".into() },
-        ] {
-            let mut set = RevocationSet::default();
-            assert!(!set.covers(&claims()));
-            set.apply(entry(target.clone(), 2_000), 1_500, 30);
-            assert!(set.covers(&claims()), "{target:?}");
-            set.apply(entry(target.clone(), 2_000), 1_500, 30);
-            assert_eq!(set.len(), 1, "duplicates are held once");
-        }
-        let mut set = RevocationSet::default();
-        set.apply(
-            entry(Revoked::Session { sid: "s2".into() }, 2_000),
-            1_500,
-            30,
-        );
-        set.apply(
-            entry(
-                Revoked::Subject {
-                    sub: "u1".into(),
-                    issued_before: 999,
-                },
-                2_000,
-            ),
-            1_500,
-            30,
-        );
-        assert!(!set.covers(&claims()));
-    }
-
-    #[test]
-    fn entries_of_unknown_kinds_are_passed_over() {
+    fn entries_of_unknown_kinds_are_passed_over_and_tenants_are_read() {
         let page: RawPage = serde_json::from_value(serde_json::json!({
             "items": [
                 {"tid": "t1", "kind": "galaxy", "revoked_at": 1, "expires_at": 2},
                 {"tid": "t1", "kind": "token", "jti": "j1", "revoked_at": 1, "expires_at": 2},
+                {"tid": "t1", "kind": "tenant", "issued_before": 1, "revoked_at": 1, "expires_at": 2},
             ],
             "cursor": "9",
             "has_more": false,
         }))
         .expect("page");
         let read: Vec<Revocation> = page.items.into_iter().filter_map(readable).collect();
+        let entry = |target| Revocation {
+            tid: "t1".into(),
+            target,
+            revoked_at: 1,
+            expires_at: 2,
+        };
         assert_eq!(
             read,
-            [entry(Revoked::Token { jti: "j1".into() }, 2)].map(|mut e| {
-                e.revoked_at = 1;
-                e
-            })
+            [
+                entry(Revoked::Token { jti: "j1".into() }),
+                entry(Revoked::Tenant { issued_before: 1 })
+            ]
         );
-    }
-
-    #[test]
-    fn entries_are_kept_through_the_leeway_and_then_forgotten() {
-        let mut set = RevocationSet::default();
-        set.apply(entry(Revoked::Token { jti: "j1".into() }, 1_600), 1_500, 30);
-        set.prune(1_630, 30);
-        assert!(set.covers(&claims()));
-        set.prune(1_631, 30);
-        assert_eq!(set.len(), 0);
-        set.apply(entry(Revoked::Token { jti: "j1".into() }, 1_600), 1_700, 30);
-        assert_eq!(set.len(), 0, "an entry already past is not added");
     }
 }

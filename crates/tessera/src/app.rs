@@ -179,7 +179,9 @@ impl Application {
         keys.spawn_refresher(db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
-        let feed = Feed::new();
+        let feed = Feed::load(&db)
+            .await
+            .context("cannot read the revocation feed")?;
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
@@ -218,7 +220,7 @@ impl Application {
                 auth,
                 rbac: Arc::new(Rbac::new()),
                 denylist,
-                clients: Arc::new(ClientCache::default()),
+                clients: Arc::new(ClientCache::new(Arc::clone(&feed))),
                 feed,
                 limiter,
                 csp_reports,

@@ -14,12 +14,12 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use subtle::ConstantTimeEq as _;
-use tessera_token::unix_now;
+use tessera_token::{Revocation, unix_now};
 
 use crate::audit::{self, Actor, Origin};
 use crate::db::Db;
 use crate::rbac::Permission;
-use crate::revocations;
+use crate::revocations::{self, Feed};
 
 /// Marks Tessera client secrets, so secret scanners and people can recognise one.
 const SECRET_PREFIX: &str = "tss_";
@@ -230,13 +230,14 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
-/// Changes name, scopes and whether the client is active. Audited.
+/// Changes name, scopes and whether the client is active. Audited. A disabled client's
+/// tokens are revoked: the feed entry written is returned, for [`Feed::learn_all`].
 pub async fn update(
     db: &Db,
     client: &Client,
     actor: &Actor,
     origin: &Origin,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<Revocation>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     sqlx::query(
         "UPDATE clients SET name = $1, scopes = $2, active = $3, updated_at = $4 WHERE id = $5",
@@ -254,35 +255,53 @@ pub async fn update(
         "client.disabled"
     };
     audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
+    let mut revoked = None;
     if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
-        // locally learn it from the feed. Other instances may still issue it tokens until
-        // their cache expires, so those are covered too.
-        revocations::record_subject(&mut tx, &client.tenant_id, &client.id, CACHE_TTL_SECS + 5)
-            .await?;
+        // locally, and other instances' caches, learn it from the feed. The margin covers
+        // tokens other instances issue until they have read it. Enabling the client again
+        // lifts nothing: its tokens from before stay revoked, for introspection as for the
+        // feed.
+        revoked = Some(
+            revocations::record_subject(
+                &mut tx,
+                &client.tenant_id,
+                &client.id,
+                revocations::ISSUE_MARGIN_SECS,
+            )
+            .await?,
+        );
     }
     tx.commit().await?;
-    Ok(())
+    Ok(revoked)
 }
 
 /// How long a client read from the database is trusted. Changes made by this instance apply
-/// at once; a secret rotated or a client disabled elsewhere (another instance, the CLI)
-/// applies here within this many seconds.
+/// at once. A client or tenant disabled elsewhere (another instance, the CLI) applies here as
+/// soon as the revocation feed's poller reads its entry (every 200 ms); a secret rotated,
+/// or a client or tenant enabled again, elsewhere applies within this many seconds.
 pub const CACHE_TTL_SECS: i64 = 10;
 
 /// Most clients remembered.
 const CACHE_CAPACITY: usize = 10_000;
 
-/// A client as cached, with its secret hash.
+/// A client as cached, with its secret hash and whether its tenant is active.
 #[derive(Debug)]
 pub struct CachedClient {
     /// The client.
     pub client: Client,
+    /// Whether its tenant is active: a disabled tenant's clients are refused everywhere.
+    pub tenant_active: bool,
     secret_hash: String,
     loaded_at: i64,
 }
 
 impl CachedClient {
+    /// Whether it may authenticate and its tokens be honoured: it and its tenant are active.
+    pub fn usable(&self) -> bool {
+        self.client.active && self.tenant_active
+    }
+
     /// Whether `other` holds the same secret (one authenticated earlier is still current).
     pub fn same_secret(&self, other: &CachedClient) -> bool {
         self.secret_hash
@@ -293,12 +312,33 @@ impl CachedClient {
 }
 
 /// Clients by id, so the token and introspection endpoints answer without a query per call.
-#[derive(Default)]
 pub struct ClientCache {
     entries: RwLock<HashMap<String, Arc<CachedClient>>>,
+    /// The revocation feed as this instance holds it: an entry revoking a client or its
+    /// tenant makes what was read about them before it stale.
+    feed: Arc<Feed>,
 }
 
 impl ClientCache {
+    /// An empty cache that follows `feed`.
+    pub fn new(feed: Arc<Feed>) -> Self {
+        Self {
+            entries: RwLock::new(HashMap::new()),
+            feed,
+        }
+    }
+
+    /// Whether `entry` may still be trusted at `now`: fresh, and not read before (or within
+    /// the issuing margin after) an entry of the feed revoked its client or tenant, when the
+    /// revoking transaction may not have committed yet.
+    fn fresh(&self, entry: &CachedClient, now: i64) -> bool {
+        now - entry.loaded_at < CACHE_TTL_SECS
+            && self
+                .feed
+                .last_revoked(&entry.client.tenant_id, &entry.client.id)
+                .is_none_or(|at| entry.loaded_at > at + revocations::ISSUE_MARGIN_SECS)
+    }
+
     /// The client `id`, from memory when fresh. Unknown ids are not remembered (they would
     /// let anyone fill the cache), so each costs a query.
     pub async fn get(&self, db: &Db, id: &str) -> Result<Option<Arc<CachedClient>>, sqlx::Error> {
@@ -310,11 +350,15 @@ impl ClientCache {
             .get(id)
             .cloned();
         if let Some(entry) = cached
-            && now - entry.loaded_at < CACHE_TTL_SECS
+            && self.fresh(&entry, now)
         {
             return Ok(Some(entry));
         }
-        let sql = format!("SELECT {COLUMNS}, secret_hash FROM clients WHERE id = $1");
+        let sql = format!(
+            "SELECT {COLUMNS}, secret_hash, \
+             (SELECT t.active FROM tenants t WHERE t.id = clients.tenant_id) AS tenant_active \
+             FROM clients WHERE id = $1"
+        );
         let row = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(db.pool())
@@ -325,6 +369,7 @@ impl ClientCache {
         };
         let entry = Arc::new(CachedClient {
             client: row_to_client(&row)?,
+            tenant_active: row.try_get::<i32, _>("tenant_active")? != 0,
             secret_hash: row.try_get("secret_hash")?,
             loaded_at: now,
         });
@@ -344,8 +389,17 @@ impl ClientCache {
             .remove(id);
     }
 
+    /// Drops every client of a tenant after the tenant was disabled or enabled here.
+    pub fn forget_tenant(&self, tenant_id: &str) {
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, entry| entry.client.tenant_id != tenant_id);
+    }
+
     /// The active client these credentials belong to, or `None` for an unknown client, a
-    /// wrong secret or a disabled client alike. The secret is compared in constant time.
+    /// wrong secret, a disabled client or a client of a disabled tenant alike. The secret is
+    /// compared in constant time.
     pub async fn authenticate(
         &self,
         db: &Db,
@@ -360,7 +414,7 @@ impl ClientCache {
             .as_bytes()
             .ct_eq(entry.secret_hash.as_bytes())
             .into();
-        Ok((matches && entry.client.active).then(|| entry.client.clone()))
+        Ok((matches && entry.usable()).then(|| entry.client.clone()))
     }
 }
 

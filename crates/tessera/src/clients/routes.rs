@@ -172,11 +172,11 @@ async fn update(
     if let Some(active) = change.active {
         client.active = active;
     }
-    super::update(state.db(), &client, &caller.actor(), &origin)
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
     state.clients().forget(&client.id);
-    state.feed().wake();
+    state.feed().learn_all(revoked);
     Ok(Json(client))
 }
 
@@ -189,11 +189,11 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let mut client = administered(&state, &caller, &id, "clients:delete").await?;
     client.active = false;
-    super::update(state.db(), &client, &caller.actor(), &origin)
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
     state.clients().forget(&client.id);
-    state.feed().wake();
+    state.feed().learn_all(revoked);
     Ok(StatusCode::NO_CONTENT)
 }
 

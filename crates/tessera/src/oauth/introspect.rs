@@ -2,9 +2,11 @@
 //!
 //! Any token that cannot be used right now gets the same `{"active": false}`: garbage, a
 //! wrong signature, an expired token, a revoked token, a revoked or ended session, a disabled
-//! account or client, another tenant's token. Nothing tells them apart. Answers come from
-//! the verified-token cache, the deny list and the session cache, so a revocation shows at
-//! once without a database round trip per call.
+//! account, client or tenant, another tenant's token. Nothing tells them apart. Answers come
+//! from the verified-token cache, the deny list, the revocation feed as this instance holds
+//! it (the very rule, [`tessera_token::Revocation::covers`], that every verifier following
+//! the feed applies, so introspection and the feed never disagree), and the session and
+//! client caches, so a revocation shows at once without a database round trip per call.
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -52,7 +54,7 @@ async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
     let Ok(claims) = state.keys().current().verify(token) else {
         return inactive;
     };
-    if state.denylist().is_denied(&claims.jti) {
+    if state.denylist().is_denied(&claims.jti) || state.feed().covers(&claims) {
         return inactive;
     }
     // A tenant's services see their own tenant's tokens; the system tenant's see all.
@@ -67,7 +69,7 @@ async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
         ),
         None => matches!(
             state.clients().get(state.db(), &claims.client_id).await,
-            Ok(Some(entry)) if entry.client.active && entry.client.tenant_id == claims.tid
+            Ok(Some(entry)) if entry.usable() && entry.client.tenant_id == claims.tid
         ),
     };
     if !usable {

@@ -125,6 +125,11 @@ async fn issue(
         exp: now + ttl,
         jti: uuid::Uuid::new_v4().simple().to_string(),
     };
+    if state.feed().covers(&claims) {
+        // Born revoked: the client or its tenant was disabled within the issuing margin
+        // (another instance has not seen it yet, or it was enabled again a moment ago).
+        return Err(OAuthError::invalid_client(false).into());
+    }
     let access_token = state.keys().current().signer.sign(&claims).map_err(|e| {
         tracing::error!(error = %e, "signing failed");
         OAuthError::new(

@@ -10,15 +10,20 @@
 //! blocked) before it takes its number, so a lower number can never commit after a higher one
 //! was read. SQLite has one writer at a time anyway. A reader that saw entry N has therefore
 //! seen every entry before N that will ever exist.
+//!
+//! Each instance also holds every unexpired entry in memory (a [`RevocationSet`], the index
+//! `tessera-client` uses), loaded at start and kept current by the feed's poller, so its own
+//! introspection and the OAuth endpoints apply exactly the rule the feed's followers apply.
 
 pub mod routes;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use sqlx::{AnyConnection, Row as _};
-use tessera_token::{Revocation, Revoked, unix_now, unix_now_ms};
+use tessera_token::{AccessClaims, Revocation, RevocationSet, Revoked, unix_now, unix_now_ms};
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::db::Db;
@@ -35,6 +40,11 @@ pub const MAX_LEEWAY_SECS: i64 = 300;
 /// How often each instance looks for entries written by any instance.
 const POLL_EVERY: Duration = Duration::from_millis(200);
 
+/// How far past the revoking commit a `subject` entry of a client, or a `tenant` entry,
+/// reaches (`issued_before`): another instance may still issue the client a token until its
+/// poller has read the entry (every 200 ms), and a token's `iat` is in whole seconds.
+pub const ISSUE_MARGIN_SECS: i64 = 2;
+
 /// Most entries read at once.
 pub const MAX_PAGE: i64 = 1_000;
 
@@ -44,18 +54,21 @@ const BACKLOG: usize = 4_096;
 /// Most streams one client may hold open on one instance (a service needs one per process).
 pub const MAX_STREAMS_PER_CLIENT: usize = 8;
 
-/// Records that `target` in `tenant_id` was revoked, on `conn` (the revoking transaction).
+/// Records that `target` in `tenant_id` was revoked, on `conn` (the revoking transaction),
+/// and returns the entry, which [`Feed::learn_all`] can apply here once the transaction commits.
 /// `expires_at` bounds every token it covers.
 pub async fn record(
     conn: &mut AnyConnection,
     tenant_id: &str,
     target: &Revoked,
     expires_at: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Revocation, sqlx::Error> {
     let (kind, subject, issued_before) = match target {
-        Revoked::Session { sid } => ("session", sid, None),
-        Revoked::Subject { sub, issued_before } => ("subject", sub, Some(*issued_before)),
-        Revoked::Token { jti } => ("token", jti, None),
+        Revoked::Session { sid } => ("session", sid.as_str(), None),
+        Revoked::Subject { sub, issued_before } => ("subject", sub.as_str(), Some(*issued_before)),
+        Revoked::Token { jti } => ("token", jti.as_str(), None),
+        // The tenant is the subject: the column is required, and it reads back the same.
+        Revoked::Tenant { issued_before } => ("tenant", tenant_id, Some(*issued_before)),
     };
     if conn.backend_name() == "PostgreSQL" {
         // Numbers in commit order (see the module documentation). Held to the commit.
@@ -63,6 +76,7 @@ pub async fn record(
             .execute(&mut *conn)
             .await?;
     }
+    let created_ms = unix_now_ms();
     sqlx::query(
         "INSERT INTO revocations (tenant_id, kind, subject, issued_before, expires_at, \
          created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -72,10 +86,15 @@ pub async fn record(
     .bind(subject)
     .bind(issued_before)
     .bind(expires_at)
-    .bind(unix_now_ms())
+    .bind(created_ms)
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(Revocation {
+        tid: tenant_id.to_owned(),
+        target: target.clone(),
+        revoked_at: created_ms / 1_000,
+        expires_at,
+    })
 }
 
 /// Records that every token of `subject` (a user or client) issued until `margin` seconds
@@ -85,12 +104,24 @@ pub async fn record_subject(
     tenant_id: &str,
     subject: &str,
     margin: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<Revocation, sqlx::Error> {
     let issued_before = unix_now() + margin;
     let target = Revoked::Subject {
         sub: subject.to_owned(),
         issued_before,
     };
+    record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
+}
+
+/// Records that every token of the tenant (its users' and its service accounts') issued
+/// until [`ISSUE_MARGIN_SECS`] from now is revoked: the tenant was disabled. Enabling it again
+/// does not lift this: only tokens issued later are valid.
+pub async fn record_tenant(
+    conn: &mut AnyConnection,
+    tenant_id: &str,
+) -> Result<Revocation, sqlx::Error> {
+    let issued_before = unix_now() + ISSUE_MARGIN_SECS;
+    let target = Revoked::Tenant { issued_before };
     record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
 }
 
@@ -152,6 +183,9 @@ pub async fn read_after(db: &Db, after: i64, limit: i64) -> Result<Page, sqlx::E
                 issued_before: row.try_get::<Option<i64>, _>("issued_before")?.unwrap_or(0),
             },
             "token" => Revoked::Token { jti: subject },
+            "tenant" => Revoked::Tenant {
+                issued_before: row.try_get::<Option<i64>, _>("issued_before")?.unwrap_or(0),
+            },
             other => {
                 tracing::warn!(kind = other, seq, "skipping a revocation of unknown kind");
                 continue;
@@ -215,10 +249,14 @@ pub struct Batch {
     pub cursor: i64,
 }
 
-/// This instance's view of the feed: wakes on local revocations, polls for everyone's while
-/// a stream is open, and pushes new entries to the streams.
+/// This instance's view of the feed: wakes on local revocations, polls for everyone's,
+/// holds every unexpired entry in memory and pushes new entries to the streams.
 pub struct Feed {
     pushed: broadcast::Sender<Arc<Batch>>,
+    /// Every unexpired entry, for this instance's own checks.
+    index: RwLock<RevocationSet>,
+    /// Where the poller starts: the end of what [`Feed::load`] read.
+    loaded_to: AtomicI64,
     /// Open streams per client id.
     streams: Mutex<HashMap<String, usize>>,
     wake: Notify,
@@ -226,15 +264,67 @@ pub struct Feed {
 }
 
 impl Feed {
-    /// A feed with no stream open yet.
+    /// A feed with no stream open yet and no entry known.
     pub fn new() -> Arc<Self> {
         let (pushed, _) = broadcast::channel(BACKLOG);
         Arc::new(Self {
             pushed,
+            index: RwLock::new(RevocationSet::default()),
+            loaded_to: AtomicI64::new(0),
             streams: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             closing: watch::Sender::new(false),
         })
+    }
+
+    /// A feed holding every unexpired entry in the database, so nothing revoked before this
+    /// instance started is honoured late.
+    pub async fn load(db: &Db) -> Result<Arc<Self>, sqlx::Error> {
+        let feed = Self::new();
+        let mut cursor = 0;
+        loop {
+            let page = read_after(db, cursor, MAX_PAGE).await?;
+            feed.index_all(page.entries.iter().map(|e| e.revocation.clone()));
+            cursor = page.cursor;
+            if !page.has_more {
+                break;
+            }
+        }
+        feed.loaded_to.store(cursor, Ordering::Relaxed);
+        Ok(feed)
+    }
+
+    fn index_all(&self, entries: impl IntoIterator<Item = Revocation>) {
+        let now = unix_now();
+        let mut index = self.index.write().unwrap_or_else(|p| p.into_inner());
+        for entry in entries {
+            index.insert(entry, now, MAX_LEEWAY_SECS);
+        }
+    }
+
+    /// Applies entries this instance just committed at once, instead of at the next poll,
+    /// and wakes the poller to push them to the streams.
+    pub fn learn_all(&self, entries: impl IntoIterator<Item = Revocation>) {
+        self.index_all(entries);
+        self.wake();
+    }
+
+    /// Whether an entry of the feed revokes `claims`: the very rule every follower of the
+    /// feed applies ([`Revocation::covers`]).
+    pub fn covers(&self, claims: &AccessClaims) -> bool {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .covers(claims)
+    }
+
+    /// When tenant `tid`, or subject `sub` in it, was last revoked as a whole (Unix seconds),
+    /// so caches holding either know they must read it again.
+    pub fn last_revoked(&self, tid: &str, sub: &str) -> Option<i64> {
+        self.index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .last_revoked(tid, sub)
     }
 
     /// Looks for new entries now instead of at the next poll (a revocation committed here).
@@ -272,14 +362,15 @@ impl Feed {
         self.closing.send_replace(true);
     }
 
-    /// Pushes every entry written from now on, by any instance, until `db` closes or the
-    /// feed is dropped. It reads whether or not a stream is open, so each batch starts where
-    /// the previous one ended: a stream that sees a batch starting beyond its own position
-    /// knows it missed entries and reads them from the database.
+    /// Indexes and pushes every entry written after what [`Feed::load`] read, by any
+    /// instance, until `db` closes or the feed is dropped. It reads whether or not a stream
+    /// is open, so each batch starts where the previous one ended: a stream that sees a batch
+    /// starting beyond its own position knows it missed entries and reads them from the
+    /// database.
     pub fn spawn_poller(self: &Arc<Self>, db: Db) {
         let weak: Weak<Self> = Arc::downgrade(self);
+        let mut cursor = self.loaded_to.load(Ordering::Relaxed);
         tokio::spawn(async move {
-            let mut cursor = 0;
             loop {
                 let Some(feed) = weak.upgrade() else { return };
                 if db.pool().is_closed() || *feed.closing.borrow() {
@@ -299,6 +390,7 @@ impl Feed {
     async fn poll(&self, db: &Db, cursor: &mut i64) -> Result<(), sqlx::Error> {
         loop {
             let page = read_after(db, *cursor, MAX_PAGE).await?;
+            self.index_all(page.entries.iter().map(|e| e.revocation.clone()));
             if page.cursor > *cursor {
                 let _ = self.pushed.send(Arc::new(Batch {
                     after: *cursor,

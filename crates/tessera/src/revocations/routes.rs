@@ -2,7 +2,8 @@
 //! `GET /api/v1/auth/revocations/stream` (SSE: catch-up, then every new entry as it is
 //! written, resumable with `Last-Event-ID`), for clients holding `tokens:introspect`
 //! (`client_secret_basic`). A tenant's clients see their tenant's entries; the `system`
-//! tenant's see all.
+//! tenant's see all. A stream ends once its client may no longer follow: at once when an
+//! entry revoking the client or its tenant passes through it, otherwise at the next check.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::Stream;
 use serde::Deserialize;
-use tessera_token::RevocationPage;
+use tessera_token::{RevocationPage, Revoked};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
@@ -181,12 +182,24 @@ fn revocation_event(entry: &Entry) -> Result<Event, Infallible> {
     Ok(event)
 }
 
-/// Whether the client that opened a stream as `opened` may keep it: still active, still
-/// allowed the scope, and its secret not replaced since.
+/// Whether `entry` revokes the follower `client` itself, or its whole tenant: then its
+/// stream must check at once whether it may go on.
+fn names(entry: &Entry, client: &Client) -> bool {
+    let revocation = &entry.revocation;
+    revocation.tid == client.tenant_id
+        && match &revocation.target {
+            Revoked::Tenant { .. } => true,
+            Revoked::Subject { sub, .. } => *sub == client.id,
+            Revoked::Session { .. } | Revoked::Token { .. } => false,
+        }
+}
+
+/// Whether the client that opened a stream as `opened` may keep it: it and its tenant still
+/// active, still allowed the scope, and its secret not replaced since.
 async fn still_allowed(state: &AppState, opened: &CachedClient) -> bool {
     match state.clients().get(state.db(), &opened.client.id).await {
         Ok(Some(now)) => {
-            now.client.active
+            now.usable()
                 && now.same_secret(opened)
                 && client_auth::require_scope(&now.client, INTROSPECT_SCOPE).is_ok()
         }
@@ -278,6 +291,12 @@ async fn follow(
                 }
             }
             cursor = cursor.max(batch.cursor);
+            // The poller indexed the batch before pushing it, so the client cache already
+            // reads a client or tenant it names again.
+            let named = batch.entries.iter().any(|e| names(e, &opened.client));
+            if named && !still_allowed(&state, &opened).await {
+                return;
+            }
         }
     }
 }

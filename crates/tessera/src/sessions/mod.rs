@@ -50,7 +50,7 @@ pub struct Session {
     pub user_agent: Option<String>,
     /// When it was revoked, if it was.
     pub revoked_at: Option<i64>,
-    /// Whether the user may still log in.
+    /// Whether the user may still log in: the user and its tenant are active.
     pub user_active: bool,
 }
 
@@ -185,20 +185,25 @@ pub struct Sessions {
     grace: i64,
 }
 
+/// `active` is the user's and the tenant's: a session of a disabled tenant is not live, even
+/// one a login racing the disable opened after the tenant's sessions were revoked.
 const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s.last_used_at, \
      s.idle_expires_at, s.absolute_expires_at, s.auth_time, s.amr, s.ip, s.user_agent, \
-     s.revoked_at, u.active";
+     s.revoked_at, CASE WHEN u.active = 1 AND EXISTS (SELECT 1 FROM tenants ta \
+     WHERE ta.id = s.tenant_id AND ta.active = 1) THEN 1 ELSE 0 END AS active";
 
 /// Rotation: replaces the session's current refresh token with its successor and extends the
 /// idle expiry (never past the absolute one), if and only if the presented token is the
-/// current one and the session is unrevoked, unexpired and its user active. One statement:
-/// the database lets exactly one of any concurrent refreshes with the same token match.
+/// current one and the session is unrevoked, unexpired and its user and tenant active. One
+/// statement: the database lets exactly one of any concurrent refreshes with the same token
+/// match.
 const ROTATE_SESSION: &str = "UPDATE sessions SET refresh_hash = $1, \
      previous_refresh_hash = refresh_hash, refreshed_at = $2, last_used_at = $2, \
      idle_expires_at = CASE WHEN $3 < absolute_expires_at THEN $3 ELSE absolute_expires_at END \
      WHERE refresh_hash = $4 AND revoked_at IS NULL \
      AND idle_expires_at > $2 AND absolute_expires_at > $2 \
      AND EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.active = 1) \
+     AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = sessions.tenant_id AND t.active = 1) \
      RETURNING id, user_id, tenant_id, created_at, last_used_at, idle_expires_at, \
      absolute_expires_at, auth_time, amr, ip, user_agent, revoked_at, 1 AS active";
 

@@ -1,6 +1,11 @@
 //! `/api/v1/admin/tenants`: tenants, managed only by platform admins (callers of the `system`
-//! tenant holding `tenants:*` permissions). A new tenant starts with the built-in roles;
-//! disabling one ends every session in it at once and stops its accounts from logging in.
+//! tenant holding `tenants:*` permissions). A new tenant starts with the built-in roles.
+//!
+//! Disabling one stops everything in it: every session ends, its accounts cannot log in or
+//! refresh, its service accounts are refused at every OAuth endpoint and the revocation feed
+//! (open streams end), and a `tenant` entry of the feed revokes every token it issued so far,
+//! for introspection and for every verifier alike. Enabling it again lets new logins and
+//! tokens work and brings back none of the old ones.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -19,6 +24,7 @@ use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::rbac::{BUILT_IN_ROLES, SYSTEM_TENANT_ID};
+use crate::revocations;
 use crate::sessions::{self, Scope};
 
 /// The tenant routes.
@@ -227,7 +233,8 @@ struct TenantChange {
     mfa_required_roles: Option<Vec<String>>,
 }
 
-/// Writes `change` with its audit events; disabling revokes every session of the tenant.
+/// Writes `change` with its audit events; disabling revokes every session and every token
+/// of the tenant.
 async fn apply(
     state: &AppState,
     caller: &Authenticated,
@@ -247,6 +254,7 @@ async fn apply(
     }
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let mut revoked = sessions::Revoked::default();
+    let mut tenant_revoked = None;
     if let Some(name) = change.name {
         tenant.name = name.trim().to_owned();
         sqlx::query("UPDATE tenants SET name = $1 WHERE id = $2")
@@ -319,11 +327,21 @@ async fn apply(
             )
             .await
             .map_err(db_error)?;
+            // Last before the commit: caches that read the tenant while this transaction
+            // was open know from this entry's time to read it again.
+            tenant_revoked = Some(
+                revocations::record_tenant(&mut tx, &tenant.id)
+                    .await
+                    .map_err(db_error)?,
+            );
         }
         tenant.active = active;
     }
     tx.commit().await.map_err(db_error)?;
     revoked.apply(state.sessions());
+    state.feed().learn_all(tenant_revoked);
+    // Enabled or disabled, its clients are read again here at once.
+    state.clients().forget_tenant(&tenant.id);
     Ok(tenant)
 }
 

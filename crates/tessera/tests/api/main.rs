@@ -22,5 +22,6 @@ mod revocation;
 mod roles;
 mod sdk;
 mod sessions;
+mod tenant_disable;
 mod tenants;
 mod users;
