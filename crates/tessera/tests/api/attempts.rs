@@ -38,7 +38,8 @@ async fn locking_app() -> TestApp {
     app
 }
 
-async fn create_ada(app: &TestApp) {
+/// Creates ada with her username and `PASSWORD`.
+pub async fn create_ada(app: &TestApp) {
     use tessera::audit::{Actor, Origin};
     use tessera::users::{self, DEFAULT_TENANT_ID, Email, NewUser};
     let hash = app
