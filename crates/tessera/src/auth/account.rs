@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::Authenticated;
+use super::attempts::{Factor, Failure, SecretCheck, Subject};
 use super::tokens::{self, Delivery};
 use crate::AppState;
 use crate::audit;
@@ -254,8 +255,9 @@ pub struct ChangePassword {
     new_password: String,
 }
 
-/// `POST /api/v1/auth/password`: needs the current password; every other session of the
-/// account is revoked, the current one stays.
+/// `POST /api/v1/auth/password`: needs the current password, checked under the account's
+/// lockout like a login; every other session of the account is revoked, the current one
+/// stays.
 pub async fn change_password(
     State(state): State<AppState>,
     Client(origin): Client,
@@ -265,38 +267,34 @@ pub async fn change_password(
     let passwords = state.passwords();
     passwords.check_policy(&request.new_password)?;
     let db = state.db();
+    let actor = caller.actor();
+    let user = &caller.info.user;
+    let check = SecretCheck::begin(&state, Factor::Password, Subject::Account(user)).await?;
     let stored = users::password_hash(db, caller.user_id())
         .await
         .map_err(db_error)?;
     let verified = passwords
         .verify(request.current_password, stored.clone())
         .await?;
-    let actor = caller.actor();
-    let user = &caller.info.user;
     let Some(expected) = stored.filter(|_| verified.ok) else {
-        let mut tx = db.begin_write().await.map_err(db_error)?;
-        audit::record(
-            &mut tx,
-            &audit::Event {
+        check
+            .failed(Failure {
                 action: "password.change_failed",
                 actor: &actor,
-                tenant_id: Some(&user.tenant_id),
-                target: Some(("user", &user.id)),
-                success: false,
                 reason: Some("wrong_password"),
                 origin: &origin,
                 details: None,
-            },
-        )
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)?;
+            })
+            .await?;
         return Err(ApiError::forbidden(
             "invalid_credentials",
             "the current password is wrong",
         ));
     };
+    // The new hash is made while the check still holds its place, so one session cannot
+    // run more hashes at once than the account's checks allow.
     let hash = passwords.hash(request.new_password).await?;
+    check.passed().await;
     let mut tx = db.begin_write().await.map_err(db_error)?;
     let swapped = users::swap_password_hash(
         &mut tx,

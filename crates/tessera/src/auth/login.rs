@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tessera_token::unix_now;
 
+use super::attempts::{Factor, Failure, SecretCheck, Subject};
 use super::password::MAX_PASSWORD_BYTES;
 use super::tokens::{self, Delivery};
 use crate::AppState;
@@ -19,7 +20,7 @@ use crate::config::Registration;
 use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
-use crate::http::ratelimit::{Attempt, Decision, ip_subject, limited};
+use crate::http::ratelimit::{Decision, ip_subject, limited};
 use crate::http::{ApiError, Json};
 use crate::mfa;
 use crate::sessions::NewSession;
@@ -45,31 +46,35 @@ fn invalid_credentials() -> ApiError {
     ApiError::unauthorized("invalid_credentials", "the login or the password is wrong")
 }
 
-/// Logs in with a password and opens a session. Limited per client IP and per IP and account
-/// name; every answer carries the rate-limit headers.
+/// Logs in with a password and opens a session. Limited per client IP, and per client IP and
+/// account (the resolved account, so its email and its username share one allowance); every
+/// answer carries the rate-limit headers.
 pub async fn login(
     State(state): State<AppState>,
     Client(origin): Client,
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Response {
-    let limiter = state.limiter();
-    let policies = *limiter.policies();
     let ip = ip_subject(origin.ip.as_deref());
     let mut decision: Option<Decision> = None;
-    if let Some(policy) = policies.login_per_ip {
-        decision = Some(limiter.check(policy, &format!("login_ip:{ip}")).await);
-    }
-    if let Some(policy) = policies.login_per_ip_account {
-        let key = format!(
-            "login_account:{ip}|{}|{}",
-            tenant_name(request.tenant.as_deref()),
-            account_name(&request.login)
+    if let Some(policy) = state.limiter().policies().login_per_ip {
+        decision = Some(
+            state
+                .limiter()
+                .check(policy, &format!("login_ip:{ip}"))
+                .await,
         );
-        let per_account = limiter.check(policy, &key).await;
-        decision = Some(decision.map_or(per_account, |d| d.stricter(per_account)));
     }
-    limited(decision, attempt_login(&state, origin, headers, request)).await
+    let mut response = match decision {
+        Some(d) if !d.allowed => d.refusal().into_response(),
+        _ => attempt_login(&state, origin, headers, request, &ip, &mut decision)
+            .await
+            .into_response(),
+    };
+    if let Some(decision) = decision {
+        decision.apply(response.headers_mut());
+    }
+    response
 }
 
 /// A login name as counted by limits and lockout: lowercased, cut to what can name an
@@ -91,16 +96,13 @@ fn tenant_name(slug: Option<&str>) -> String {
     }
 }
 
-/// The lockout key of a login name in a tenant (known or not: both behave the same).
-pub fn lockout_key(tenant: &str, login: &str) -> String {
-    format!("{tenant}|{}", account_name(login))
-}
-
 async fn attempt_login(
     state: &AppState,
     origin: Origin,
     headers: HeaderMap,
     request: LoginRequest,
+    ip: &str,
+    decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
     if request.password.len() > MAX_PASSWORD_BYTES {
         return Err(super::password::PasswordError::TooLong.into());
@@ -136,30 +138,38 @@ async fn attempt_login(
             .map_err(db_error)?,
         None => None,
     };
-    // Counted before the password is checked, atomically, so parallel guesses cannot
-    // outrun the lockout; a success resets it. Unknown accounts are counted the same way.
-    let unknown_tenant = format!("unknown:{}", tenant_name(request.tenant.as_deref()));
-    let lock = lockout_key(
-        tenant_id.as_deref().unwrap_or(&unknown_tenant),
-        &request.login,
+    // Limits and lockout count the account, whatever name reached it; a name that reaches
+    // none is counted under the name in its tenant, so both answer alike.
+    let unknown = format!(
+        "{}|{}",
+        tenant_id
+            .clone()
+            .unwrap_or_else(|| format!("unknown:{}", tenant_name(request.tenant.as_deref()))),
+        account_name(&request.login)
     );
-    let failures = match state.limiter().attempt(&lock).await {
-        Attempt::Allowed(failures) => failures,
-        Attempt::Delayed(seconds) => {
-            // Counted for the audit log like rate-limit refusals: one event a minute.
-            state.limiter().refusals().note("login_lockout", None);
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "login_delayed",
-                "too many failed logins for this account; retry after the time in Retry-After",
-            )
-            .retry_after(seconds));
+    let subject = match &account {
+        Some((user, _)) => Subject::Account(user),
+        None => Subject::Unknown {
+            tenant_id: tenant_id.as_deref(),
+            name: &unknown,
+        },
+    };
+    if let Some(policy) = state.limiter().policies().login_per_ip_account {
+        let counted = match &account {
+            Some((user, _)) => format!("acct:{}", user.id),
+            None => format!("name:{unknown}"),
+        };
+        let per_account = state
+            .limiter()
+            .check(policy, &format!("login_account:{ip}|{counted}"))
+            .await;
+        let stricter = decision.map_or(per_account, |d| d.stricter(per_account));
+        *decision = Some(stricter);
+        if !stricter.allowed {
+            return Err(stricter.refusal());
         }
-    };
-    let after = state.config().rate_limits.lockout_after;
-    let failure = Failure {
-        lock_started: after > 0 && failures == after,
-    };
+    }
+    let check = SecretCheck::begin(state, Factor::Password, subject).await?;
     let stored = account.as_ref().and_then(|(_, hash)| hash.clone());
     let verified = state.passwords().verify(request.password, stored).await?;
 
@@ -171,21 +181,20 @@ async fn attempt_login(
                 (Some(_), None) => "unknown_account",
                 (Some(_), Some(_)) => "wrong_password",
             };
-            let user = account.map(|(user, _)| user);
-            login_failed(
-                state,
-                tenant_id.as_deref(),
-                user.as_ref(),
-                reason,
-                &origin,
-                failure,
-            )
-            .await?;
+            check
+                .failed(Failure {
+                    action: "login.failed",
+                    actor: &Actor::Anonymous,
+                    reason: Some(reason),
+                    origin: &origin,
+                    details: None,
+                })
+                .await?;
             return Err(invalid_credentials());
         }
     };
     // The password was right: whatever follows, the guessing stops counting.
-    state.limiter().reset(&lock).await;
+    check.passed().await;
     if !user.active {
         login_failed(
             state,
@@ -193,7 +202,6 @@ async fn attempt_login(
             Some(&user),
             "account_disabled",
             &origin,
-            Failure::default(),
         )
         .await?;
         return Err(ApiError::forbidden(
@@ -221,7 +229,6 @@ async fn attempt_login(
             Some(&user),
             "changed_meanwhile",
             &origin,
-            Failure::default(),
         )
         .await?;
         return Err(invalid_credentials());
@@ -306,39 +313,15 @@ pub(crate) async fn open_session(
     tokens::deliver(state, delivery, &session, &refresh, roles, Some(user)).await
 }
 
-/// What else a failed login means.
-#[derive(Debug, Default, Clone, Copy)]
-struct Failure {
-    /// It reached the lockout threshold: later attempts on the name wait.
-    lock_started: bool,
-}
-
+/// Audits a login refused after a right password (no failure to count).
 async fn login_failed(
     state: &AppState,
     tenant_id: Option<&str>,
     user: Option<&User>,
     reason: &str,
     origin: &Origin,
-    failure: Failure,
 ) -> Result<(), ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    if failure.lock_started {
-        audit::record(
-            &mut tx,
-            &audit::Event {
-                action: "login.lockout_started",
-                actor: &Actor::Anonymous,
-                tenant_id,
-                target: user.map(|u| ("user", u.id.as_str())),
-                success: false,
-                reason: Some("too_many_failures"),
-                origin,
-                details: None,
-            },
-        )
-        .await
-        .map_err(db_error)?;
-    }
     audit::record(
         &mut tx,
         &audit::Event {

@@ -3,6 +3,7 @@
 //! `Authorization: Bearer`) and browsers (cookies with CSRF protection) alike.
 
 pub mod account;
+pub mod attempts;
 pub mod cookies;
 pub mod extract;
 pub mod login;

@@ -171,8 +171,12 @@ impl Passwords {
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
-                let _admitted = admitted;
-                let _ = done.send(job());
+                let out = job();
+                // The place is free before the caller hears back: a hashing thread runs at
+                // the lowest priority and may wait long between the two, and a caller's next
+                // job must not find its own finished one still holding a place.
+                drop(admitted);
+                let _ = done.send(out);
             }))
             .map_err(|_| PasswordError::Internal("the hashing pool has stopped".into()))?;
         result

@@ -186,7 +186,7 @@ pub enum ForwardedHeader {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitConfig {
-    /// Logins per client IP and account name.
+    /// Logins per client IP and account (or, for names of no account, login name).
     pub login_per_ip_account: String,
     /// Logins per client IP, whatever the account.
     pub login_per_ip: String,
@@ -198,8 +198,9 @@ pub struct RateLimitConfig {
     pub token_per_client: String,
     /// CSP violation reports per client IP.
     pub csp_report_per_ip: String,
-    /// Consecutive failed logins of one account name (from any IP) after which each further
-    /// attempt waits, doubling from one second up to `lockout_max_secs`. 0 turns lockout off.
+    /// Consecutive wrong passwords (or, counted apart, codes) of one account, from any IP and
+    /// at any endpoint that checks them, after which each further attempt waits, doubling
+    /// from one second up to `lockout_max_secs`. 0 turns lockout off.
     pub lockout_after: u32,
     /// Longest wait between attempts on a locked account, in seconds.
     #[schemars(range(min = 1, max = 86400))]

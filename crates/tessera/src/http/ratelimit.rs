@@ -7,12 +7,16 @@
 //! for Redis, in one Lua script (atomic, on Redis's clock). When Redis cannot be reached the
 //! instance counts on its own (logins keep working), reports itself degraded, and returns to
 //! Redis as soon as it answers again.
+//!
+//! Lockout counts failures only, after a secret was checked and found wrong. Parallel guesses
+//! cannot outrun it because few checks of one key run at once ([`Limiter::begin_attempt`]),
+//! and those running count as failures still to come. In process, lockout state is kept apart
+//! from rate-limit buckets, and a full store never drops a lockout to make room.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -24,6 +28,13 @@ use tessera_token::unix_now_ms;
 
 use crate::audit::tally::Tally;
 use crate::config::{Config, RateLimitConfig};
+
+mod gates;
+mod local;
+
+pub use gates::{AttemptPlace, AttemptRefused};
+use gates::{Gates, IN_FLIGHT_PER_KEY, WAIT_MAX, WAITING_PER_KEY, Waiting};
+use local::{Local, Overflow, SHARD_MAX, Slot};
 
 /// `COUNT/PERIOD`: at most `count` requests in any `period`, bursts included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,19 +271,24 @@ fn gcra(policy: Policy, tat: i64, now: i64) -> (Decision, Option<i64>) {
     }
 }
 
-/// The lockout rule: with `failures` counted and `until` (ms) the earliest next attempt,
-/// whether an attempt at `now` may go ahead. One that may is counted as a failure at once
-/// (success resets), so parallel attempts never get more guesses than the rule allows.
-fn lockout(
-    after: u32,
-    max_ms: i64,
-    failures: u32,
-    until: i64,
-    now: i64,
-) -> Result<(u32, i64), i64> {
-    if failures >= after && now < until {
-        return Err(until - now);
+/// The lockout rule for an attempt at `now` on a key with `failures` counted and `until` (ms)
+/// the earliest next attempt: `Err(wait)` (ms) while it must wait, else how many of its
+/// verifications may run at once. Places still running count as failures in waiting, so
+/// parallel guesses never get more tries than the rule allows, while nothing is counted
+/// before it has failed (a burst of right passwords never locks an account).
+fn lockout_places(after: u32, failures: u32, until: i64, now: i64) -> Result<u32, i64> {
+    if after == 0 {
+        return Ok(IN_FLIGHT_PER_KEY);
     }
+    if failures >= after {
+        return if now < until { Err(until - now) } else { Ok(1) };
+    }
+    Ok((after - failures).min(IN_FLIGHT_PER_KEY))
+}
+
+/// One more failure on a key with `failures`: the new count and, from the threshold on, the
+/// earliest next attempt (ms), one second doubling per failure up to `max_ms`.
+fn lockout_failure(after: u32, max_ms: i64, failures: u32, now: i64) -> (u32, i64) {
     let failures = failures.saturating_add(1);
     let until = if failures >= after {
         let doublings = (failures - after).min(30);
@@ -280,78 +296,7 @@ fn lockout(
     } else {
         0
     };
-    Ok((failures, until))
-}
-
-/// A key's state: a limit's `tat`, or a lockout's failures and earliest next attempt.
-#[derive(Debug, Clone, Copy, Default)]
-struct Slot {
-    a: i64,
-    b: i64,
-    /// When the slot means nothing any more (ms).
-    expires: i64,
-}
-
-/// Counters kept in this process: a few shards of plain maps, swept as they grow.
-#[derive(Default)]
-struct Local {
-    shards: [Mutex<Shard>; 16],
-}
-
-#[derive(Default)]
-struct Shard {
-    slots: HashMap<String, Slot>,
-    /// Size at which expired slots are swept next: doubles while they are all live, so a
-    /// full shard is not scanned on every update.
-    sweep_at: usize,
-}
-
-/// Keys a shard holds before expired ones are first swept.
-const SHARD_SWEEP_AT: usize = 8_192;
-
-/// Most keys a shard ever holds (about 50 MB in all); past it, it starts over, logged.
-const SHARD_MAX: usize = 65_536;
-
-impl Local {
-    fn shard(&self, key: &str) -> &Mutex<Shard> {
-        let hash = key.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-        });
-        &self.shards[usize::try_from(hash % 16).unwrap_or(0)]
-    }
-
-    /// Runs `update` on the key's slot (zeros when absent or expired) and stores what it
-    /// returns, if anything.
-    fn update<T>(&self, key: &str, now: i64, update: impl FnOnce(Slot) -> (T, Option<Slot>)) -> T {
-        let mut shard = self.shard(key).lock().unwrap_or_else(|p| p.into_inner());
-        if shard.slots.len() >= shard.sweep_at.max(SHARD_SWEEP_AT) {
-            shard.slots.retain(|_, slot| slot.expires > now);
-            if shard.slots.len() >= SHARD_MAX {
-                tracing::warn!("rate-limit counters overflowing; this shard starts over");
-                shard.slots.clear();
-            }
-            shard.sweep_at = (shard.slots.len() * 2).max(SHARD_SWEEP_AT);
-        }
-        let current = shard
-            .slots
-            .get(key)
-            .copied()
-            .filter(|slot| slot.expires > now)
-            .unwrap_or_default();
-        let (out, store) = update(current);
-        if let Some(slot) = store {
-            shard.slots.insert(key.to_owned(), slot);
-        }
-        out
-    }
-
-    fn remove(&self, key: &str) {
-        self.shard(key)
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .slots
-            .remove(key);
-    }
+    (failures, until)
 }
 
 /// GCRA in Redis: KEYS[1], ARGV = count, period (ms). Returns allowed, remaining, reset (ms),
@@ -372,27 +317,30 @@ end
 return {0, 0, base, nxt - period - now}
 ";
 
-/// Lockout in Redis: KEYS[1], ARGV = after, max (ms), keep (ms). Returns allowed, wait (ms),
-/// failures.
-const LOCKOUT_SCRIPT: &str = r"
+/// Lockout state in Redis: KEYS[1]. Returns failures and the wait left (ms, on Redis's clock).
+const LOCKOUT_READ_SCRIPT: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local state = redis.call('HMGET', KEYS[1], 'f', 'u')
+local failures = tonumber(state[1] or '0')
+local untl = tonumber(state[2] or '0')
+return {failures, math.max(untl - now, 0)}
+";
+
+/// One failure in Redis: KEYS[1], ARGV = after, max (ms), keep (ms). Returns the failures.
+const LOCKOUT_FAIL_SCRIPT: &str = r"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local after = tonumber(ARGV[1])
 local max = tonumber(ARGV[2])
-local state = redis.call('HMGET', KEYS[1], 'f', 'u')
-local failures = tonumber(state[1] or '0')
-local untl = tonumber(state[2] or '0')
-if failures >= after and now < untl then
-  return {0, untl - now, failures}
-end
-failures = failures + 1
-untl = 0
+local failures = tonumber(redis.call('HGET', KEYS[1], 'f') or '0') + 1
+local untl = 0
 if failures >= after then
   untl = now + math.min(1000 * 2 ^ math.min(failures - after, 30), max)
 end
 redis.call('HSET', KEYS[1], 'f', failures, 'u', untl)
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
-return {1, 0, failures}
+return failures
 ";
 
 /// How long a failed Redis is left alone before it is tried again, in milliseconds.
@@ -402,21 +350,17 @@ const REDIS_RETRY_MS: i64 = 5_000;
 /// forgets the failures.
 const LOCKOUT_KEEP_MS: i64 = 86_400_000;
 
-/// What the lockout says about one login attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// Go ahead; this is the `n`th consecutive attempt without a success.
-    Allowed(u32),
-    /// Wait this many seconds.
-    Delayed(u64),
-}
-
 /// Rate limits and lockout of this instance.
 pub struct Limiter {
     policies: Policies,
     lockout_after: u32,
     lockout_max_ms: i64,
-    local: Local,
+    /// Rate-limit buckets kept here (without Redis, or while it is down).
+    buckets: Local,
+    /// Lockout state kept here, apart from the buckets so their churn never evicts it.
+    lockouts: Local,
+    /// Verifications running or waiting per key.
+    gates: Arc<Gates>,
     redis: Option<redis::aio::ConnectionManager>,
     prefix: String,
     /// Whether the last Redis call failed (counting locally meanwhile).
@@ -465,7 +409,9 @@ impl Limiter {
             lockout_max_ms: i64::try_from(config.rate_limits.lockout_max_secs)
                 .unwrap_or(86_400)
                 .saturating_mul(1_000),
-            local: Local::default(),
+            buckets: Local::new(SHARD_MAX, Overflow::StartOver),
+            lockouts: Local::new(SHARD_MAX, Overflow::FewestFailuresFirst),
+            gates: Arc::default(),
             redis,
             prefix: config.redis.key_prefix.clone(),
             degraded: AtomicBool::new(false),
@@ -544,7 +490,7 @@ impl Limiter {
             }
         }
         let now = unix_now_ms();
-        self.local.update(key, now, |slot| {
+        self.buckets.update(key, now, |slot| {
             let (decision, tat) = gcra(policy, slot.a, now);
             let store = tat.map(|tat| Slot {
                 a: tat,
@@ -555,15 +501,89 @@ impl Limiter {
         })
     }
 
-    /// Counts a login attempt for `account` (tenant and login name, normalised), whether or
-    /// not such an account exists.
-    pub async fn attempt(&self, account: &str) -> Attempt {
-        if self.lockout_after == 0 {
-            return Attempt::Allowed(0);
+    /// A place to verify one secret under the lockout `key` (an account and factor, or a
+    /// name that resolves to nothing): refused while the key is locked out, waits while as
+    /// many verifications run as the lockout can still allow failures (at most
+    /// [`IN_FLIGHT_PER_KEY`]), refused as busy when too many already wait. Nothing is counted
+    /// here: only [`failed`](Self::failed) counts.
+    pub async fn begin_attempt(&self, key: &str) -> Result<AttemptPlace, AttemptRefused> {
+        let joined = self.gates.with(key, |gate| {
+            if gate.waiting >= WAITING_PER_KEY {
+                return None;
+            }
+            gate.waiting += 1;
+            Some(Arc::clone(&gate.wake))
+        });
+        let Some(wake) = joined else {
+            self.refused.note("attempts_busy", None);
+            return Err(AttemptRefused::Busy);
+        };
+        // Leaves the waiting count however this ends, a client going away included.
+        let _waiting = Waiting {
+            gates: &self.gates,
+            key,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT_MAX;
+        let outcome = loop {
+            let woken = wake.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let seen = self.gates.with(key, |gate| gate.released);
+            let (failures, wait_ms) = self.lockout_state(key).await;
+            let now = unix_now_ms();
+            let places = lockout_places(self.lockout_after, failures, now + wait_ms, now);
+            let admitted = self.gates.with(key, |gate| {
+                if gate.released != seen {
+                    return None;
+                }
+                match places {
+                    Err(wait) => Some(Err(AttemptRefused::Locked(
+                        u64::try_from((wait + 999) / 1_000).unwrap_or(1),
+                    ))),
+                    Ok(places) if gate.running < places => {
+                        gate.running += 1;
+                        Some(Ok(()))
+                    }
+                    Ok(_) => None,
+                }
+            });
+            match admitted {
+                Some(outcome) => break outcome,
+                // A place was given back meanwhile: read the state again at once.
+                None if self.gates.with(key, |gate| gate.released) != seen => {}
+                None => {
+                    if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                        break Err(AttemptRefused::Busy);
+                    }
+                }
+            }
+        };
+        match outcome {
+            Ok(()) => Ok(AttemptPlace {
+                key: key.to_owned(),
+                gates: Arc::clone(&self.gates),
+            }),
+            Err(refused) => {
+                let group = match refused {
+                    AttemptRefused::Locked(_) => "login_lockout",
+                    AttemptRefused::Busy => "attempts_busy",
+                };
+                self.refused.note(group, None);
+                Err(refused)
+            }
         }
+    }
+
+    /// Counts a failed verification on its key; returns the failures in a row, so the
+    /// caller can tell the one that started a lockout.
+    pub async fn failed(&self, place: AttemptPlace) -> u32 {
+        if self.lockout_after == 0 {
+            return 0;
+        }
+        let account = place.key.as_str();
         if let Some(redis) = self.redis() {
             let mut conn = redis.clone();
-            let result: Result<(i64, i64, i64), _> = redis::Script::new(LOCKOUT_SCRIPT)
+            let result: Result<i64, _> = redis::Script::new(LOCKOUT_FAIL_SCRIPT)
                 .key(self.lockout_key(account))
                 .arg(self.lockout_after)
                 .arg(self.lockout_max_ms)
@@ -571,45 +591,67 @@ impl Limiter {
                 .invoke_async(&mut conn)
                 .await;
             match result {
-                Ok((1, _, failures)) => {
+                Ok(failures) => {
                     self.redis_ok();
-                    return Attempt::Allowed(u32::try_from(failures).unwrap_or(u32::MAX));
-                }
-                Ok((_, wait_ms, _)) => {
-                    self.redis_ok();
-                    return Attempt::Delayed(u64::try_from((wait_ms + 999) / 1_000).unwrap_or(1));
+                    return u32::try_from(failures).unwrap_or(u32::MAX);
                 }
                 Err(e) => self.redis_failed(&e),
             }
         }
         let now = unix_now_ms();
         let (after, max) = (self.lockout_after, self.lockout_max_ms);
-        self.local.update(&format!("lo:{account}"), now, |slot| {
+        self.lockouts.update(account, now, |slot| {
             let failures = u32::try_from(slot.a).unwrap_or(u32::MAX);
-            match lockout(after, max, failures, slot.b, now) {
-                Ok((failures, until)) => (
-                    Attempt::Allowed(failures),
-                    Some(Slot {
-                        a: i64::from(failures),
-                        b: until,
-                        expires: now + LOCKOUT_KEEP_MS,
-                    }),
-                ),
-                Err(wait) => (
-                    Attempt::Delayed(u64::try_from((wait + 999) / 1_000).unwrap_or(1)),
-                    None,
-                ),
-            }
+            let (failures, until) = lockout_failure(after, max, failures, now);
+            let slot = Slot {
+                a: i64::from(failures),
+                b: until,
+                expires: now + LOCKOUT_KEEP_MS,
+            };
+            (failures, Some(slot))
         })
     }
 
-    /// Forgets `account`'s failures (a successful login, or an administrator's unlock).
-    pub async fn reset(&self, account: &str) {
-        self.local.remove(&format!("lo:{account}"));
+    /// A verification that succeeded: its key's failures are forgotten.
+    pub async fn passed(&self, place: AttemptPlace) {
+        self.reset(&place.key).await;
+    }
+
+    /// Failures counted on `key` and the wait left before its next attempt (ms).
+    async fn lockout_state(&self, key: &str) -> (u32, i64) {
+        if self.lockout_after == 0 {
+            return (0, 0);
+        }
+        if let Some(redis) = self.redis() {
+            let mut conn = redis.clone();
+            let result: Result<(i64, i64), _> = redis::Script::new(LOCKOUT_READ_SCRIPT)
+                .key(self.lockout_key(key))
+                .invoke_async(&mut conn)
+                .await;
+            match result {
+                Ok((failures, wait_ms)) => {
+                    self.redis_ok();
+                    return (u32::try_from(failures).unwrap_or(u32::MAX), wait_ms);
+                }
+                Err(e) => self.redis_failed(&e),
+            }
+        }
+        let now = unix_now_ms();
+        self.lockouts.get(key, now).map_or((0, 0), |slot| {
+            (
+                u32::try_from(slot.a).unwrap_or(u32::MAX),
+                (slot.b - now).max(0),
+            )
+        })
+    }
+
+    /// Forgets the failures of the lockout `key` (a success, or an administrator's unlock).
+    pub async fn reset(&self, key: &str) {
+        self.lockouts.remove(key);
         if let Some(redis) = self.redis() {
             let mut conn = redis.clone();
             let result: Result<(), _> = redis::cmd("DEL")
-                .arg(self.lockout_key(account))
+                .arg(self.lockout_key(key))
                 .query_async(&mut conn)
                 .await;
             match result {
@@ -718,40 +760,55 @@ mod tests {
     #[test]
     fn lockout_allows_the_threshold_then_waits_doubling_up_to_the_cap() {
         let (after, max) = (3, 4_000);
-        let mut state = (0, 0);
         let now = 1_000_000;
+        // Below the threshold, places running count as failures still to come.
+        assert_eq!(lockout_places(after, 0, 0, now), Ok(2));
+        assert_eq!(lockout_places(after, 2, 0, now), Ok(1));
+        let mut state = (0, 0);
         for n in 1..=3 {
-            state = lockout(after, max, state.0, state.1, now).expect("allowed");
+            state = lockout_failure(after, max, state.0, now);
             assert_eq!(state.0, n);
         }
-        assert_eq!(lockout(after, max, state.0, state.1, now), Err(1_000));
-        state = lockout(after, max, state.0, state.1, now + 1_000).expect("after the wait");
+        assert_eq!(lockout_places(after, state.0, state.1, now), Err(1_000));
+        assert_eq!(lockout_places(after, state.0, state.1, now + 1_000), Ok(1));
+        state = lockout_failure(after, max, state.0, now + 1_000);
         assert_eq!(state.1, now + 1_000 + 2_000);
-        state = lockout(after, max, state.0, state.1, now + 3_000).expect("after the wait");
+        state = lockout_failure(after, max, state.0, now + 3_000);
         assert_eq!(state.1 - (now + 3_000), 4_000);
-        state = lockout(after, max, state.0, state.1, now + 7_000).expect("after the wait");
+        state = lockout_failure(after, max, state.0, now + 7_000);
         assert_eq!(state.1 - (now + 7_000), 4_000, "capped");
+        assert_eq!(lockout_places(0, 99, 0, now), Ok(2), "lockout off");
     }
 
-    #[test]
-    fn local_counting_is_per_key() {
-        let local = Local::default();
-        let p = policy("1/min");
-        let check = |key: &str| {
-            local.update(key, 5_000, |slot| {
-                let (d, tat) = gcra(p, slot.a, 5_000);
-                (
-                    d.allowed,
-                    tat.map(|a| Slot {
-                        a,
-                        b: 0,
-                        expires: a,
-                    }),
-                )
-            })
-        };
-        assert!(check("a"));
-        assert!(!check("a"));
-        assert!(check("b"));
+    async fn limiter(after: u32) -> Limiter {
+        let mut config = Config::default();
+        config.rate_limits.lockout_after = after;
+        Limiter::new(&config).await.expect("limiter")
+    }
+
+    #[tokio::test]
+    async fn failures_lock_a_key_and_a_success_forgets_them() {
+        let limiter = limiter(3).await;
+        for n in 1..=3 {
+            let place = limiter.begin_attempt("k").await.expect("a place");
+            assert_eq!(limiter.failed(place).await, n);
+        }
+        assert!(matches!(
+            limiter.begin_attempt("k").await,
+            Err(AttemptRefused::Locked(1))
+        ));
+        let other = limiter
+            .begin_attempt("other")
+            .await
+            .expect("other keys go on");
+        limiter.passed(other).await;
+        limiter.reset("k").await;
+        let place = limiter.begin_attempt("k").await.expect("unlocked");
+        drop(place);
+        assert_eq!(
+            limiter.lockout_state("k").await,
+            (0, 0),
+            "a drop counts nothing"
+        );
     }
 }

@@ -380,13 +380,15 @@ impl Mfa {
         .transpose()
     }
 
-    /// Ends the challenge `token` (its login completed).
-    pub async fn finish(&self, conn: &mut AnyConnection, token: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
+    /// Ends the challenge `token` (its login completes); whether it was still there, so of
+    /// two logins racing on one challenge only one completes.
+    pub async fn finish(&self, conn: &mut AnyConnection, token: &str) -> Result<bool, sqlx::Error> {
+        let ended = sqlx::query("DELETE FROM mfa_challenges WHERE token_hash = $1")
             .bind(sha256_hex(token.as_bytes()))
             .execute(&mut *conn)
-            .await?;
-        Ok(())
+            .await?
+            .rows_affected();
+        Ok(ended == 1)
     }
 }
 

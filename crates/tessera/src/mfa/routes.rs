@@ -12,12 +12,12 @@ use super::{CHALLENGE_TTL_SECS, CodeError, Purpose, otpauth_uri, qr_svg_data_url
 use crate::AppState;
 use crate::audit::{self, Actor, Origin};
 use crate::auth::Authenticated;
+use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
 use crate::auth::login::open_session;
 use crate::auth::tokens::Delivery;
 use crate::db::WriteTx;
 use crate::http::client::Client;
 use crate::http::error::db_error;
-use crate::http::ratelimit::Attempt;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::{self, Scope};
@@ -98,10 +98,15 @@ async fn setup(
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
     let user = caller.info.user.clone();
-    let stored = users::password_hash(state.db(), &user.id)
-        .await
-        .map_err(db_error)?;
-    if !state.passwords().verify(request.password, stored).await?.ok {
+    if !password_right(
+        &state,
+        &caller,
+        request.password,
+        "mfa.setup_failed",
+        &origin,
+    )
+    .await?
+    {
         return Err(ApiError::unauthorized(
             "invalid_credentials",
             "the password is wrong",
@@ -234,26 +239,41 @@ async fn disable(
 ) -> Result<StatusCode, ApiError> {
     feature_on(&state)?;
     let user = caller.info.user.clone();
-    let stored = users::password_hash(state.db(), &user.id)
-        .await
-        .map_err(db_error)?;
-    let verified = state.passwords().verify(request.password, stored).await?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let code_ok = verified.ok
-        && state
-            .mfa()
-            .accept_code(&mut tx, &user.id, &request.code, false)
-            .await
-            .map_err(db_error)?
-            .is_ok();
-    if !code_ok {
-        record(&mut tx, "mfa.disable_failed", &user, false, &origin, None).await?;
-        tx.commit().await.map_err(db_error)?;
-        return Err(ApiError::unauthorized(
-            "invalid_credentials",
-            "the password or the code is wrong",
-        ));
+    let refused =
+        || ApiError::unauthorized("invalid_credentials", "the password or the code is wrong");
+    if !password_right(
+        &state,
+        &caller,
+        request.password,
+        "mfa.disable_failed",
+        &origin,
+    )
+    .await?
+    {
+        return Err(refused());
     }
+    let check = SecretCheck::begin(&state, Factor::Code, Subject::Account(&user)).await?;
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let code_ok = state
+        .mfa()
+        .accept_code(&mut tx, &user.id, &request.code, false)
+        .await
+        .map_err(db_error)?
+        .is_ok();
+    if !code_ok {
+        drop(tx);
+        check
+            .failed(Failure {
+                action: "mfa.disable_failed",
+                actor: &caller.actor(),
+                reason: Some("wrong_code"),
+                origin: &origin,
+                details: None,
+            })
+            .await?;
+        return Err(refused());
+    }
+    check.passed().await;
     state
         .mfa()
         .remove(&mut tx, &user.id)
@@ -262,6 +282,36 @@ async fn disable(
     record(&mut tx, "mfa.disabled", &user, true, &origin, None).await?;
     tx.commit().await.map_err(db_error)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether `password` is the caller's, checked under the account's lockout; a wrong one is
+/// counted and audited as `action`.
+async fn password_right(
+    state: &AppState,
+    caller: &Authenticated,
+    password: String,
+    action: &'static str,
+    origin: &Origin,
+) -> Result<bool, ApiError> {
+    let user = &caller.info.user;
+    let check = SecretCheck::begin(state, Factor::Password, Subject::Account(user)).await?;
+    let stored = users::password_hash(state.db(), &user.id)
+        .await
+        .map_err(db_error)?;
+    if state.passwords().verify(password, stored).await?.ok {
+        check.passed().await;
+        return Ok(true);
+    }
+    check
+        .failed(Failure {
+            action,
+            actor: &caller.actor(),
+            reason: Some("wrong_password"),
+            origin,
+            details: None,
+        })
+        .await?;
+    Ok(false)
 }
 
 /// A login's answer for an enrolled account, or one the tenant requires to enroll: no
@@ -412,18 +462,23 @@ async fn complete(
             "send either `code` or `recovery_code`",
         ));
     }
+    let expired = || {
+        ApiError::unauthorized(
+            "invalid_mfa_token",
+            "the login expired or used up its attempts; log in again",
+        )
+    };
+    // The attempt on the challenge counts whatever follows; the code is checked in a
+    // transaction of its own, once the account's check has its place (never waiting for one
+    // while holding the write lock).
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let Some(challenge) = state
+    let challenge = state
         .mfa()
         .attempt(&mut tx, &request.mfa_token, Purpose::Verify)
         .await
-        .map_err(db_error)?
-    else {
-        return Err(ApiError::unauthorized(
-            "invalid_mfa_token",
-            "the login expired or used up its attempts; log in again",
-        ));
-    };
+        .map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    let challenge = challenge.ok_or_else(expired)?;
     *decision = Some(Decision {
         allowed: true,
         limit: u32::try_from(super::CHALLENGE_ATTEMPTS).unwrap_or(0),
@@ -451,15 +506,16 @@ async fn complete(
         .map_err(db_error)?;
     // Codes are counted per account across challenges, like passwords: logging in again for
     // a fresh challenge does not buy more guesses.
-    let lock = format!("mfa|{user_id}");
-    if let Attempt::Delayed(seconds) = state.limiter().attempt(&lock).await {
-        drop(tx);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "login_delayed",
-            "too many wrong codes for this account; retry after the time in Retry-After",
-        )
-        .retry_after(seconds));
+    let check = SecretCheck::begin(state, Factor::Code, Subject::Account(&user)).await?;
+    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    // Claimed first, so a challenge completes one login however many codes race on it.
+    if !state
+        .mfa()
+        .finish(&mut tx, &request.mfa_token)
+        .await
+        .map_err(db_error)?
+    {
+        return Err(expired());
     }
     let (accepted, method) = match (&request.code, &request.recovery_code) {
         (Some(code), None) => (
@@ -482,18 +538,28 @@ async fn complete(
         _ => (false, "none"),
     };
     let details = Some(json!({ "method": method }));
-    if !accepted || !user.active {
+    if !accepted {
+        // The challenge stays for its remaining attempts.
+        drop(tx);
+        check
+            .failed(Failure {
+                action: "login.mfa_failed",
+                actor: &Actor::User(user.id.clone()),
+                reason: Some("wrong_code"),
+                origin: &origin,
+                details,
+            })
+            .await?;
+        return Err(invalid_code());
+    }
+    check.passed().await;
+    if !user.active {
+        drop(tx);
+        let mut tx = state.db().begin_write().await.map_err(db_error)?;
         record(&mut tx, "login.mfa_failed", &user, false, &origin, details).await?;
-        // The attempt is counted even though the login failed.
         tx.commit().await.map_err(db_error)?;
         return Err(invalid_code());
     }
-    state.limiter().reset(&lock).await;
-    state
-        .mfa()
-        .finish(&mut tx, &request.mfa_token)
-        .await
-        .map_err(db_error)?;
     open_session(
         state,
         tx,

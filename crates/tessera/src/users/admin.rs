@@ -426,7 +426,7 @@ async fn update(
     Ok(Json(UserView { user, roles }))
 }
 
-/// Lifts the login lockout of the account (by email and by username), audited.
+/// Lifts every lockout of the account (wrong passwords and wrong codes), audited.
 async fn unlock(
     State(state): State<AppState>,
     Client(origin): Client,
@@ -434,13 +434,7 @@ async fn unlock(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let user = administered(&state, &caller, &id, "users:update").await?;
-    let names = std::iter::once(user.email.as_str()).chain(user.username.as_deref());
-    for name in names {
-        state
-            .limiter()
-            .reset(&crate::auth::login::lockout_key(&user.tenant_id, name))
-            .await;
-    }
+    crate::auth::attempts::unlock(&state, &user.id).await;
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     caller
         .record(&mut tx, "user.unlocked", ("user", &user.id), &origin, None)

@@ -357,13 +357,15 @@ async fn a_login_flood_beyond_the_queue_is_shed_with_503_while_me_keeps_answerin
     let access = tokens["access_token"].as_str().expect("token").to_owned();
 
     let app = std::sync::Arc::new(app);
+    // Many names at once: one account's checks are bounded on their own, many accounts'
+    // only by the pool.
     let flood: Vec<_> = (0..24)
-        .map(|_| {
+        .map(|n| {
             let app = std::sync::Arc::clone(&app);
             tokio::spawn(async move {
                 app.post_json(
                     "/api/v1/auth/login",
-                    &json!({"login": "ada@example.com", "password": "wrong password!"}),
+                    &json!({"login": format!("user{n}@example.com"), "password": "wrong password!"}),
                 )
                 .await
             })

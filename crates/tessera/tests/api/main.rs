@@ -3,6 +3,7 @@
 mod helpers;
 
 mod admin_users;
+mod attempts;
 mod audit;
 mod auth;
 mod cli;

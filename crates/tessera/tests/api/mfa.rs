@@ -606,6 +606,188 @@ async fn wrong_codes_count_per_account_across_fresh_challenges() {
     problem(delayed, 429, "login_delayed").await;
 }
 
+/// Ada enrolled, signed in with a recovery code; her secret and access token.
+async fn enrolled_session(app: &TestApp) -> (String, String) {
+    let (secret, recovery, _) = enroll(app).await;
+    let challenge = login(app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let tokens: Value = post(
+        app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": challenge, "recovery_code": recovery[0]}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let access = tokens["access_token"].as_str().expect("token").to_owned();
+    (secret, access)
+}
+
+async fn assert_locked(response: reqwest::Response) {
+    assert!(response.headers().contains_key("retry-after"));
+    problem(response, 429, "login_delayed").await;
+}
+
+#[tokio::test]
+async fn wrong_codes_at_disable_count_under_the_accounts_code_lockout() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| c.rate_limits.lockout_after = 3).await;
+    let (secret, access) = enrolled_session(&app).await;
+    for _ in 0..3 {
+        problem(
+            post(
+                &app,
+                "/api/v1/auth/mfa/totp/disable",
+                Some(&access),
+                json!({"password": PASSWORD, "code": "000000"}),
+            )
+            .await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let right = code(&secret, unix_now() + 30);
+    assert_locked(
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/disable",
+            Some(&access),
+            json!({"password": PASSWORD, "code": right}),
+        )
+        .await,
+    )
+    .await;
+    // The same count guards the login's second step.
+    let challenge = login(&app).await["mfa_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    assert_locked(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": challenge, "code": right}),
+        )
+        .await,
+    )
+    .await;
+    let actions = app.audit_actions().await;
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| *a == "mfa.disable_failed")
+            .count(),
+        3
+    );
+    assert!(actions.iter().any(|a| a == "mfa.lockout_started"));
+}
+
+#[tokio::test]
+async fn wrong_passwords_at_disable_lock_the_password_like_a_login() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| c.rate_limits.lockout_after = 3).await;
+    let (secret, access) = enrolled_session(&app).await;
+    for _ in 0..3 {
+        problem(
+            post(
+                &app,
+                "/api/v1/auth/mfa/totp/disable",
+                Some(&access),
+                json!({"password": "wrong password!", "code": "000000"}),
+            )
+            .await,
+            401,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    let right = code(&secret, unix_now() + 30);
+    assert_locked(
+        post(
+            &app,
+            "/api/v1/auth/mfa/totp/disable",
+            Some(&access),
+            json!({"password": PASSWORD, "code": right}),
+        )
+        .await,
+    )
+    .await;
+    assert_locked(
+        post(
+            &app,
+            "/api/v1/auth/login",
+            None,
+            json!({"login": "ada@example.com", "password": PASSWORD}),
+        )
+        .await,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_unlock_clears_the_wrong_code_count_too() {
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| c.rate_limits.lockout_after = 3).await;
+    let (secret, _, _) = enroll(&app).await;
+    let admin = app
+        .token_for("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let challenge = || async {
+        login(&app).await["mfa_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
+    for _ in 0..3 {
+        let token = challenge().await;
+        let wrong = post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": "000000"}),
+        )
+        .await;
+        problem(wrong, 401, "invalid_code").await;
+    }
+    let token = challenge().await;
+    let right = code(&secret, unix_now() + 30);
+    assert_locked(
+        post(
+            &app,
+            "/api/v1/auth/mfa/verify",
+            None,
+            json!({"mfa_token": token, "code": right}),
+        )
+        .await,
+    )
+    .await;
+    let found: Value = app
+        .get_bearer("/api/v1/admin/users?q=ada", &admin)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let id = found["items"][0]["id"].as_str().expect("id");
+    assert_eq!(
+        app.post_bearer(&format!("/api/v1/admin/users/{id}/unlock"), &admin)
+            .await
+            .status(),
+        204
+    );
+    let token = challenge().await;
+    let verified = post(
+        &app,
+        "/api/v1/auth/mfa/verify",
+        None,
+        json!({"mfa_token": token, "code": right}),
+    )
+    .await;
+    assert_eq!(verified.status(), 200);
+}
+
 #[tokio::test]
 async fn an_older_enrollment_challenge_after_mfa_was_confirmed_is_a_conflict_not_a_500() {
     let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;

@@ -282,6 +282,31 @@ async fn parallel_guesses_get_no_more_tries_than_the_lockout_allows_known_or_not
 }
 
 #[tokio::test]
+async fn the_per_account_limit_counts_the_account_whatever_its_name() {
+    let app = limited_app(|c| "2/min".clone_into(&mut c.rate_limits.login_per_ip_account)).await;
+    crate::attempts::create_ada(&app).await;
+    for name in ["ada@example.com", "ada"] {
+        assert_eq!(
+            login(&app, name, "wrong password!", None).await.status(),
+            401
+        );
+    }
+    problem(
+        login(&app, "ADA@example.com", PASSWORD, None).await,
+        429,
+        "rate_limited",
+    )
+    .await;
+    assert_eq!(
+        login(&app, "nobody@example.com", "wrong password!", None)
+            .await
+            .status(),
+        401,
+        "another name has its own allowance"
+    );
+}
+
+#[tokio::test]
 async fn bad_rates_are_refused_naming_the_key() {
     let error = build_error(|c| "ten per minute".clone_into(&mut c.rate_limits.login_per_ip)).await;
     assert!(
@@ -346,6 +371,26 @@ async fn two_instances_share_their_counters_through_redis() {
     let ready: serde_json::Value = first.get("/readyz").await.json().await.expect("JSON");
     assert_eq!(ready["status"], "ready");
     assert_eq!(ready["checks"]["redis"], "ok");
+}
+
+#[tokio::test]
+async fn a_lockout_counted_on_one_instance_holds_on_another_through_redis() {
+    let Some(url) = redis_url() else { return };
+    let prefix = unique_prefix();
+    let locking = |c: &mut Config| {
+        c.redis.url = Some(Secret::new(url.clone()));
+        c.redis.key_prefix.clone_from(&prefix);
+        c.rate_limits.lockout_after = 3;
+    };
+    let first = limited_app(locking).await;
+    let second = limited_app(locking).await;
+    for app in [&first, &second, &first] {
+        let answer = login(app, "ghost@example.com", "wrong password!", None).await;
+        assert_eq!(answer.status(), 401);
+    }
+    let delayed = login(&second, "Ghost@example.com", "wrong password!", None).await;
+    assert!(delayed.headers().contains_key("retry-after"));
+    problem(delayed, 429, "login_delayed").await;
 }
 
 /// A TCP relay to `target` that can be cut, standing in for a Redis that goes away.
