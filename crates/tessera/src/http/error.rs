@@ -192,6 +192,14 @@ pub fn code_for_status(status: StatusCode) -> &'static str {
 /// 409 `conflict`, whichever write path hit it. Anything else is logged and answered as an
 /// opaque 500.
 pub fn db_error<E: std::error::Error + 'static>(error: E) -> ApiError {
+    if is_unstorable_input(&error) {
+        return ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_input",
+            "the request holds a value that cannot be stored or compared (a NUL character, or a \
+             number out of range)",
+        );
+    }
     if violates_constraint(&error) {
         tracing::info!(error = %error, "a write conflicted with the stored state");
         return ApiError::new(
@@ -204,16 +212,33 @@ pub fn db_error<E: std::error::Error + 'static>(error: E) -> ApiError {
     ApiError::internal(error)
 }
 
-/// Whether `error`, or any error it wraps, is a database constraint violation.
-fn violates_constraint(error: &(dyn std::error::Error + 'static)) -> bool {
+/// The database error `error` is or wraps, if any. Error enums must wrap `sqlx::Error` as
+/// their source (not `#[error(transparent)]`, which hides it behind the driver's error).
+fn database_error<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a (dyn sqlx::error::DatabaseError + 'static)> {
     let mut current = Some(error);
     while let Some(e) = current {
         if let Some(sqlx::Error::Database(db)) = e.downcast_ref::<sqlx::Error>() {
-            return !matches!(db.kind(), sqlx::error::ErrorKind::Other);
+            return Some(db.as_ref());
         }
         current = e.source();
     }
-    false
+    None
+}
+
+/// Whether `error` is a database constraint violation.
+fn violates_constraint(error: &(dyn std::error::Error + 'static)) -> bool {
+    database_error(error).is_some_and(|db| !matches!(db.kind(), sqlx::error::ErrorKind::Other))
+}
+
+/// Whether the database refused a value the request carried: SQLSTATE class 22, "data
+/// exception" (PostgreSQL refuses a NUL character in text, 22021, and numbers out of range,
+/// 22003). The request is at fault, whichever field it was, and nothing was written.
+pub fn is_unstorable_input(error: &(dyn std::error::Error + 'static)) -> bool {
+    database_error(error)
+        .and_then(|db| db.code())
+        .is_some_and(|code| code.starts_with("22"))
 }
 
 impl From<sqlx::Error> for ApiError {

@@ -210,6 +210,10 @@ async fn find(
         .authenticate(state.db(), client_id, secret)
         .await
         .map_err(|e| {
+            // A client id no database can hold (a NUL character) names no client.
+            if crate::http::error::is_unstorable_input(&e) {
+                return OAuthError::invalid_client(basic);
+            }
             tracing::error!(error = %e, "client lookup failed");
             OAuthError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,

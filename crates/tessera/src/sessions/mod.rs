@@ -130,7 +130,7 @@ pub enum RefreshError {
     #[error("the session has ended")]
     SessionEnded,
     /// The database failed.
-    #[error(transparent)]
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
 

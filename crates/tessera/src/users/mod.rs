@@ -160,7 +160,7 @@ pub enum UserError {
     #[error("no such account")]
     NotFound,
     /// The database failed.
-    #[error(transparent)]
+    #[error("database: {0}")]
     Database(#[from] sqlx::Error),
 }
 

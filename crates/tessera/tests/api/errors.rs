@@ -202,9 +202,11 @@ crate::on_each_database! {
             "00000000-0000-7000-8000-000000000000",
             "00000000-0000-7000-8000-000000000001",
             "nope'--",
+            "a%00b",
             long.as_str(),
         ];
-        let bodies: [Option<&str>; 7] = [
+        // JSON bodies, and one form body for the OAuth endpoints.
+        let bodies: [Option<&str>; 9] = [
             None,
             Some("{}"),
             Some("[]"),
@@ -212,6 +214,8 @@ crate::on_each_database! {
             Some("null"),
             Some("{\"page\": 1e400, \"name\": null, \"roles\": [1], \"active\": \"yes\"}"),
             Some("{\"email\": \"\\u0000@x\", \"password\": \"\", \"login\": \"\", \"scopes\": [\"*:*\"], \"code\": \"000000\", \"new_password\": \"\"}"),
+            Some("{\"login\": \"a\\u0000\", \"password\": \"x\", \"tenant\": \"\\u0000\", \"name\": \"\\u0000\", \"slug\": \"\\u0000\", \"mfa_token\": \"\\u0000\", \"refresh_token\": \"\\u0000\", \"roles\": [\"\\u0000\"], \"permissions\": [\"a\\u0000:b\"]}"),
+            Some("grant_type=client_credentials&client_id=%00&client_secret=%00&token=%00&scope=%00"),
         ];
         let mut served = 0;
         for (method, template) in &routes {
@@ -227,19 +231,28 @@ crate::on_each_database! {
                     .map(|segment| if segment.starts_with('{') { id } else { segment })
                     .collect::<Vec<_>>()
                     .join("/");
-                for query in ["", "?page=-1&page_size=99999999999&q=%00&after=-5&since=x"] {
+                for query in [
+                    "",
+                    "?page=-1&page_size=99999999999&q=%00&after=-5&since=x",
+                    "?actor=%00&target=%00&action=%00&tenant=%00&q=a%00",
+                ] {
                     for body in bodies {
-                        for bearer in [None, Some(admin.as_str())] {
+                        // Anonymous, the admin's Bearer, and Basic credentials holding a NUL.
+                        let bearer_admin = format!("Bearer {admin}");
+                        for bearer in [None, Some(bearer_admin.as_str()), Some("Basic ADp4")] {
                             let mut request = app
                                 .client
                                 .request(method.clone(), app.url(&format!("{path}{query}")));
-                            if let Some(token) = bearer {
-                                request = request.bearer_auth(token);
+                            if let Some(authorization) = bearer {
+                                request = request.header("authorization", authorization);
                             }
                             if let Some(body) = body {
-                                request = request
-                                    .header("content-type", "application/json")
-                                    .body(body.to_owned());
+                                let media = if body.starts_with('{') || body.starts_with('[') || body == "null" {
+                                    "application/json"
+                                } else {
+                                    "application/x-www-form-urlencoded"
+                                };
+                                request = request.header("content-type", media).body(body.to_owned());
                             }
                             let response = request.send().await.expect("request sent");
                             served += 1;
