@@ -48,7 +48,7 @@ struct Inner {
     sessions: Arc<Sessions>,
     /// Cookie names and CSRF protection for browsers.
     auth: Arc<Auth>,
-    /// Role definitions and permission checks.
+    /// Role definitions, each account's current roles, and permission checks.
     rbac: Arc<Rbac>,
     /// Access tokens revoked before their expiry.
     denylist: Arc<DenyList>,
@@ -163,6 +163,9 @@ impl Application {
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
         let feed = Feed::new();
+        // Subscribed before the feed's first read, so no entry passes it by.
+        let rbac = Arc::new(Rbac::new());
+        rbac.follow(&feed);
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
@@ -199,7 +202,7 @@ impl Application {
                 passwords,
                 sessions,
                 auth,
-                rbac: Arc::new(Rbac::new()),
+                rbac,
                 denylist,
                 clients: Arc::new(ClientCache::default()),
                 feed,

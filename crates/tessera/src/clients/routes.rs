@@ -1,6 +1,8 @@
 //! `/api/v1/admin/clients`: a tenant's service accounts, for callers holding `clients:*`
 //! permissions in it. A secret is shown once, at creation or rotation. Nobody allows a client
-//! a scope they do not hold themselves.
+//! a scope they do not hold themselves, and nobody changes, rotates, disables or deletes a
+//! client holding a scope they do not hold (the containment rule): its secret would hand
+//! them that scope.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -11,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Client;
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Target};
 use crate::http::client::Client as Caller;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
@@ -65,6 +67,21 @@ async fn administered(
         .await
         .map_err(db_error)?
         .ok_or_else(ApiError::not_found)
+}
+
+/// The client `id` the caller is about to act on: `permission`, the tenant, and the
+/// containment rule checked in that order (403, 404, 403).
+async fn acted_on(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+    permission: &str,
+) -> Result<Client, ApiError> {
+    let client = administered(state, caller, id, permission).await?;
+    caller
+        .ensure_may_act_on(state, Target::Client(&client))
+        .await?;
+    Ok(client)
 }
 
 async fn list(
@@ -160,7 +177,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<ClientChange>,
 ) -> Result<Json<Client>, ApiError> {
-    let mut client = administered(&state, &caller, &id, "clients:update").await?;
+    let mut client = acted_on(&state, &caller, &id, "clients:update").await?;
     if let Some(name) = change.name {
         check_name(&name)?;
         client.name = name.trim().to_owned();
@@ -186,7 +203,7 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut client = administered(&state, &caller, &id, "clients:delete").await?;
+    let mut client = acted_on(&state, &caller, &id, "clients:delete").await?;
     client.active = false;
     super::update(state.db(), &client, &caller.actor(), &origin)
         .await
@@ -202,7 +219,7 @@ async fn rotate(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = administered(&state, &caller, &id, "clients:update").await?;
+    let client = acted_on(&state, &caller, &id, "clients:update").await?;
     let secret = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;

@@ -79,19 +79,21 @@ pub async fn record(
 }
 
 /// Records that every token of `subject` (a user or client) issued until `margin` seconds
-/// from now is revoked (a margin covers tokens other instances may still issue).
+/// from now is revoked (a margin covers tokens other instances may still issue). Returns
+/// that second, the entry's `issued_before`.
 pub async fn record_subject(
     conn: &mut AnyConnection,
     tenant_id: &str,
     subject: &str,
     margin: i64,
-) -> Result<(), sqlx::Error> {
+) -> Result<i64, sqlx::Error> {
     let issued_before = unix_now() + margin;
     let target = Revoked::Subject {
         sub: subject.to_owned(),
         issued_before,
     };
-    record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
+    record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await?;
+    Ok(issued_before)
 }
 
 /// An entry and its place in the feed.
