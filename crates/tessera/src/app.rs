@@ -166,6 +166,8 @@ impl Application {
         // Subscribed before the feed's first read, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
+        let clients = Arc::new(ClientCache::default());
+        clients.follow(&feed);
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
@@ -204,7 +206,7 @@ impl Application {
                 auth,
                 rbac,
                 denylist,
-                clients: Arc::new(ClientCache::default()),
+                clients,
                 feed,
                 limiter,
                 csp_reports,

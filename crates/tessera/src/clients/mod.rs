@@ -231,13 +231,28 @@ pub async fn rotate_secret(
 }
 
 /// Changes name, scopes and whether the client is active. Audited.
+///
+/// Disabling it, or taking a scope away, writes a subject entry in the revocation feed in the
+/// same transaction, so services refuse the tokens it was issued before; returns that
+/// entry's `issued_before` (tokens issued after it must be issued later, see
+/// `Rbac::issue_time`).
 pub async fn update(
     db: &Db,
     client: &Client,
     actor: &Actor,
     origin: &Origin,
-) -> Result<(), sqlx::Error> {
+) -> Result<Option<i64>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT scopes FROM clients WHERE id = $1")
+        .bind(&client.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let before: Vec<String> = stored
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let narrowed =
+        crate::rbac::first_uncovered(&parse_stored(&client.scopes), &parse_stored(&before))
+            .is_some();
     sqlx::query(
         "UPDATE clients SET name = $1, scopes = $2, active = $3, updated_at = $4 WHERE id = $5",
     )
@@ -254,15 +269,40 @@ pub async fn update(
         "client.disabled"
     };
     audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
-    if !client.active {
+    let issued_before = if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
         // locally learn it from the feed. Other instances may still issue it tokens until
         // their cache expires, so those are covered too.
-        revocations::record_subject(&mut tx, &client.tenant_id, &client.id, CACHE_TTL_SECS + 5)
-            .await?;
-    }
+        Some(
+            revocations::record_subject(&mut tx, &client.tenant_id, &client.id, CACHE_TTL_SECS + 5)
+                .await?,
+        )
+    } else if narrowed {
+        // Its tokens carry the old scopes: services must stop trusting them, and it
+        // obtains tokens with the new ones. Other instances drop the client when they read
+        // the entry (see `ClientCache::follow`).
+        Some(
+            revocations::record_subject(
+                &mut tx,
+                &client.tenant_id,
+                &client.id,
+                crate::rbac::ACCESS_CHANGE_MARGIN_SECS,
+            )
+            .await?,
+        )
+    } else {
+        None
+    };
     tx.commit().await?;
-    Ok(())
+    Ok(issued_before)
+}
+
+/// Stored scopes, parsed (checked when written; anything unreadable counts as nothing).
+fn parse_stored(texts: &[String]) -> Vec<Permission> {
+    texts
+        .iter()
+        .filter_map(|t| Permission::parse(t).ok())
+        .collect()
 }
 
 /// How long a client read from the database is trusted. Changes made by this instance apply
@@ -334,6 +374,19 @@ impl ClientCache {
         }
         entries.insert(id.to_owned(), Arc::clone(&entry));
         Ok(Some(entry))
+    }
+
+    /// Follows the revocation feed until this cache is dropped: a client named by a subject
+    /// entry (disabled or narrowed by any instance or the CLI) is read again.
+    pub fn follow(self: &Arc<Self>, feed: &revocations::Feed) {
+        revocations::follow_subjects(feed, Arc::downgrade(self), |cache, entry| match entry {
+            Some((_, subject, _)) => cache.forget(subject),
+            None => cache
+                .entries
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear(),
+        });
     }
 
     /// Drops a client after it changed here.

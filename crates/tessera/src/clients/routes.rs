@@ -84,6 +84,19 @@ async fn acted_on(
     Ok(client)
 }
 
+/// After a committed change: this instance reads the client again, and when its old tokens
+/// were revoked (`issued_before`), issues its next one after that second; the feed reads the
+/// entry now, for the other instances and services.
+fn changed(state: &AppState, client: &Client, revoked: Option<i64>) {
+    state.clients().forget(&client.id);
+    if let Some(issued_before) = revoked {
+        state
+            .rbac()
+            .note_revoked(&client.tenant_id, &client.id, issued_before);
+    }
+    state.feed().wake();
+}
+
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -188,11 +201,10 @@ async fn update(
     if let Some(active) = change.active {
         client.active = active;
     }
-    super::update(state.db(), &client, &caller.actor(), &origin)
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
-    state.clients().forget(&client.id);
-    state.feed().wake();
+    changed(&state, &client, revoked);
     Ok(Json(client))
 }
 
@@ -205,11 +217,10 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let mut client = acted_on(&state, &caller, &id, "clients:delete").await?;
     client.active = false;
-    super::update(state.db(), &client, &caller.actor(), &origin)
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
-    state.clients().forget(&client.id);
-    state.feed().wake();
+    changed(&state, &client, revoked);
     Ok(StatusCode::NO_CONTENT)
 }
 

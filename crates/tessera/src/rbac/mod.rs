@@ -15,12 +15,11 @@ pub mod routes;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 pub use tessera_token::Permission;
-use tessera_token::{Revoked, unix_now, unix_now_ms};
-use tokio::sync::broadcast::error::RecvError;
+use tessera_token::{unix_now, unix_now_ms};
 
 use sqlx::AnyConnection;
 
@@ -75,6 +74,10 @@ struct UserRoles {
 /// is covered too. Tokens issued after the change wait out that second (see
 /// [`Rbac::issue_time`]).
 pub const ACCESS_CHANGE_MARGIN_SECS: i64 = 1;
+
+/// Longest wait [`Rbac::issue_time`] imposes, in milliseconds: past the margin's second and
+/// the one it reaches into.
+const MAX_ISSUE_WAIT_MS: i64 = (ACCESS_CHANGE_MARGIN_SECS + 1) * 1_000;
 
 /// Accounts whose access was reduced or changed in one transaction. Each got a subject entry
 /// in the revocation feed there, so services refuse the tokens issued before the change and
@@ -262,7 +265,10 @@ impl Rbac {
             .get(subject)
             .copied();
         if let Some(floor) = floor {
-            let wait_ms = (floor + 1).saturating_mul(1_000) - unix_now_ms();
+            // Never long: an entry reaching further ahead (a client disabled with a wider
+            // margin, then enabled again) costs a refused token, not a hanging request.
+            let wait_ms =
+                ((floor + 1).saturating_mul(1_000) - unix_now_ms()).min(MAX_ISSUE_WAIT_MS);
             if wait_ms > 0 {
                 tokio::time::sleep(Duration::from_millis(wait_ms.unsigned_abs())).await;
             }
@@ -270,30 +276,15 @@ impl Rbac {
         unix_now()
     }
 
-    /// Follows the revocation feed until it or this cache is dropped: each subject entry,
-    /// written by any instance or the CLI, is taken in with [`Self::note_revoked`].
+    /// Follows the revocation feed until this cache is dropped: each subject entry, written
+    /// by any instance or the CLI, is taken in with [`Self::note_revoked`].
     pub fn follow(self: &Arc<Self>, feed: &Feed) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        let mut batches = feed.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let received = batches.recv().await;
-                let Some(rbac) = weak.upgrade() else { return };
-                match received {
-                    Ok(batch) => {
-                        for entry in &batch.entries {
-                            if let Revoked::Subject { sub, issued_before } =
-                                &entry.revocation.target
-                            {
-                                rbac.note_revoked(&entry.revocation.tid, sub, *issued_before);
-                            }
-                        }
-                    }
-                    // Entries were missed: everything cached may be stale.
-                    Err(RecvError::Lagged(_)) => rbac.forget_all(),
-                    Err(RecvError::Closed) => return,
-                }
+        revocations::follow_subjects(feed, Arc::downgrade(self), |rbac, entry| match entry {
+            Some((tenant_id, subject, issued_before)) => {
+                rbac.note_revoked(tenant_id, subject, issued_before);
             }
+            // Entries were missed: everything cached may be stale.
+            None => rbac.forget_all(),
         });
     }
 

@@ -96,6 +96,40 @@ pub async fn record_subject(
     Ok(issued_before)
 }
 
+/// A subject entry as followers see it: tenant, subject, `issued_before`.
+pub type SubjectRevoked<'a> = (&'a str, &'a str, i64);
+
+/// Calls `apply` with every subject entry the feed reads (written by any instance or the
+/// CLI) for as long as `target` lives, and with `None` when entries were missed (the
+/// follower fell behind), so caches keyed by subject can drop what changed. Subscribe
+/// before the feed's first read so no entry passes by.
+pub fn follow_subjects<T: Send + Sync + 'static>(
+    feed: &Feed,
+    target: Weak<T>,
+    apply: fn(&T, Option<SubjectRevoked<'_>>),
+) {
+    let mut batches = feed.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let received = batches.recv().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            match received {
+                Ok(batch) => {
+                    for entry in &batch.entries {
+                        if let Revoked::Subject { sub, issued_before } = &entry.revocation.target {
+                            apply(&target, Some((&entry.revocation.tid, sub, *issued_before)));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => apply(&target, None),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
 /// An entry and its place in the feed.
 #[derive(Debug, Clone)]
 pub struct Entry {

@@ -321,3 +321,53 @@ async fn a_permission_taken_from_a_role_ends_its_holders_old_tokens() {
             .expect("count");
     assert_eq!(entries, 1, "one entry for the one holder, when narrowed");
 }
+
+/// A client-credentials token for `id`.
+async fn client_token(app: &TestApp, id: &str, secret: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/oauth2/token"))
+        .header("authorization", crate::helpers::basic(id, secret))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("JSON");
+    body["access_token"].as_str().expect("token").to_owned()
+}
+
+#[tokio::test]
+async fn a_scope_taken_from_a_client_ends_its_old_tokens_and_the_next_one_is_accepted() {
+    let app = spawn_app().await;
+    let root = app
+        .token_for("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let verifier = live_verifier(&app, &root).await;
+    let (id, secret) = app
+        .new_client(&root, json!(["reports:read", "reports:export"]))
+        .await;
+    let old = client_token(&app, &id, &secret).await;
+    verifier
+        .verify(&old)
+        .await
+        .expect("accepted before the change");
+
+    let narrowed = app
+        .send(
+            Method::PATCH,
+            &format!("/api/v1/admin/clients/{id}"),
+            &root,
+            Some(json!({"scopes": ["reports:read"]})),
+        )
+        .await;
+    assert_eq!(narrowed.status(), 200);
+    refused_within_a_second(&verifier, &old).await;
+    let new = client_token(&app, &id, &secret).await;
+    let claims = verifier
+        .verify(&new)
+        .await
+        .expect("the new token is accepted");
+    assert_eq!(claims.scope, "reports:read");
+}
