@@ -130,15 +130,10 @@ impl Authenticated {
     ) -> Result<(), ApiError> {
         let rbac = state.rbac();
         let wanted = match target {
-            Target::User(user) => {
-                let roles = rbac
-                    .roles_of(state.db(), &user.id)
-                    .await
-                    .map_err(ApiError::internal)?;
-                rbac.permissions_of(state.db(), &user.tenant_id, &roles)
-                    .await
-                    .map_err(ApiError::internal)?
-            }
+            Target::User(user) => rbac
+                .held_by(state.db(), &user.tenant_id, &user.id)
+                .await
+                .map_err(ApiError::internal)?,
             // Stored scopes were checked when written; one that no longer parses grants
             // nothing at the token endpoint either.
             Target::Client(client) => client

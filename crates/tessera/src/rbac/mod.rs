@@ -6,10 +6,11 @@
 //! Tessera's own endpoints decide with the caller's **current** roles, not those its token
 //! carries: both role definitions and each account's roles are cached here, dropped at once
 //! when they change on this instance, and dropped within one feed poll when the revocation
-//! feed shows a subject entry written elsewhere (every change that takes access away writes
-//! one, see `users::admin` and `routes`). The same entries tell token issuance the earliest
-//! second a subject's next token may carry, so a token issued right after a change is never
-//! covered by the entry that ended the tokens before it.
+//! feed shows a subject entry written elsewhere (any change of an account's roles, and a
+//! permission taken from a role, writes one per account: see `users::admin` and `routes`).
+//! The same entries tell token issuance the earliest second a subject's next token may
+//! carry, so a token issued right after a change is never covered by the entry that ended
+//! the tokens before it.
 
 pub mod routes;
 
@@ -18,10 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
+use sqlx::AnyConnection;
 pub use tessera_token::Permission;
 use tessera_token::{unix_now, unix_now_ms};
-
-use sqlx::AnyConnection;
 
 use crate::db::Db;
 use crate::revocations::{self, Feed};
@@ -45,8 +45,10 @@ pub const BUILT_IN_ROLES: [(&str, &str, &str); 3] = [
 /// the token holds more than its scope.
 pub const MAX_SCOPE_BYTES: usize = 2_048;
 
-/// How long a tenant's roles are trusted before they are read again, so a change made on
-/// another instance applies within this many seconds (changes made here apply at once).
+/// How long a tenant's roles are trusted before they are read again. Changes made here
+/// apply at once; one made on another instance that takes a permission away from holders
+/// applies within a feed poll (its subject entries drop the tenant's roles), any other
+/// within this many seconds.
 const ROLES_TTL_SECS: i64 = 10;
 
 /// How long an account's roles are trusted before they are read again. Every change made
@@ -61,6 +63,20 @@ const USER_ROLES_CAPACITY: usize = 100_000;
 struct TenantRoles {
     roles: HashMap<String, Arc<[Permission]>>,
     loaded_at: i64,
+}
+
+impl TenantRoles {
+    /// Every permission `roles` grant here, sorted, without duplicates.
+    fn granted(&self, roles: &[String]) -> Vec<Permission> {
+        let mut granted: Vec<Permission> = roles
+            .iter()
+            .filter_map(|role| self.roles.get(role))
+            .flat_map(|held| held.iter().cloned())
+            .collect();
+        granted.sort();
+        granted.dedup();
+        granted
+    }
 }
 
 /// The roles one account holds, as read at one moment.
@@ -188,6 +204,25 @@ impl Rbac {
         {
             return Ok(Arc::clone(&user.roles));
         }
+        self.load_roles(db, user_id).await
+    }
+
+    /// Every permission account `user_id` of `tenant_id` holds, read from the database
+    /// rather than the caches: what an administrator is about to act on is judged as it is
+    /// now, whichever instance changed it.
+    pub async fn held_by(
+        &self,
+        db: &Db,
+        tenant_id: &str,
+        user_id: &str,
+    ) -> Result<Vec<Permission>, sqlx::Error> {
+        let roles = self.load_roles(db, user_id).await?;
+        Ok(self.load(db, tenant_id).await?.granted(&roles))
+    }
+
+    /// Reads an account's roles, and caches them unless they were invalidated meanwhile.
+    async fn load_roles(&self, db: &Db, user_id: &str) -> Result<Arc<[String]>, sqlx::Error> {
+        let now = unix_now();
         let generation = self.generation.load(Ordering::Acquire);
         let roles: Vec<String> =
             sqlx::query_scalar("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
@@ -218,15 +253,7 @@ impl Rbac {
         tenant_id: &str,
         roles: &[String],
     ) -> Result<Vec<Permission>, sqlx::Error> {
-        let tenant = self.tenant(db, tenant_id).await?;
-        let mut granted: Vec<Permission> = roles
-            .iter()
-            .filter_map(|role| tenant.roles.get(role))
-            .flat_map(|held| held.iter().cloned())
-            .collect();
-        granted.sort();
-        granted.dedup();
-        Ok(granted)
+        Ok(self.tenant(db, tenant_id).await?.granted(roles))
     }
 
     /// Forgets an account's roles after they changed here.
@@ -328,14 +355,7 @@ impl Rbac {
         tenant_id: &str,
         roles: &[String],
     ) -> Result<String, sqlx::Error> {
-        let tenant = self.load(db, tenant_id).await?;
-        let mut granted: Vec<&Permission> = roles
-            .iter()
-            .filter_map(|role| tenant.roles.get(role))
-            .flat_map(|held| held.iter())
-            .collect();
-        granted.sort();
-        granted.dedup();
+        let granted = self.load(db, tenant_id).await?.granted(roles);
         let mut scope = String::new();
         for permission in granted {
             let text = permission.to_string();
