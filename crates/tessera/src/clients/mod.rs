@@ -272,7 +272,7 @@ pub async fn update(
     let issued_before = if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
         // locally learn it from the feed. Other instances may still issue it tokens until
-        // their cache expires, so those are covered too.
+        // they read this entry or their cache expires, so those are covered too.
         Some(
             revocations::record_subject(&mut tx, &client.tenant_id, &client.id, CACHE_TTL_SECS + 5)
                 .await?,

@@ -230,8 +230,10 @@ impl Rbac {
                 .fetch_all(db.pool())
                 .await?;
         let roles: Arc<[String]> = roles.into();
+        // Checked under the lock: an invalidation bumps the generation before it takes the
+        // lock, so it either is seen here or removes what is stored here.
+        let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
-            let mut users = self.users.write().unwrap_or_else(|p| p.into_inner());
             if users.len() >= USER_ROLES_CAPACITY {
                 users.clear();
             }
@@ -435,11 +437,9 @@ impl Rbac {
             roles,
             loaded_at: now,
         });
+        let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
         if self.generation.load(Ordering::Acquire) == generation {
-            self.tenants
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(tenant_id.to_owned(), Arc::clone(&tenant));
+            tenants.insert(tenant_id.to_owned(), Arc::clone(&tenant));
         }
         Ok(tenant)
     }
