@@ -56,6 +56,16 @@ pub enum Revoked {
 }
 
 impl Revocation {
+    /// The last `iat` a subject or tenant entry covers; `None` for the other kinds.
+    pub fn issued_before(&self) -> Option<i64> {
+        match self.target {
+            Revoked::Subject { issued_before, .. } | Revoked::Tenant { issued_before } => {
+                Some(issued_before)
+            }
+            Revoked::Session { .. } | Revoked::Token { .. } => None,
+        }
+    }
+
     /// Whether this revocation makes `claims` invalid.
     pub fn covers(&self, claims: &AccessClaims) -> bool {
         claims.tid == self.tid

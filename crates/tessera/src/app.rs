@@ -48,7 +48,7 @@ struct Inner {
     sessions: Arc<Sessions>,
     /// Cookie names and CSRF protection for browsers.
     auth: Arc<Auth>,
-    /// Role definitions and permission checks.
+    /// Role definitions, each account's current roles, and permission checks.
     rbac: Arc<Rbac>,
     /// Access tokens revoked before their expiry.
     denylist: Arc<DenyList>,
@@ -182,6 +182,9 @@ impl Application {
         let feed = Feed::load(&db)
             .await
             .context("cannot read the revocation feed")?;
+        // Subscribed before the feed's first poll, so no entry passes it by.
+        let rbac = Arc::new(Rbac::new());
+        rbac.follow(&feed);
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
@@ -218,7 +221,7 @@ impl Application {
                 passwords,
                 sessions,
                 auth,
-                rbac: Arc::new(Rbac::new()),
+                rbac,
                 denylist,
                 clients: Arc::new(ClientCache::new(Arc::clone(&feed))),
                 feed,

@@ -230,13 +230,18 @@ struct Me<'a> {
     session: SessionView,
 }
 
-/// `GET /api/v1/auth/me`: who the caller is, answered from the session cache.
-pub async fn me(caller: Authenticated) -> Response {
+/// `GET /api/v1/auth/me`: who the caller is, answered from the session and roles caches
+/// (its current roles, not the token's).
+pub async fn me(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Response, ApiError> {
     let info = &caller.info;
+    let roles = caller.roles(&state).await?;
     let mut response = Json(Me {
         user: &info.user,
         tenant: &info.tenant,
-        roles: &caller.claims.roles,
+        roles: &roles,
         session: info.session.view(Some(&info.session.id)),
     })
     .into_response();
@@ -244,7 +249,7 @@ pub async fn me(caller: Authenticated) -> Response {
         header::CACHE_CONTROL,
         header::HeaderValue::from_static("no-store"),
     );
-    response
+    Ok(response)
 }
 
 /// The password change request.

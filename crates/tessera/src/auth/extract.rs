@@ -2,7 +2,9 @@
 //! shared order (`tessera-token`'s [`extract_token`]), verifies the access token (from the
 //! verified-token cache when seen before), checks that its session is still live (from the
 //! session cache: no database round trip), and, for a state-changing request authenticated by
-//! cookie, the CSRF proof.
+//! cookie, the CSRF proof. Permission checks use the caller's current roles, and every
+//! administrative action on another subject passes the one containment check,
+//! [`Authenticated::ensure_may_act_on`].
 
 use std::sync::Arc;
 
@@ -13,9 +15,11 @@ use tessera_token::{AccessClaims, Credential, extract_token, unix_now};
 use super::tokens::SESSION_CLIENT_ID;
 use crate::AppState;
 use crate::audit::{self, Actor, Origin};
+use crate::clients::Client;
 use crate::http::ApiError;
-use crate::rbac::Permission;
+use crate::rbac::{self, Permission};
 use crate::sessions::cache::{Lookup, SessionInfo};
+use crate::users::User;
 
 /// A request made within a live session.
 #[derive(Debug, Clone)]
@@ -76,6 +80,26 @@ impl Authenticated {
         .map_err(ApiError::internal)
     }
 
+    /// The roles the caller holds now. Not the token's: a role taken away counts at once on
+    /// this instance and within a feed poll on the others (see `rbac`).
+    pub async fn roles(&self, state: &AppState) -> Result<Arc<[String]>, ApiError> {
+        state
+            .rbac()
+            .roles_of(state.db(), self.user_id())
+            .await
+            .map_err(ApiError::internal)
+    }
+
+    /// Every permission the caller holds now, through its current roles.
+    pub async fn permissions(&self, state: &AppState) -> Result<Vec<Permission>, ApiError> {
+        let roles = self.roles(state).await?;
+        state
+            .rbac()
+            .permissions_of(state.db(), self.tenant_id(), &roles)
+            .await
+            .map_err(ApiError::internal)
+    }
+
     /// Succeeds when the caller holds every one of `permissions`: whatever a caller hands out
     /// (a role's permissions, a client's scopes) must be theirs to give. Otherwise 403 naming
     /// the first one missing.
@@ -84,34 +108,58 @@ impl Authenticated {
         state: &AppState,
         permissions: &[Permission],
     ) -> Result<(), ApiError> {
-        for permission in permissions {
-            let held = state
-                .rbac()
-                .allows(state.db(), self.tenant_id(), &self.claims.roles, permission)
-                .await
-                .map_err(ApiError::internal)?;
-            if !held {
-                return Err(ApiError::forbidden(
-                    "forbidden",
-                    format!("you cannot grant `{permission}`, which you do not hold"),
-                ));
-            }
+        let held = self.permissions(state).await?;
+        match rbac::first_uncovered(&held, permissions) {
+            None => Ok(()),
+            Some(missing) => Err(ApiError::forbidden(
+                "forbidden",
+                format!("you cannot grant `{missing}`, which you do not hold"),
+            )),
         }
-        Ok(())
     }
 
-    /// Succeeds when one of the caller's roles grants `wanted` (`resource:action`) in the
-    /// caller's tenant; otherwise 403 naming the permission.
+    /// The containment rule, for every administrative action on an existing account or
+    /// client: the caller must hold every permission the target holds (an account's roles'
+    /// permissions, a client's scopes), so nobody takes over a subject holding more than
+    /// they do. Otherwise 403 `target_outranks_caller`. The CLI, run by an operator, does not
+    /// pass here.
+    pub async fn ensure_may_act_on(
+        &self,
+        state: &AppState,
+        target: Target<'_>,
+    ) -> Result<(), ApiError> {
+        let rbac = state.rbac();
+        let wanted = match target {
+            Target::User(user) => rbac
+                .held_by(state.db(), &user.tenant_id, &user.id)
+                .await
+                .map_err(ApiError::internal)?,
+            // Stored scopes were checked when written; one that no longer parses grants
+            // nothing at the token endpoint either.
+            Target::Client(client) => client
+                .scopes
+                .iter()
+                .filter_map(|s| Permission::parse(s).ok())
+                .collect(),
+        };
+        let held = self.permissions(state).await?;
+        match rbac::first_uncovered(&held, &wanted) {
+            None => Ok(()),
+            Some(missing) => Err(ApiError::forbidden(
+                "target_outranks_caller",
+                format!("the target holds `{missing}`, which you do not hold"),
+            )),
+        }
+    }
+
+    /// Succeeds when one of the caller's current roles grants `wanted` (`resource:action`) in
+    /// the caller's tenant; otherwise 403 naming the permission.
     pub async fn require(&self, state: &AppState, wanted: &str) -> Result<(), ApiError> {
         let permission = Permission::parse(wanted).map_err(ApiError::internal)?;
+        let roles = self.roles(state).await?;
         let allowed = state
             .rbac()
-            .allows(
-                state.db(),
-                self.tenant_id(),
-                &self.claims.roles,
-                &permission,
-            )
+            .allows(state.db(), self.tenant_id(), &roles, &permission)
             .await
             .map_err(ApiError::internal)?;
         if allowed {
@@ -123,6 +171,15 @@ impl Authenticated {
             ))
         }
     }
+}
+
+/// Someone an administrator acts on, for [`Authenticated::ensure_may_act_on`].
+#[derive(Debug, Clone, Copy)]
+pub enum Target<'a> {
+    /// An account: it holds its roles' permissions.
+    User(&'a User),
+    /// A service account: it holds its scopes.
+    Client(&'a Client),
 }
 
 impl FromRequestParts<AppState> for Authenticated {

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::http::csrf::Csrf;
 use crate::keys::master::MasterKey;
 use cookies::Cookies;
-pub use extract::Authenticated;
+pub use extract::{Authenticated, Target};
 
 /// How this instance reads and protects browser credentials.
 pub struct Auth {

@@ -29,19 +29,21 @@ pub enum Delivery {
 }
 
 /// Signs an access token for `session` carrying `roles` and, as its `scope`, every
-/// permission they grant, so services can check permissions without asking.
+/// permission they grant, so services can check permissions without asking. Its `iat` is
+/// past every subject revocation of the user (see `Rbac::issue_time`), so a token issued
+/// right after a role change is one services accept.
 pub async fn access_token(
     state: &AppState,
     session: &Session,
     roles: Vec<String>,
 ) -> Result<(String, i64), ApiError> {
+    let now = state.rbac().issue_time(&session.user_id).await;
     let scope = state
         .rbac()
         .scope(state.db(), &session.tenant_id, &roles)
         .await
         .map_err(db_error)?;
     let config = state.config();
-    let now = unix_now();
     let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
     let claims = AccessClaims {
         iss: config.issuer(),

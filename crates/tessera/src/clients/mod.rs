@@ -230,8 +230,13 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
-/// Changes name, scopes and whether the client is active. Audited. A disabled client's
-/// tokens are revoked: the feed entry written is returned, for [`Feed::learn_all`].
+/// Changes name, scopes and whether the client is active. Audited.
+///
+/// Disabling it, or taking a scope away, writes a subject entry in the revocation feed in the
+/// same transaction, so services refuse the tokens it was issued before; that entry is
+/// returned, for [`Feed::learn_all`] and `Rbac::note_revoked` (tokens issued after it must be
+/// issued later, see `Rbac::issue_time`). Enabling the client again lifts nothing: its tokens
+/// from before stay revoked, for introspection as for the feed.
 pub async fn update(
     db: &Db,
     client: &Client,
@@ -239,6 +244,16 @@ pub async fn update(
     origin: &Origin,
 ) -> Result<Option<Revocation>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
+    let stored: Option<String> = sqlx::query_scalar("SELECT scopes FROM clients WHERE id = $1")
+        .bind(&client.id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let before: Vec<String> = stored
+        .and_then(|s| serde_json::from_str(&s).ok())
+        .unwrap_or_default();
+    let narrowed =
+        crate::rbac::first_uncovered(&parse_stored(&client.scopes), &parse_stored(&before))
+            .is_some();
     sqlx::query(
         "UPDATE clients SET name = $1, scopes = $2, active = $3, updated_at = $4 WHERE id = $5",
     )
@@ -255,25 +270,34 @@ pub async fn update(
         "client.disabled"
     };
     audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
-    let mut revoked = None;
-    if !client.active {
+    let margin = if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
         // locally, and other instances' caches, learn it from the feed. The margin covers
-        // tokens other instances issue until they have read it. Enabling the client again
-        // lifts nothing: its tokens from before stay revoked, for introspection as for the
-        // feed.
-        revoked = Some(
-            revocations::record_subject(
-                &mut tx,
-                &client.tenant_id,
-                &client.id,
-                revocations::ISSUE_MARGIN_SECS,
-            )
-            .await?,
-        );
-    }
+        // tokens other instances issue until they have read it.
+        Some(revocations::ISSUE_MARGIN_SECS)
+    } else if narrowed {
+        // Its tokens carry the old scopes: services must stop trusting them, and it
+        // obtains tokens with the new ones.
+        Some(crate::rbac::ACCESS_CHANGE_MARGIN_SECS)
+    } else {
+        None
+    };
+    let revoked = match margin {
+        Some(margin) => {
+            Some(revocations::record_subject(&mut tx, &client.tenant_id, &client.id, margin).await?)
+        }
+        None => None,
+    };
     tx.commit().await?;
     Ok(revoked)
+}
+
+/// Stored scopes, parsed (checked when written; anything unreadable counts as nothing).
+fn parse_stored(texts: &[String]) -> Vec<Permission> {
+    texts
+        .iter()
+        .filter_map(|t| Permission::parse(t).ok())
+        .collect()
 }
 
 /// How long a client read from the database is trusted. Changes made by this instance apply

@@ -1,6 +1,8 @@
 //! `/api/v1/admin/clients`: a tenant's service accounts, for callers holding `clients:*`
 //! permissions in it. A secret is shown once, at creation or rotation. Nobody allows a client
-//! a scope they do not hold themselves.
+//! a scope they do not hold themselves, and nobody changes, rotates, disables or deletes a
+//! client holding a scope they do not hold (the containment rule): its secret would hand
+//! them that scope.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -9,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
+use tessera_token::Revocation;
+
 use super::Client;
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Target};
 use crate::http::client::Client as Caller;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
@@ -66,6 +70,34 @@ async fn administered(
         .await
         .map_err(db_error)?
         .ok_or_else(ApiError::not_found)
+}
+
+/// The client `id` the caller is about to act on: `permission`, the tenant, and the
+/// containment rule checked in that order (403, 404, 403).
+async fn acted_on(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+    permission: &str,
+) -> Result<Client, ApiError> {
+    let client = administered(state, caller, id, permission).await?;
+    caller
+        .ensure_may_act_on(state, Target::Client(&client))
+        .await?;
+    Ok(client)
+}
+
+/// After a committed change: this instance reads the client again, and when its old tokens
+/// were revoked (`issued_before`), issues its next one after that second; the feed reads the
+/// entry now, for the other instances and services.
+fn changed(state: &AppState, client: &Client, revoked: Option<Revocation>) {
+    state.clients().forget(&client.id);
+    if let Some(cutoff) = revoked.as_ref().and_then(Revocation::issued_before) {
+        state
+            .rbac()
+            .note_revoked(&client.tenant_id, &client.id, cutoff);
+    }
+    state.feed().learn_all(revoked);
 }
 
 async fn list(
@@ -161,7 +193,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<ClientChange>,
 ) -> Result<Json<Client>, ApiError> {
-    let mut client = administered(&state, &caller, &id, "clients:update").await?;
+    let mut client = acted_on(&state, &caller, &id, "clients:update").await?;
     if let Some(name) = change.name {
         check_name(&name)?;
         client.name = name.trim().to_owned();
@@ -175,8 +207,7 @@ async fn update(
     let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
-    state.clients().forget(&client.id);
-    state.feed().learn_all(revoked);
+    changed(&state, &client, revoked);
     Ok(Json(client))
 }
 
@@ -187,13 +218,12 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut client = administered(&state, &caller, &id, "clients:delete").await?;
+    let mut client = acted_on(&state, &caller, &id, "clients:delete").await?;
     client.active = false;
     let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
-    state.clients().forget(&client.id);
-    state.feed().learn_all(revoked);
+    changed(&state, &client, revoked);
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -203,7 +233,7 @@ async fn rotate(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = administered(&state, &caller, &id, "clients:update").await?;
+    let client = acted_on(&state, &caller, &id, "clients:update").await?;
     let secret = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tessera_token::{AccessClaims, Audience, unix_now};
+use tessera_token::{AccessClaims, Audience};
 
 use super::client_auth::{self, OAuthError, no_store};
 use crate::AppState;
@@ -107,7 +107,9 @@ async fn issue(
         }
     };
     let config = state.config();
-    let now = unix_now();
+    // Past any revocation of the client (disabled, or a scope taken away), so services accept
+    // the token.
+    let now = state.rbac().issue_time(&client.id).await;
     let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
     let claims = AccessClaims {
         iss: config.issuer(),

@@ -1,7 +1,8 @@
 //! `/api/v1/admin/roles`: a tenant's roles, listed, created, changed and deleted by callers
 //! holding `roles:*` permissions in that tenant. Built-in roles cannot be changed or deleted,
 //! a role still held by someone cannot be deleted, and nobody grants a permission they do not
-//! hold themselves.
+//! hold themselves. Taking a permission away from a role ends, at services, the tokens its
+//! holders were issued before (a subject entry each), as taking a role from a user does.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -12,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use tessera_token::unix_now;
 
-use super::Permission;
+use super::{AccessChanged, Permission};
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::http::client::Client;
@@ -123,6 +124,15 @@ async fn grantable(
     normalized.sort();
     normalized.dedup();
     Ok(normalized)
+}
+
+/// Stored permissions, parsed (they were checked when written; anything unreadable counts
+/// as nothing).
+fn parse_stored(texts: &[String]) -> Vec<Permission> {
+    texts
+        .iter()
+        .filter_map(|t| Permission::parse(t).ok())
+        .collect()
 }
 
 async fn find(state: &AppState, tenant_id: &str, name: &str) -> Result<RoleView, ApiError> {
@@ -276,9 +286,13 @@ async fn update(
         check_description(&description)?;
         role.description = description;
     }
+    let before = role.permissions.clone();
     if let Some(permissions) = change.permissions {
         role.permissions = grantable(&state, &caller, &permissions).await?;
     }
+    // Narrowed when something held before is no longer covered.
+    let narrowed =
+        super::first_uncovered(&parse_stored(&role.permissions), &parse_stored(&before)).is_some();
     role.updated_at = unix_now();
     let encoded = serde_json::to_string(&role.permissions).map_err(ApiError::internal)?;
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
@@ -294,6 +308,18 @@ async fn update(
     .execute(&mut *tx)
     .await
     .map_err(db_error)?;
+    let mut changed = AccessChanged::default();
+    if narrowed {
+        for holder in super::holders(&mut tx, caller.tenant_id(), &name)
+            .await
+            .map_err(db_error)?
+        {
+            changed
+                .record(&mut tx, caller.tenant_id(), &holder)
+                .await
+                .map_err(db_error)?;
+        }
+    }
     let details = serde_json::json!({ "permissions": role.permissions });
     caller
         .record(
@@ -306,6 +332,7 @@ async fn update(
         .await?;
     tx.commit().await.map_err(db_error)?;
     state.rbac().invalidate(caller.tenant_id());
+    changed.apply(state.rbac(), state.feed());
     Ok(Json(role))
 }
 

@@ -98,7 +98,8 @@ pub async fn record(
 }
 
 /// Records that every token of `subject` (a user or client) issued until `margin` seconds
-/// from now is revoked (a margin covers tokens other instances may still issue).
+/// from now is revoked (a margin covers tokens other instances may still issue). Returns the
+/// entry written (its `issued_before` is that second).
 pub async fn record_subject(
     conn: &mut AnyConnection,
     tenant_id: &str,
@@ -111,6 +112,40 @@ pub async fn record_subject(
         issued_before,
     };
     record(conn, tenant_id, &target, issued_before + MAX_TOKEN_TTL_SECS).await
+}
+
+/// A subject entry as followers see it: tenant, subject, `issued_before`.
+pub type SubjectRevoked<'a> = (&'a str, &'a str, i64);
+
+/// Calls `apply` with every subject entry the feed reads (written by any instance or the
+/// CLI) for as long as `target` lives, and with `None` when entries were missed (the
+/// follower fell behind), so caches keyed by subject can drop what changed. Subscribe
+/// before the feed's first read so no entry passes by.
+pub fn follow_subjects<T: Send + Sync + 'static>(
+    feed: &Feed,
+    target: Weak<T>,
+    apply: fn(&T, Option<SubjectRevoked<'_>>),
+) {
+    let mut batches = feed.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let received = batches.recv().await;
+            let Some(target) = target.upgrade() else {
+                return;
+            };
+            match received {
+                Ok(batch) => {
+                    for entry in &batch.entries {
+                        if let Revoked::Subject { sub, issued_before } = &entry.revocation.target {
+                            apply(&target, Some((&entry.revocation.tid, sub, *issued_before)));
+                        }
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => apply(&target, None),
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
 }
 
 /// Records that every token of the tenant (its users' and its service accounts') issued

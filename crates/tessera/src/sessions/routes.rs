@@ -1,6 +1,8 @@
 //! Session endpoints: a user's own sessions (`/api/v1/auth/sessions…`) and an administrator's
 //! view of the sessions of users in their tenant (`/api/v1/admin/users/{id}/sessions…`).
-//! Another user's or another tenant's session is answered exactly like a missing one.
+//! Another user's or another tenant's session is answered exactly like a missing one. Listing
+//! or revoking another user's sessions follows the containment rule: the caller must hold
+//! everything that user holds.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -10,7 +12,7 @@ use serde::Serialize;
 
 use super::{Scope, SessionView};
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Target};
 use crate::http::client::Client;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
@@ -109,8 +111,8 @@ async fn revoke_others(
     Ok(Json(RevokedCount { revoked }))
 }
 
-/// The user `id` when the caller holds `permission` in its tenant; 403 without it, 404 for
-/// anyone outside the tenant.
+/// The user `id` when the caller holds `permission` in its tenant and everything the user
+/// holds; 403 without either, 404 for anyone outside the tenant.
 async fn administered_user(
     state: &AppState,
     caller: &Authenticated,
@@ -118,11 +120,13 @@ async fn administered_user(
     permission: &str,
 ) -> Result<users::User, ApiError> {
     caller.require(state, permission).await?;
-    match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
-        Ok(user) => Ok(user),
-        Err(UserError::NotFound) => Err(ApiError::not_found()),
-        Err(e) => Err(db_error(e)),
-    }
+    let user = match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
+        Ok(user) => user,
+        Err(UserError::NotFound) => return Err(ApiError::not_found()),
+        Err(e) => return Err(db_error(e)),
+    };
+    caller.ensure_may_act_on(state, Target::User(&user)).await?;
+    Ok(user)
 }
 
 async fn list_for_admin(

@@ -1,6 +1,10 @@
 //! `/api/v1/admin/users`: a tenant's accounts for callers holding `users:*` permissions in it.
 //! Another tenant's account is answered exactly like a missing one. Giving someone a role
-//! needs every permission that role grants: nobody hands out more than they hold.
+//! needs every permission that role grants: nobody hands out more than they hold. Acting on
+//! an account (any change, disable, delete, password reset, unlock) needs every permission
+//! that account holds: nobody takes over someone holding more than they do. Nobody disables
+//! or deletes their own account here, so a tenant cannot lose its last administrator by a
+//! slip.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -12,11 +16,12 @@ use tessera_token::unix_now;
 
 use super::{Email, NewUser, User, UserError};
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Target};
 use crate::http::client::Client;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::rbac::AccessChanged;
 use crate::revocations;
 use crate::sessions::{self, Scope};
 
@@ -75,6 +80,31 @@ async fn administered(
     super::find_in_tenant(state.db(), caller.tenant_id(), id)
         .await
         .map_err(user_error)
+}
+
+/// The account `id` the caller is about to act on: `permission`, the tenant, and the
+/// containment rule checked in that order (403, 404, 403).
+async fn acted_on(
+    state: &AppState,
+    caller: &Authenticated,
+    id: &str,
+    permission: &str,
+) -> Result<User, ApiError> {
+    let user = administered(state, caller, id, permission).await?;
+    caller.ensure_may_act_on(state, Target::User(&user)).await?;
+    Ok(user)
+}
+
+/// Refuses to disable or delete the caller's own account.
+fn not_self(caller: &Authenticated, user: &User) -> Result<(), ApiError> {
+    if caller.user_id() == user.id {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "cannot_disable_self",
+            "you cannot disable or delete your own account; ask another administrator",
+        ));
+    }
+    Ok(())
 }
 
 /// Checks that every role exists in the caller's tenant and that the caller holds every
@@ -299,7 +329,10 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<AccountChange>,
 ) -> Result<Json<UserView>, ApiError> {
-    let mut user = administered(&state, &caller, &id, "users:update").await?;
+    let mut user = acted_on(&state, &caller, &id, "users:update").await?;
+    if change.active == Some(false) {
+        not_self(&caller, &user)?;
+    }
     let current_roles = super::roles(state.db(), &user.id)
         .await
         .map_err(user_error)?;
@@ -336,6 +369,7 @@ async fn update(
 
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let mut revoked = sessions::Revoked::default();
+    let mut changed = AccessChanged::default();
     if change.first_name.is_some() || change.last_name.is_some() {
         user.first_name = change
             .first_name
@@ -407,6 +441,11 @@ async fn update(
                     .await
                     .map_err(db_error)?;
             }
+            // Tokens carry roles and scope: services must stop trusting the old ones.
+            changed
+                .record(&mut tx, &user.tenant_id, &user.id)
+                .await
+                .map_err(db_error)?;
             let details = serde_json::json!({ "from": current_roles, "to": roles });
             caller
                 .record(
@@ -423,6 +462,7 @@ async fn update(
     };
     tx.commit().await.map_err(db_error)?;
     revoked.apply(state.sessions());
+    changed.apply(state.rbac(), state.feed());
     Ok(Json(UserView { user, roles }))
 }
 
@@ -433,7 +473,7 @@ async fn unlock(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = administered(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, "users:update").await?;
     crate::auth::attempts::unlock(&state, &user.id).await;
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     caller
@@ -450,7 +490,8 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = administered(&state, &caller, &id, "users:delete").await?;
+    let user = acted_on(&state, &caller, &id, "users:delete").await?;
+    not_self(&caller, &user)?;
     let revoked = super::disable(state.db(), &user, &caller.actor(), &origin)
         .await
         .map_err(user_error)?;
@@ -472,7 +513,7 @@ async fn reset_password(
     Path(id): Path<String>,
     Json(reset): Json<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
-    let user = administered(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, "users:update").await?;
     let hash = state.passwords().hash(reset.new_password).await?;
     let revoked = super::set_password_hash(
         state.db(),

@@ -64,8 +64,9 @@ on_each_database! {
     async fn account_management_stays_inside_the_tenant_and_the_callers_permissions(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let pool = app.state.db().pool();
+        // `profile:*` too: acting on a `user` needs everything a user holds.
         sqlx::query("INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) \
-                     VALUES ($1, 'user_manager', '', '[\"users:*\"]', 0, 0, 0)")
+                     VALUES ($1, 'user_manager', '', '[\"profile:*\",\"users:*\"]', 0, 0, 0)")
             .bind(tessera::users::DEFAULT_TENANT_ID)
             .execute(pool).await.expect("role");
         let manager = app.token_for("mgr@example.com", PASSWORD, &["user_manager"]).await;

@@ -8,6 +8,7 @@ mod audit;
 mod auth;
 mod cli;
 mod clients;
+mod containment;
 mod cookies;
 mod csp;
 mod errors;

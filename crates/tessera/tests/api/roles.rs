@@ -45,7 +45,8 @@ on_each_database! {
         problem(app.send(post.clone(), "/api/v1/admin/roles", &viewer, Some(json!({"name": "y", "permissions": []}))).await, 403, "forbidden").await;
 
         // A change applies to the next request of everyone holding the role.
-        let ada = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        // Ada holds no role, so nothing she holds is beyond the support role.
+        let ada = app.create_user("ada@example.com", PASSWORD, &[], None).await;
         let support = app.token_for("sam@example.com", PASSWORD, &["support"]).await;
         let sessions = format!("/api/v1/admin/users/{}/sessions", ada.id);
         assert_eq!(app.get_bearer(&sessions, &support).await.status(), 200);

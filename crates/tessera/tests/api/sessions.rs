@@ -262,7 +262,8 @@ on_each_database! {
         .execute(app.state.db().pool())
         .await
         .expect("custom role");
-        let ada = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+        // Ada holds no role: listing her sessions needs nothing beyond `sessions:read`.
+        let ada = app.create_user("ada@example.com", PASSWORD, &[], None).await;
         app.create_user("vic@example.com", PASSWORD, &["viewer"], None).await;
         app.create_user("sam@example.com", PASSWORD, &["support"], None).await;
         app.login("ada@example.com", PASSWORD).await;
