@@ -141,6 +141,10 @@ impl Authenticated {
                 .iter()
                 .filter_map(|s| Permission::parse(s).ok())
                 .collect(),
+            Target::Role(permissions) => permissions
+                .iter()
+                .filter_map(|s| Permission::parse(s).ok())
+                .collect(),
         };
         let held = self.permissions(state).await?;
         match rbac::first_uncovered(&held, &wanted) {
@@ -180,6 +184,9 @@ pub enum Target<'a> {
     User(&'a User),
     /// A service account: it holds its scopes.
     Client(&'a Client),
+    /// A role: editing or deleting it acts on everyone who holds it, so it needs every
+    /// permission it grants (its stored permissions).
+    Role(&'a [String]),
 }
 
 impl FromRequestParts<AppState> for Authenticated {

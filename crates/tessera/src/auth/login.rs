@@ -399,6 +399,12 @@ async fn create_account(
         .map_err(|e| invalid("validation_failed", e))?;
     users::check_name("last_name", &request.last_name)
         .map_err(|e| invalid("validation_failed", e))?;
+    if request.tenant.as_ref().is_some_and(|t| t.len() > 64) {
+        return Err(invalid(
+            "unknown_tenant",
+            "no tenant with this slug accepts registrations",
+        ));
+    }
     let db = state.db();
     // A disabled tenant and the `system` tenant answer exactly like a missing one.
     let tenant_id = users::registrable_tenant(db, request.tenant.as_deref())

@@ -38,8 +38,9 @@ pub(super) async fn run(config: &Config, action: ClientsAction) -> anyhow::Resul
         }
         ClientsAction::RotateSecret { client_id } => {
             let client = find(&db, &client_id).await?;
-            let secret =
-                clients::rotate_secret(&db, &client, &Actor::System, &Origin::default()).await?;
+            let secret = clients::rotate_secret(&db, &client, &Actor::System, &Origin::default())
+                .await?
+                .0;
             println!("client_secret: {}", secret.expose());
             Ok(())
         }

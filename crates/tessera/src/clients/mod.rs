@@ -202,13 +202,15 @@ pub async fn list(
     Ok((clients, total))
 }
 
-/// Replaces the client's secret; the old one stops working at once. Audited.
+/// Replaces the client's secret; the old one stops working at once, and so do the tokens it
+/// obtained (a subject entry in the revocation feed, returned with the secret): a secret is
+/// rotated because it may have leaked, and whoever held it may hold its tokens. Audited.
 pub async fn rotate_secret(
     db: &Db,
     client: &Client,
     actor: &Actor,
     origin: &Origin,
-) -> Result<ClientSecret, sqlx::Error> {
+) -> Result<(ClientSecret, Revocation), sqlx::Error> {
     let secret = ClientSecret::generate()
         .map_err(|_| sqlx::Error::Protocol("the system random generator failed".into()))?;
     let now = unix_now();
@@ -226,8 +228,15 @@ pub async fn rotate_secret(
         &audit_event("client.secret_rotated", actor, client, origin),
     )
     .await?;
+    let revoked = revocations::record_subject(
+        &mut tx,
+        &client.tenant_id,
+        &client.id,
+        crate::rbac::ACCESS_CHANGE_MARGIN_SECS,
+    )
+    .await?;
     tx.commit().await?;
-    Ok(secret)
+    Ok((secret, revoked))
 }
 
 /// Changes name, scopes and whether the client is active. Audited.

@@ -234,10 +234,9 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = acted_on(&state, &caller, &id, "clients:update").await?;
-    let secret = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
+    let (secret, revoked) = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
         .await
         .map_err(db_error)?;
-    state.clients().forget(&client.id);
-    state.feed().wake();
+    changed(&state, &client, Some(revoked));
     Ok(with_secret(StatusCode::OK, client, &secret))
 }

@@ -178,20 +178,51 @@ fn violation(report: &Value, effective: &str, violated: &str, blocked: &str) -> 
     } else {
         "other".to_owned()
     };
-    let blocked = text(blocked).unwrap_or("");
-    let blocked = blocked
-        .split(['?', '#'])
-        .next()
-        .unwrap_or("")
+    Some(Violation {
+        directive,
+        blocked: blocked_sample(text(blocked).unwrap_or("")),
+    })
+}
+
+/// What is kept of a blocked URL, which anyone can write: scheme, host and path only (a
+/// query string or fragment, and credentials before the host, may hold secrets), without
+/// hidden characters, at most 200 characters. Keywords (`inline`, `eval`) stay as they are.
+fn blocked_sample(blocked: &str) -> String {
+    let without_query = blocked.split(['?', '#']).next().unwrap_or("");
+    let without_credentials = match without_query.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => without_query.to_owned(),
+    };
+    without_credentials
         .chars()
+        .filter(|c| !crate::text::is_hidden(*c))
         .take(200)
-        .collect();
-    Some(Violation { directive, blocked })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blocked_samples_keep_no_credentials_queries_or_hidden_characters() {
+        assert_eq!(
+            blocked_sample("https://user:secret@cdn.example/x.js?token=abc#f"),
+            "https://cdn.example/x.js"
+        );
+        assert_eq!(
+            blocked_sample("https://cdn.example/a\u{202E}b"),
+            "https://cdn.example/ab"
+        );
+        assert_eq!(blocked_sample("inline"), "inline");
+        assert_eq!(blocked_sample(&"a".repeat(500)).len(), 200);
+    }
 
     fn headers(media: &str) -> HeaderMap {
         let mut map = HeaderMap::new();

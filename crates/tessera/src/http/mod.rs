@@ -195,8 +195,19 @@ async fn add_security_headers(
     request: Request,
     next: Next,
 ) -> Response {
+    // An answer to a request that carried credentials is about that caller: no shared cache
+    // may keep it, whichever route forgot to say so. Routes that decide (`no-store` on
+    // secrets, `max-age` on public keys) keep their own.
+    let credentialed = request.headers().contains_key(header::AUTHORIZATION)
+        || request.headers().contains_key(header::COOKIE);
     let mut response = next.run(request).await;
     let target = response.headers_mut();
+    if credentialed && !target.contains_key(header::CACHE_CONTROL) {
+        target.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-store"),
+        );
+    }
     let html = target
         .get(header::CONTENT_TYPE)
         .is_some_and(|ct| ct.as_bytes().starts_with(b"text/html"));

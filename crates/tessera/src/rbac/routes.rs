@@ -15,7 +15,7 @@ use tessera_token::unix_now;
 
 use super::{AccessChanged, Permission};
 use crate::AppState;
-use crate::auth::Authenticated;
+use crate::auth::{Authenticated, Target};
 use crate::http::client::Client;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
@@ -282,6 +282,11 @@ async fn update(
     if role.built_in {
         return Err(built_in_refused());
     }
+    // Narrowing a role takes permissions from its holders: only someone holding all of them
+    // may (the containment rule).
+    caller
+        .ensure_may_act_on(&state, Target::Role(&role.permissions))
+        .await?;
     if let Some(description) = change.description {
         check_description(&description)?;
         role.description = description;
@@ -347,6 +352,9 @@ async fn remove(
     if role.built_in {
         return Err(built_in_refused());
     }
+    caller
+        .ensure_may_act_on(&state, Target::Role(&role.permissions))
+        .await?;
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let holders: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.id = r.user_id \

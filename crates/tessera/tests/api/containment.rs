@@ -371,3 +371,93 @@ async fn a_scope_taken_from_a_client_ends_its_old_tokens_and_the_next_one_is_acc
         .expect("the new token is accepted");
     assert_eq!(claims.scope, "reports:read");
 }
+
+on_each_database! {
+    async fn nobody_edits_or_deletes_a_role_granting_more_than_they_hold(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
+        create_role(&app, &admin, "role_keeper", json!(["roles:*", "etl:*"])).await;
+        create_role(&app, &admin, "finance", json!(["billing:*", "etl:read"])).await;
+        create_role(&app, &admin, "etl_reader", json!(["etl:read"])).await;
+        let keeper = app.token_for("keeper@example.com", PASSWORD, &["role_keeper"]).await;
+
+        // Stripping `billing:*` from finance's holders, or deleting the role, is acting on
+        // permissions the caller never held.
+        let narrowed = app
+            .send(Method::PATCH, "/api/v1/admin/roles/finance", &keeper, Some(json!({"permissions": ["etl:read"]})))
+            .await;
+        problem(narrowed, 403, "target_outranks_caller").await;
+        let renamed = app
+            .send(Method::PATCH, "/api/v1/admin/roles/finance", &keeper, Some(json!({"description": "mine now"})))
+            .await;
+        problem(renamed, 403, "target_outranks_caller").await;
+        problem(app.send(Method::DELETE, "/api/v1/admin/roles/finance", &keeper, None).await, 403, "target_outranks_caller").await;
+        let role: Value = app.send(Method::GET, "/api/v1/admin/roles/finance", &admin, None).await.json().await.expect("JSON");
+        assert_eq!(role["permissions"], json!(["billing:*", "etl:read"]), "nothing changed");
+
+        // A role within what the caller holds stays theirs to edit and delete.
+        let edited = app
+            .send(Method::PATCH, "/api/v1/admin/roles/etl_reader", &keeper, Some(json!({"permissions": ["etl:read", "etl:list"]})))
+            .await;
+        assert_eq!(edited.status(), 200);
+        assert_eq!(app.send(Method::DELETE, "/api/v1/admin/roles/etl_reader", &keeper, None).await.status(), 204);
+    }
+}
+
+#[tokio::test]
+async fn a_rotated_secret_takes_the_tokens_it_obtained_with_it() {
+    let app = spawn_app().await;
+    let admin = app
+        .token_for("root@example.com", PASSWORD, &["admin"])
+        .await;
+    let (gate_id, gate_secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
+    let (id, secret) = app.new_client(&admin, json!(["reports:read"])).await;
+    let leaked = client_token(&app, &id, &secret).await;
+    let introspect = |token: String| {
+        let app = &app;
+        let gate = crate::helpers::basic(&gate_id, &gate_secret);
+        async move {
+            let answer: Value = app
+                .client
+                .post(app.url("/oauth2/introspect"))
+                .header("authorization", gate)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(format!("token={token}"))
+                .send()
+                .await
+                .expect("sent")
+                .json()
+                .await
+                .expect("JSON");
+            answer["active"].as_bool()
+        }
+    };
+    assert_eq!(introspect(leaked.clone()).await, Some(true));
+    let rotated: Value = app
+        .send(
+            Method::POST,
+            &format!("/api/v1/admin/clients/{id}/secret"),
+            &admin,
+            None,
+        )
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        introspect(leaked).await,
+        Some(false),
+        "a token of the old secret"
+    );
+    let fresh = client_token(
+        &app,
+        &id,
+        rotated["client_secret"].as_str().expect("secret"),
+    )
+    .await;
+    assert_eq!(
+        introspect(fresh).await,
+        Some(true),
+        "a token of the new secret"
+    );
+}

@@ -86,6 +86,38 @@ async fn every_response_carries_a_request_id_and_security_headers() {
 }
 
 #[tokio::test]
+async fn answers_to_credentialed_requests_are_never_cached_by_default() {
+    let app = spawn_app().await;
+    let token = app
+        .token_for("ada@example.com", "correct horse battery", &["admin"])
+        .await;
+    for path in [
+        "/api/v1/auth/sessions",
+        "/api/v1/auth/me",
+        "/api/v1/admin/users",
+        "/api/v1/admin/roles",
+        "/api/v1/admin/clients",
+        "/api/v1/audit",
+    ] {
+        let response = app.get_bearer(path, &token).await;
+        assert_eq!(response.status(), 200, "{path}");
+        let cache = response.headers()["cache-control"]
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        assert!(cache.contains("no-store"), "{path}: {cache}");
+    }
+    // Public answers keep their own policy.
+    let jwks = app.get_bearer("/.well-known/jwks.json", &token).await;
+    assert!(
+        jwks.headers()["cache-control"]
+            .to_str()
+            .expect("ASCII")
+            .contains("max-age")
+    );
+}
+
+#[tokio::test]
 async fn cors_never_answers_with_a_wildcard() {
     let app = spawn_app_with(TestDatabase::sqlite(), |c| {
         c.http.cors_allowed_origins = vec!["https://app.example.com".into()];
