@@ -3,6 +3,7 @@
 //! `Authorization: Bearer`) and browsers (cookies with CSRF protection) alike.
 
 pub mod account;
+mod argon;
 pub mod attempts;
 pub mod cookies;
 pub mod extract;

@@ -11,9 +11,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
-};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier as _, Version};
 use axum::http::StatusCode;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -245,10 +243,7 @@ impl From<PasswordError> for ApiError {
 }
 
 fn argon_hash(argon: &Argon2<'_>, password: &[u8]) -> Result<String, PasswordError> {
-    argon
-        .hash_password(password)
-        .map(|h| h.to_string())
-        .map_err(|e| PasswordError::Internal(e.to_string()))
+    super::argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
 }
 
 /// Whether `password` matches `stored`, and whether a match should be re-hashed.
@@ -257,7 +252,7 @@ fn verify_stored(argon: &Argon2<'_>, password: &[u8], stored: &str) -> (bool, bo
         let Ok(hash) = PasswordHash::new(stored) else {
             return (false, false);
         };
-        let ok = argon.verify_password(password, &hash).is_ok();
+        let ok = super::argon::verify(&hash, password);
         let current = argon.params();
         let same_cost = hash.algorithm.as_str() == "argon2id"
             && Params::try_from(&hash).is_ok_and(|p| {

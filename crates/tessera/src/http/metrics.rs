@@ -8,11 +8,12 @@
 //! Where `/metrics` is served is configured (`[metrics]`): on a separate listener, on the
 //! public one behind a bearer token, or, outside production, on the public one for anyone.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -58,21 +59,67 @@ pub fn handle() -> &'static PrometheusHandle {
 pub async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = method_label(request.method());
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let labels = vec![
-        metrics::Label::from_static_parts("method", method),
-        metrics::Label::new("route", route),
-        metrics::Label::new("status", response.status().as_str().to_owned()),
-    ];
-    metrics::counter!("http_requests_total", labels.clone()).increment(1);
-    metrics::histogram!("http_request_duration_seconds", labels)
-        .record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let (count, latency) = series(route, method, response.status());
+    count.increment(1);
+    latency.record(start.elapsed().as_secs_f64());
     response
 }
+
+/// The request counter and latency histogram of one route, method and status.
+type Series = (metrics::Counter, metrics::Histogram);
+
+/// Handles already registered, by route template, then method and status. Every key comes
+/// from a closed set (see the module documentation), so this stays small; a hit costs no
+/// allocation, where registering looks the labels up (and copies them) in the recorder.
+fn series(route: &str, method: &'static str, status: StatusCode) -> Series {
+    static ROUTES: OnceLock<RwLock<HashMap<Box<str>, Arc<RouteSeries>>>> = OnceLock::new();
+    let routes = ROUTES.get_or_init(RwLock::default);
+    let known = routes
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(route)
+        .cloned();
+    let per_route = known.unwrap_or_else(|| {
+        Arc::clone(
+            routes
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(route.into())
+                .or_default(),
+        )
+    });
+    let key = (method, status.as_u16());
+    if let Some((_, found)) = per_route
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .find(|(k, _)| *k == key)
+    {
+        return found.clone();
+    }
+    let labels = vec![
+        metrics::Label::from_static_parts("method", method),
+        metrics::Label::new("route", route.to_owned()),
+        metrics::Label::new("status", status.as_str().to_owned()),
+    ];
+    let made = (
+        metrics::counter!("http_requests_total", labels.clone()),
+        metrics::histogram!("http_request_duration_seconds", labels),
+    );
+    let mut entries = per_route.write().unwrap_or_else(|p| p.into_inner());
+    // Another request may have registered it meanwhile: the recorder returned the same
+    // series, so keep one entry.
+    if !entries.iter().any(|(k, _)| *k == key) {
+        entries.push((key, made.clone()));
+    }
+    made
+}
+
+/// The series of one route template: (method, status) → handles.
+type RouteSeries = RwLock<Vec<((&'static str, u16), Series)>>;
 
 /// The label for `method`: one of the nine standard methods, or `other` for any extension
 /// method a client invents.
