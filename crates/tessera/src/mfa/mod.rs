@@ -349,7 +349,7 @@ impl Mfa {
 
     /// Counts an attempt on the challenge `token`: what it is for while it is live and has
     /// attempts left, `None` otherwise (unknown, expired, used up: all the same).
-    pub async fn attempt(
+    async fn attempt(
         &self,
         conn: &mut AnyConnection,
         token: &str,
@@ -378,6 +378,37 @@ impl Mfa {
             })
         })
         .transpose()
+    }
+
+    /// Counts an attempt on the challenge `token` in a write transaction of its own, taken
+    /// only for a challenge that exists: a read answers a made-up token, so a flood of them
+    /// never queues behind (or holds up) the database's writers.
+    pub async fn count_attempt(
+        &self,
+        db: &Db,
+        token: &str,
+        purpose: Purpose,
+    ) -> Result<Option<Challenge>, sqlx::Error> {
+        if !token.starts_with(CHALLENGE_PREFIX) || token.len() > 128 {
+            return Ok(None);
+        }
+        let live: Option<i64> = sqlx::query_scalar(
+            "SELECT attempts FROM mfa_challenges \
+             WHERE token_hash = $1 AND attempts < $2 AND expires_at > $3 AND purpose = $4",
+        )
+        .bind(sha256_hex(token.as_bytes()))
+        .bind(CHALLENGE_ATTEMPTS)
+        .bind(unix_now())
+        .bind(purpose.as_str())
+        .fetch_optional(db.pool())
+        .await?;
+        if live.is_none() {
+            return Ok(None);
+        }
+        let mut tx = db.begin_write().await?;
+        let challenge = self.attempt(&mut tx, token, purpose).await?;
+        tx.commit().await?;
+        Ok(challenge)
     }
 
     /// Ends the challenge `token` (its login completes); whether it was still there, so of

@@ -358,10 +358,9 @@ struct EnrollRequest {
 
 /// The account an enrollment challenge belongs to (counting an attempt on it).
 async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
-    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
     let challenge = state
         .mfa()
-        .attempt(&mut conn, token, Purpose::Enroll)
+        .count_attempt(state.db(), token, Purpose::Enroll)
         .await
         .map_err(db_error)?
         .ok_or_else(|| {
@@ -370,7 +369,6 @@ async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
                 "the login expired or used up its attempts; log in again",
             )
         })?;
-    drop(conn);
     let user = users::find_for_login_by_id(state.db(), &challenge.user_id)
         .await
         .map_err(db_error)?;
@@ -471,14 +469,12 @@ async fn complete(
     // The attempt on the challenge counts whatever follows; the code is checked in a
     // transaction of its own, once the account's check has its place (never waiting for one
     // while holding the write lock).
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let challenge = state
         .mfa()
-        .attempt(&mut tx, &request.mfa_token, Purpose::Verify)
+        .count_attempt(state.db(), &request.mfa_token, Purpose::Verify)
         .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
-    let challenge = challenge.ok_or_else(expired)?;
+        .map_err(db_error)?
+        .ok_or_else(expired)?;
     *decision = Some(Decision {
         allowed: true,
         limit: u32::try_from(super::CHALLENGE_ATTEMPTS).unwrap_or(0),
