@@ -428,6 +428,31 @@ async fn with_the_feature_off_there_is_no_mfa_at_all() {
     .await;
 }
 
+/// Completes the enrollment a login's challenge `token` asks for: the secret, and the
+/// confirmation's answer.
+async fn enroll_with_challenge(app: &TestApp, token: &str) -> (String, Value) {
+    let setup: Value = post(
+        app,
+        "/api/v1/auth/mfa/enroll/setup",
+        None,
+        json!({"mfa_token": token}),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
+    let secret = setup["secret"].as_str().expect("secret").to_owned();
+    let confirmed = post(
+        app,
+        "/api/v1/auth/mfa/enroll/confirm",
+        None,
+        json!({"mfa_token": token, "code": code(&secret, unix_now())}),
+    )
+    .await;
+    assert_eq!(confirmed.status(), 200);
+    (secret, confirmed.json().await.expect("JSON"))
+}
+
 #[tokio::test]
 async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
     let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
@@ -472,26 +497,8 @@ async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
         "invalid_mfa_token",
     )
     .await;
-    let setup: Value = post(
-        &app,
-        "/api/v1/auth/mfa/enroll/setup",
-        None,
-        json!({"mfa_token": token}),
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
-    let secret = setup["secret"].as_str().expect("secret");
-    let confirmed = post(
-        &app,
-        "/api/v1/auth/mfa/enroll/confirm",
-        None,
-        json!({"mfa_token": token, "code": code(secret, unix_now())}),
-    )
-    .await;
-    assert_eq!(confirmed.status(), 200);
-    let confirmed: Value = confirmed.json().await.expect("JSON");
+    let (secret, confirmed) = enroll_with_challenge(&app, token).await;
+    let secret = secret.as_str();
     assert_eq!(
         confirmed["recovery_codes"].as_array().expect("codes").len(),
         10
@@ -802,25 +809,7 @@ async fn an_older_enrollment_challenge_after_mfa_was_confirmed_is_a_conflict_not
     let newer = login(&app).await;
     let older = older["mfa_token"].as_str().expect("older challenge");
     let newer = newer["mfa_token"].as_str().expect("newer challenge");
-    let setup: Value = post(
-        &app,
-        "/api/v1/auth/mfa/enroll/setup",
-        None,
-        json!({"mfa_token": newer}),
-    )
-    .await
-    .json()
-    .await
-    .expect("JSON");
-    let secret = setup["secret"].as_str().expect("secret");
-    let confirmed = post(
-        &app,
-        "/api/v1/auth/mfa/enroll/confirm",
-        None,
-        json!({"mfa_token": newer, "code": code(secret, unix_now())}),
-    )
-    .await;
-    assert_eq!(confirmed.status(), 200);
+    enroll_with_challenge(&app, newer).await;
     let again = post(
         &app,
         "/api/v1/auth/mfa/enroll/setup",
