@@ -15,6 +15,7 @@ use crate::auth::password::Passwords;
 use crate::clients::ClientCache;
 use crate::config::Config;
 use crate::db::{Create, Db};
+use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::keys::Keys;
 use crate::keys::master::{Generate, MasterKey};
@@ -62,6 +63,8 @@ struct Inner {
     csp_reports: Arc<Tally>,
     /// TOTP second factor.
     mfa: Arc<Mfa>,
+    /// Seals and opens the cursors of keyset lists.
+    cursors: Arc<Cursors>,
 }
 
 impl AppState {
@@ -128,6 +131,11 @@ impl AppState {
     /// CSP violation reports not yet written to the audit log.
     pub fn csp_reports(&self) -> &Arc<Tally> {
         &self.inner.csp_reports
+    }
+
+    /// Cursors of the keyset lists.
+    pub fn cursors(&self) -> &Cursors {
+        &self.inner.cursors
     }
 }
 
@@ -228,6 +236,7 @@ impl Application {
                 limiter,
                 csp_reports,
                 mfa: Arc::new(Mfa::new(&master)),
+                cursors: Arc::new(Cursors::new(&master)),
             }),
         };
         let router = router(state.clone());

@@ -22,8 +22,9 @@ use super::chain::COLUMNS;
 use crate::AppState;
 use crate::auth::Authenticated;
 use crate::db::Db;
+use crate::http::cursor::Scope;
 use crate::http::error::db_error;
-use crate::http::pagination::{Page, PageRequest};
+use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::rbac::SYSTEM_TENANT_ID;
 
@@ -40,7 +41,7 @@ const MAX_FILTER: usize = 200;
 /// Events read per query while exporting.
 const EXPORT_BATCH: i64 = 500;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 struct RawFilter {
     action: Option<String>,
     actor: Option<String>,
@@ -219,42 +220,103 @@ fn view(row: &AnyRow) -> Result<EventView, sqlx::Error> {
     })
 }
 
+/// The audit list's total is exact up to this many events, an estimate past it: events
+/// accumulate for as long as retention keeps them, and counting them all per request would
+/// make every page cost the whole log.
+const TOTAL_CAP: i64 = 10_000;
+
+/// Where a page ends: the last event's time and id, the list's order.
+type Position = (i64, String);
+
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
     page: PageRequest,
+    After(after): After,
     Query(raw): Query<RawFilter>,
 ) -> Result<Json<Page<EventView>>, ApiError> {
     caller.require(&state, "audit:read").await?;
+    // Canonical form of the filters, which a cursor is bound to.
+    let filters = serde_json::to_string(&raw).unwrap_or_default();
     let filter = Filter::build(raw, &caller)?;
+    let scope = Scope {
+        list: "audit",
+        tenant_id: caller.tenant_id(),
+        filter: &filters,
+    };
+    let position: Option<Position> = after
+        .as_deref()
+        .map(|cursor| state.cursors().open(&scope, cursor))
+        .transpose()?;
     let db = state.db();
     let where_ = filter.sql_where();
-    let total: i64 = filter
+    let next = filter.next();
+    let counted: i64 = filter
         .bind(sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) AS n FROM audit_events {where_}"
+            "SELECT COUNT(*) AS n FROM (SELECT 1 FROM audit_events {where_} LIMIT ${next}) AS capped"
         ))))
+        .bind(TOTAL_CAP + 1)
         .fetch_one(db.pool())
         .await
         .map_err(db_error)?
         .try_get("n")
         .map_err(db_error)?;
-    let (limit, offset) = (filter.next(), filter.next() + 1);
-    let rows = filter
-        .bind(sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS}, seq FROM audit_events {where_} \
-             ORDER BY occurred_at DESC, id DESC LIMIT ${limit} OFFSET ${offset}"
-        ))))
-        .bind(page.limit())
-        .bind(page.offset())
+    let glue = if where_.is_empty() { "WHERE" } else { " AND" };
+    // Both read the (tenant, time, id) or (time, id) index in order: a cursor seeks to its
+    // position; a page number skips index entries to find where the page starts.
+    let (start, values): (String, Vec<FilterValue>) = match &position {
+        Some((time, id)) => (
+            format!("{glue} (occurred_at, id) < (${next}, ${})", next + 1),
+            vec![FilterValue::Number(*time), FilterValue::Text(id.clone())],
+        ),
+        None if page.offset() > 0 => (
+            format!(
+                "{glue} (occurred_at, id) <= (SELECT occurred_at, id FROM audit_events {where_} \
+                 ORDER BY occurred_at DESC, id DESC LIMIT 1 OFFSET ${next})"
+            ),
+            vec![FilterValue::Number(page.offset())],
+        ),
+        None => (String::new(), Vec::new()),
+    };
+    let limit = next + values.len();
+    let mut query = filter.bind(sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS}, seq FROM audit_events {where_}{start} \
+         ORDER BY occurred_at DESC, id DESC LIMIT ${limit}"
+    ))));
+    for value in &values {
+        query = match value {
+            FilterValue::Text(text) => query.bind(text.as_str()),
+            FilterValue::Number(n) => query.bind(*n),
+        };
+    }
+    let rows = query
+        .bind(page.limit() + 1)
         .fetch_all(db.pool())
         .await
         .map_err(db_error)?;
-    let items = rows
+    let mut items: Vec<EventView> = rows
         .iter()
         .map(view)
         .collect::<Result<_, _>>()
         .map_err(db_error)?;
-    Ok(Json(page.page(items, total)))
+    let more = i64::try_from(items.len()).unwrap_or(i64::MAX) > page.limit();
+    items.truncate(usize::try_from(page.limit()).unwrap_or(0));
+    let offset = if position.is_some() { 0 } else { page.offset() };
+    let total = capped_total(counted, TOTAL_CAP, offset, items.len(), more);
+    let next_cursor = match items.last() {
+        Some(last) if more => Some(
+            state
+                .cursors()
+                .seal(&scope, &(last.occurred_at, last.id.clone())),
+        ),
+        _ => None,
+    };
+    Ok(Json(page.keyset_page(
+        items,
+        total,
+        next_cursor,
+        position.is_some(),
+    )))
 }
 
 async fn export(

@@ -4,6 +4,7 @@
 pub mod client;
 pub mod csp;
 pub mod csrf;
+pub mod cursor;
 pub mod error;
 pub mod etag;
 pub mod json;

@@ -14,12 +14,14 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tessera_token::unix_now;
 
+use super::listing::ListQuery;
 use super::{Email, NewUser, User, UserError};
 use crate::AppState;
 use crate::auth::{Authenticated, Target};
 use crate::http::client::Client;
+use crate::http::cursor::Scope as CursorScope;
 use crate::http::error::db_error;
-use crate::http::pagination::{Page, PageRequest};
+use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::rbac::AccessChanged;
 use crate::revocations;
@@ -147,20 +149,6 @@ struct Search {
     q: String,
 }
 
-/// `%text%` for `LIKE … ESCAPE '\'`, the text's own wildcards escaped.
-fn like_pattern(text: &str) -> String {
-    let mut pattern = String::with_capacity(text.len() + 2);
-    pattern.push('%');
-    for c in text.to_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
-}
-
 async fn roles_of(state: &AppState, users: &[User]) -> Result<Vec<Vec<String>>, ApiError> {
     if users.is_empty() {
         return Ok(Vec::new());
@@ -190,6 +178,7 @@ async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
     page: PageRequest,
+    After(after): After,
     Query(search): Query<Search>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
     caller.require(&state, "users:read").await?;
@@ -199,53 +188,56 @@ async fn list(
             format!("`q` has at most {MAX_QUERY} characters"),
         ));
     }
-    let filter = if search.q.trim().is_empty() {
-        ""
-    } else {
-        " AND (email_normalized LIKE $2 ESCAPE '\\' OR username_normalized LIKE $2 ESCAPE '\\' \
-         OR LOWER(first_name) LIKE $2 ESCAPE '\\' OR LOWER(last_name) LIKE $2 ESCAPE '\\')"
+    let text = search.q.trim();
+    // A cursor is good for this tenant and this search only.
+    let scope = CursorScope {
+        list: "users",
+        tenant_id: caller.tenant_id(),
+        filter: text,
     };
-    let pattern = like_pattern(search.q.trim());
-    let pool = state.db().pool();
-    let count_sql = format!("SELECT COUNT(*) FROM users WHERE tenant_id = $1{filter}");
-    let mut count =
-        sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(count_sql)).bind(caller.tenant_id());
-    if !filter.is_empty() {
-        count = count.bind(&pattern);
-    }
-    let total = count.fetch_one(pool).await.map_err(db_error)?;
-    let (limit, offset) = if filter.is_empty() {
-        ("$2", "$3")
-    } else {
-        ("$3", "$4")
-    };
-    let sql = format!(
-        "SELECT {} FROM users WHERE tenant_id = $1{filter} \
-         ORDER BY email_normalized LIMIT {limit} OFFSET {offset}",
-        super::USER_COLUMNS
+    let position: Option<(String,)> = after
+        .as_deref()
+        .map(|cursor| state.cursors().open(&scope, cursor))
+        .transpose()?;
+    let listing = super::listing::list(
+        state.db(),
+        &ListQuery {
+            tenant_id: caller.tenant_id(),
+            search: text,
+            after: position.as_ref().map(|(email,)| email.as_str()),
+            offset: page.offset(),
+            limit: page.limit(),
+        },
+    )
+    .await
+    .map_err(db_error)?;
+    let offset = if position.is_some() { 0 } else { page.offset() };
+    let total = capped_total(
+        listing.counted,
+        listing.cap,
+        offset,
+        listing.users.len(),
+        listing.more,
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(caller.tenant_id());
-    if !filter.is_empty() {
-        query = query.bind(&pattern);
-    }
-    let rows = query
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
-    let users: Vec<User> = rows
-        .iter()
-        .map(super::row_to_user)
-        .collect::<Result<_, _>>()
-        .map_err(db_error)?;
-    let roles = roles_of(&state, &users).await?;
-    let items = users
+    let next_cursor = match listing.users.last() {
+        Some(last) if listing.more => {
+            Some(state.cursors().seal(&scope, &(last.email.to_lowercase(),)))
+        }
+        _ => None,
+    };
+    let roles = roles_of(&state, &listing.users).await?;
+    let items = listing
+        .users
         .into_iter()
         .zip(roles)
         .map(|(user, roles)| UserView { user, roles })
         .collect();
-    Ok(Json(page.page(items, total)))
+    Ok(Json(page.keyset_page(
+        items,
+        total,
+        next_cursor,
+        position.is_some(),
+    )))
 }
 
 async fn show(
@@ -527,15 +519,4 @@ async fn reset_password(
     .map_err(user_error)?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn search_text_cannot_smuggle_wildcards() {
-        assert_eq!(like_pattern("Ada"), "%ada%");
-        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
-    }
 }

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod bootstrap;
+pub mod listing;
 
 use std::fmt;
 

@@ -77,6 +77,13 @@ impl TestDatabase {
         let mut conn = sqlx::PgConnection::connect(&admin_url)
             .await
             .unwrap_or_else(|e| panic!("PostgreSQL at TESSERA_TEST_POSTGRES_URL unreachable: {e}"));
+        // Search indexes need pg_trgm. Installed once for the whole database in `public`, the
+        // way an operator would: created by a test's migration instead, it would live in that
+        // test's schema and vanish, with every other test's indexes, when that schema is
+        // dropped. Two tests racing here: the loser's error is harmless.
+        let _ = conn
+            .execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+            .await;
         conn.execute(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
             .await
             .expect("create test schema");
