@@ -142,8 +142,15 @@ fn source<'a>(query: &ListQuery<'a>, indexed: bool) -> Sql<'a> {
     }
     if !query.search.is_empty() {
         let pattern = like_pattern(query.search);
+        // Text with no trigram makes a trigram index read every entry: PostgreSQL must not
+        // pick one for it, so the columns are hidden from the indexes (same values, same rule).
+        let rule = if query.search.chars().count() < 3 {
+            MATCHES.replace(" LIKE", " || '' LIKE")
+        } else {
+            MATCHES.to_owned()
+        };
         sql.push(" AND ", []);
-        sql.push(MATCHES, std::iter::repeat_n(pattern, 4).map(Bind::Owned));
+        sql.push(&rule, std::iter::repeat_n(pattern, 4).map(Bind::Owned));
     }
     sql
 }

@@ -129,7 +129,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);
-    assert!(stdout.contains("reverted 10"), "{stdout}");
+    assert!(stdout.contains("reverted 11"), "{stdout}");
     let (code, stdout, _) = run(dir.path(), &["migrate", "status"], &[]);
     assert_eq!(code, 0);
     assert!(stdout.contains("pending"), "{stdout}");
