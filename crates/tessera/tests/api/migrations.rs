@@ -76,3 +76,99 @@ async fn an_unreachable_postgres_is_a_clear_error_without_the_password() {
     );
     assert!(!text.contains("pw-secret"), "{text}");
 }
+
+/// Every table and its columns, by name, as `db` holds them after migrating: what code that
+/// runs on both databases may rely on. SQLite's full-text tables (a virtual table and the
+/// shadow tables it keeps) implement an index PostgreSQL builds differently, so they are left
+/// out.
+async fn tables_and_columns(db: &Db) -> std::collections::BTreeMap<String, Vec<String>> {
+    let pool = db.pool();
+    let mut tables = std::collections::BTreeMap::new();
+    if db.backend() == tessera::db::Backend::Postgres {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns \
+             WHERE table_schema = current_schema() AND table_name NOT LIKE '\\_sqlx%'",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("columns");
+        for (table, column) in rows {
+            tables.entry(table).or_insert_with(Vec::new).push(column);
+        }
+    } else {
+        let virtual_tables: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("virtual tables");
+        let names: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' \
+             AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name NOT LIKE '\\_sqlx%' ESCAPE '\\'",
+        )
+        .fetch_all(pool)
+        .await
+        .expect("tables");
+        for name in names {
+            if virtual_tables
+                .iter()
+                .any(|v| name == *v || name.starts_with(&format!("{v}_")))
+            {
+                continue;
+            }
+            let columns: Vec<String> = sqlx::query_scalar("SELECT name FROM pragma_table_info($1)")
+                .bind(&name)
+                .fetch_all(pool)
+                .await
+                .expect("columns");
+            tables.insert(name, columns);
+        }
+    }
+    for columns in tables.values_mut() {
+        columns.sort();
+    }
+    tables
+}
+
+#[tokio::test]
+async fn both_migration_trees_have_the_same_versions_and_build_the_same_tables() {
+    let folder = |dialect: &str| {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("migrations")
+            .join(dialect);
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("migration folder")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        folder("sqlite"),
+        folder("postgres"),
+        "every version, up and down, in both trees"
+    );
+
+    let Some(postgres) = TestDatabase::postgres().await else {
+        return;
+    };
+    let sqlite = TestDatabase::sqlite();
+    let mut schemas = Vec::new();
+    for test_db in [&sqlite, &postgres] {
+        let db = Db::connect(&test_db.config().database, Create::IfMissing)
+            .await
+            .expect("connect");
+        db.migrate_up().await.expect("up");
+        schemas.push(tables_and_columns(&db).await);
+        db.close().await;
+    }
+    assert!(
+        schemas[0].contains_key("users") && schemas[0].len() > 10,
+        "{:?}",
+        schemas[0].keys()
+    );
+    assert_eq!(
+        schemas[0], schemas[1],
+        "SQLite (left) and PostgreSQL (right) schemas differ"
+    );
+}
