@@ -97,6 +97,15 @@ struct RawAfter {
     page: Option<String>,
 }
 
+/// A paging parameter that cannot be honoured.
+fn invalid(detail: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_pagination",
+        detail,
+    )
+}
+
 /// Longest cursor accepted; real ones are far shorter.
 const MAX_CURSOR: usize = 1_024;
 
@@ -104,13 +113,6 @@ impl<S: Send + Sync> FromRequestParts<S> for After {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let invalid = |detail: &str| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_pagination",
-                detail,
-            )
-        };
         let Query(raw) = Query::<RawAfter>::from_request_parts(parts, state)
             .await
             .map_err(|_| invalid("`after` is a cursor from a previous page"))?;
@@ -131,13 +133,6 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let invalid = |detail: &str| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_pagination",
-                detail,
-            )
-        };
         let Query(raw) = Query::<RawPage>::from_request_parts(parts, state)
             .await
             .map_err(|_| invalid("`page` and `page_size` must be positive integers"))?;
