@@ -63,6 +63,9 @@ struct Pace {
     settle: Duration,
     /// How long traffic beside a phase runs before and after it.
     lead: Duration,
+    /// How long Tessera rests after the last phase before its memory is read again (none in
+    /// smoke runs): idle hashing threads give their memory back after 20 s.
+    rest: Option<Duration>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -82,6 +85,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         connections: usize::try_from(cli.connections.unwrap_or(if cli.smoke { 8 } else { 64 }))?,
         settle: Duration::from_millis(if cli.smoke { 300 } else { 1000 }),
         lead: Duration::from_millis(if cli.smoke { 300 } else { 1000 }),
+        rest: (!cli.smoke).then_some(Duration::from_secs(30)),
     };
     let binary = tessera_binary(cli.no_build)?;
     let hello = server::start_hello().await?;
@@ -218,6 +222,11 @@ async fn run_on(
         result.share_of_hello = hello_rate.map(|h| result.ok_per_sec / h);
         eprintln!("{}", result.line());
         run.phases.push(result);
+    }
+    if let Some(rest) = pace.rest.filter(|_| server.alive()) {
+        eprintln!("resting {} s before reading memory again", rest.as_secs());
+        tokio::time::sleep(rest).await;
+        run.rested_rss_mib = mib(server.rss_kib()).map(|m| (rest.as_secs(), m));
     }
     run.derive_notes(std::thread::available_parallelism().map_or(1, usize::from));
     server.stop().await;

@@ -171,6 +171,9 @@ pub struct Run {
     /// Its resident memory once the data was prepared (accounts created, so passwords
     /// hashed), before any phase, MiB.
     pub idle_rss_mib: Option<f64>,
+    /// Its resident memory after resting once the phases were over (not in smoke runs), MiB:
+    /// what a login flood leaves behind.
+    pub rested_rss_mib: Option<(u64, f64)>,
     /// Why the run stopped before its phases, if it did.
     pub error: Option<String>,
     /// The phases, in order.
@@ -186,6 +189,7 @@ impl Run {
             database: database.to_owned(),
             started_rss_mib: None,
             idle_rss_mib: None,
+            rested_rss_mib: None,
             error: None,
             phases: Vec::new(),
             notes: Vec::new(),
@@ -308,8 +312,12 @@ impl Report {
             if let (Some(started), Some(idle)) = (run.started_rss_mib, run.idle_rss_mib) {
                 out.push_str(&format!(
                     "Tessera RSS: {started:.1} MiB once listening, {idle:.1} MiB after the \
-                     accounts were created (before the phases)\n\n"
+                     accounts were created (before the phases)"
                 ));
+                if let Some((secs, rested)) = run.rested_rss_mib {
+                    out.push_str(&format!(", {rested:.1} MiB {secs} s after the last phase"));
+                }
+                out.push_str("\n\n");
             }
             out.push_str(
                 "| phase | conns | req/s | of hello | p50 ms | p99 ms | unexpected | RSS after MiB | load avg | status |\n\
