@@ -12,7 +12,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tessera_token::unix_now;
 
 use super::listing::ListQuery;
 use super::{Email, NewUser, User, UserError};
@@ -23,8 +22,7 @@ use crate::http::error::db_error;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::rbac::AccessChanged;
-use crate::revocations;
-use crate::sessions::{self, Scope};
+use crate::sessions;
 use crate::state::AppState;
 
 /// Most roles one account may hold.
@@ -149,31 +147,6 @@ struct Search {
     q: String,
 }
 
-async fn roles_of(state: &AppState, users: &[User]) -> Result<Vec<Vec<String>>, ApiError> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT user_id, role FROM user_roles WHERE user_id IN ({}) ORDER BY role",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
-    for user in users {
-        query = query.bind(&user.id);
-    }
-    let rows = query.fetch_all(state.db().pool()).await.map_err(db_error)?;
-    Ok(users
-        .iter()
-        .map(|u| {
-            rows.iter()
-                .filter(|(id, _)| id == &u.id)
-                .map(|(_, role)| role.clone())
-                .collect()
-        })
-        .collect())
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -225,7 +198,7 @@ async fn list(
         }
         _ => None,
     };
-    let roles = roles_of(&state, &listing.users).await?;
+    let roles = super::store::roles_of_each(state.db(), &listing.users).await?;
     let items = listing
         .users
         .into_iter()
@@ -359,9 +332,7 @@ async fn update(
         }
     }
 
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let mut revoked = sessions::Revoked::default();
-    let mut changed = AccessChanged::default();
+    let mut tx = state.db().begin_write().await?;
     if change.first_name.is_some() || change.last_name.is_some() {
         user.first_name = change
             .first_name
@@ -369,75 +340,24 @@ async fn update(
         user.last_name = change
             .last_name
             .map_or(user.last_name, |n| n.trim().to_owned());
-        sqlx::query(
-            "UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(&user.first_name)
-        .bind(&user.last_name)
-        .bind(unix_now())
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        super::store::set_names(&mut tx, &user.id, &user.first_name, &user.last_name).await?;
         caller
             .record(&mut tx, "user.updated", ("user", &user.id), &origin, None)
             .await?;
     }
+    let mut revoked = sessions::Revoked::default();
     if let Some(active) = change.active
         && active != user.active
     {
-        sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
-            .bind(i32::from(active))
-            .bind(unix_now())
-            .bind(&user.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let action = if active {
-            "user.enabled"
-        } else {
-            "user.disabled"
-        };
-        caller
-            .record(&mut tx, action, ("user", &user.id), &origin, None)
-            .await?;
-        if !active {
-            revoked = sessions::revoke(
-                &mut tx,
-                Scope::AllOf(&user.id),
-                "user_disabled",
-                &caller.actor(),
-                &origin,
-            )
-            .await
-            .map_err(db_error)?;
-            // After the session rows: every revoking transaction locks in that order.
-            revocations::record_subject(&mut tx, &user.tenant_id, &user.id, 0)
-                .await
-                .map_err(db_error)?;
-        }
+        revoked = super::set_active(&mut tx, &user, active, &caller.actor(), &origin).await?;
         user.active = active;
     }
+    let mut changed = AccessChanged::default();
     let roles = match new_roles {
         Some(roles) if roles != current_roles => {
-            sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
-                .bind(&user.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            for role in &roles {
-                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
-                    .bind(&user.id)
-                    .bind(role)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
+            super::store::set_roles(&mut tx, &user.id, &roles).await?;
             // Tokens carry roles and scope: services must stop trusting the old ones.
-            changed
-                .record(&mut tx, &user.tenant_id, &user.id)
-                .await
-                .map_err(db_error)?;
+            changed.record(&mut tx, &user.tenant_id, &user.id).await?;
             let details = serde_json::json!({ "from": current_roles, "to": roles });
             caller
                 .record(
@@ -452,7 +372,7 @@ async fn update(
         }
         _ => current_roles,
     };
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     changed.apply(state.rbac(), state.feed());
     Ok(Json(UserView { user, roles }))
@@ -484,9 +404,9 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let user = acted_on(&state, &caller, &id, "users:delete").await?;
     not_self(&caller, &user)?;
-    let revoked = super::disable(state.db(), &user, &caller.actor(), &origin)
-        .await
-        .map_err(user_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let revoked = super::set_active(&mut tx, &user, false, &caller.actor(), &origin).await?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
 }
