@@ -69,21 +69,13 @@ impl Authenticated {
         origin: &RequestMeta,
         details: Option<serde_json::Value>,
     ) -> Result<(), ApiError> {
-        audit::record(
-            conn,
-            &audit::Event {
-                action,
-                actor: &self.actor(),
-                tenant_id: Some(self.tenant_id()),
-                target: Some(target),
-                success: true,
-                reason: None,
-                origin,
-                details,
-            },
-        )
-        .await
-        .map_err(ApiError::internal)
+        audit::Event::new(action, &self.actor(), origin)
+            .in_tenant(self.tenant_id())
+            .target(Some(target))
+            .details(details)
+            .record(conn)
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// The roles the caller holds now. Not the token's: a role taken away counts at once on

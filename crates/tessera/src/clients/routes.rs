@@ -16,7 +16,6 @@ use tessera_token::Revocation;
 use super::Client;
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::state::AppState;
@@ -55,8 +54,7 @@ async fn administered(
 ) -> Result<Client, ApiError> {
     caller.require(state, permission).await?;
     super::find(state.db(), id, Some(caller.tenant_id()))
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -94,9 +92,8 @@ async fn list(
     page: PageRequest,
 ) -> Result<Json<Page<Client>>, ApiError> {
     caller.require(&state, "clients:read").await?;
-    let (clients, total) = super::list(state.db(), caller.tenant_id(), page.limit(), page.offset())
-        .await
-        .map_err(db_error)?;
+    let (clients, total) =
+        super::list(state.db(), caller.tenant_id(), page.limit(), page.offset()).await?;
     Ok(Json(page.page(clients, total)))
 }
 
@@ -150,7 +147,7 @@ async fn create(
     crate::http::check_display_name(&new.name)?;
     let scopes = grantable(&state, &caller, &new.scopes).await?;
     let parsed = super::parse_scopes(&scopes).map_err(|e| invalid("invalid_scope", e))?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     let (client, secret) = super::create(
         &mut tx,
         caller.tenant_id(),
@@ -159,9 +156,8 @@ async fn create(
         &caller.actor(),
         &origin,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(with_secret(StatusCode::CREATED, client, &secret))
 }
 
@@ -192,9 +188,7 @@ async fn update(
     if let Some(active) = change.active {
         client.active = active;
     }
-    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, revoked);
     Ok(Json(client))
 }
@@ -208,9 +202,7 @@ async fn remove(
 ) -> Result<StatusCode, ApiError> {
     let mut client = acted_on(&state, &caller, &id, "clients:delete").await?;
     client.active = false;
-    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, revoked);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -222,9 +214,8 @@ async fn rotate(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let client = acted_on(&state, &caller, &id, "clients:update").await?;
-    let (secret, revoked) = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let (secret, revoked) =
+        super::rotate_secret(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, Some(revoked));
     Ok(with_secret(StatusCode::OK, client, &secret))
 }

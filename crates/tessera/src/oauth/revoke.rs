@@ -8,9 +8,10 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_token::{Revoked, unix_now};
+use tessera_token::Revoked;
 
 use super::client_auth::{self, OAuthError, no_store};
+use super::denylist;
 use crate::audit::{self, Actor};
 use crate::clients::Client;
 use crate::http::client::RequestMeta;
@@ -118,38 +119,22 @@ async fn handle(
         return Ok(());
     }
     let mut tx = db.begin_write().await.map_err(server_error)?;
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&claims.jti)
-    .bind(&claims.tid)
-    .bind(claims.exp)
-    .bind(unix_now())
-    .execute(&mut *tx)
-    .await
-    .map_err(server_error)?;
+    denylist::insert(&mut tx, &claims.jti, &claims.tid, claims.exp)
+        .await
+        .map_err(server_error)?;
     let target = Revoked::Token {
         jti: claims.jti.clone(),
     };
     revocations::record(&mut tx, &claims.tid, &target, claims.exp)
         .await
         .map_err(server_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "token.revoked",
-            actor: &actor,
-            tenant_id: Some(&claims.tid),
-            target: Some(("token", &claims.jti)),
-            success: true,
-            reason: None,
-            origin,
-            details: Some(serde_json::json!({ "sub": claims.sub, "client_id": claims.client_id })),
-        },
-    )
-    .await
-    .map_err(server_error)?;
+    audit::Event::new("token.revoked", &actor, origin)
+        .in_tenant(&claims.tid)
+        .on("token", &claims.jti)
+        .details(serde_json::json!({ "sub": claims.sub, "client_id": claims.client_id }))
+        .record(&mut tx)
+        .await
+        .map_err(server_error)?;
     tx.commit().await.map_err(server_error)?;
     state.denylist().add([(claims.jti.clone(), claims.exp)]);
     state.feed().wake();

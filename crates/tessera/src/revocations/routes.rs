@@ -23,7 +23,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
 use crate::clients::{CachedClient, Client};
 use crate::http::ApiError;
-use crate::http::error::db_error;
 use crate::oauth::client_auth::{self, no_store};
 use crate::oauth::introspect::INTROSPECT_SCOPE;
 use crate::state::AppState;
@@ -104,9 +103,7 @@ async fn page(
                 )
             })?,
     };
-    let read = read_after(state.db(), after, limit)
-        .await
-        .map_err(db_error)?;
+    let read = read_after(state.db(), after, limit).await?;
     let body = RevocationPage {
         items: read
             .entries
@@ -154,8 +151,7 @@ async fn stream(
     let opened = state
         .clients()
         .get(state.db(), &client.id)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| ApiError::client_unauthorized("client authentication failed"))?;
     tokio::spawn(async move {
         let _slot = slot;

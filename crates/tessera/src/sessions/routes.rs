@@ -45,9 +45,8 @@ async fn page_of(
     current: Option<&str>,
     page: PageRequest,
 ) -> Result<Page<SessionView>, ApiError> {
-    let (sessions, total) = super::list_live(state.db(), user_id, page.limit(), page.offset())
-        .await
-        .map_err(db_error)?;
+    let (sessions, total) =
+        super::list_live(state.db(), user_id, page.limit(), page.offset()).await?;
     let items = sessions.iter().map(|s| s.view(current)).collect();
     Ok(page.page(items, total))
 }
@@ -72,11 +71,9 @@ async fn revoke(
     reason: &str,
     origin: &RequestMeta,
 ) -> Result<usize, ApiError> {
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin).await?;
+    tx.commit().await?;
     let count = revoked.0.len();
     revoked.apply(state.sessions());
     Ok(count)
@@ -88,10 +85,9 @@ async fn revoke_mine(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    let mut conn = state.db().pool().acquire().await?;
     let owned = super::fetch(&mut conn, &id)
-        .await
-        .map_err(db_error)?
+        .await?
         .is_some_and(|s| s.user_id == caller.user_id() && s.revoked_at.is_none());
     drop(conn);
     if !owned {

@@ -9,6 +9,11 @@ pub mod store;
 
 use std::fmt;
 
+use axum::http::StatusCode;
+
+use crate::http::ApiError;
+use crate::http::error::db_error;
+
 pub use store::{
     count, create, find_by_email, find_for_login, find_for_login_by_id, find_in_tenant,
     password_hash, record_login, roles, set_active, set_password_hash, swap_password_hash,
@@ -148,6 +153,22 @@ pub enum UserError {
     /// The database failed.
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<UserError> for ApiError {
+    /// A missing account is a 404, a taken email or username a 409 `account_exists`; a
+    /// database failure as every other one (see [`db_error`]).
+    fn from(error: UserError) -> Self {
+        match error {
+            UserError::NotFound => ApiError::not_found(),
+            UserError::Conflict => ApiError::new(
+                StatusCode::CONFLICT,
+                "account_exists",
+                "an account with this email or username already exists in the tenant",
+            ),
+            UserError::Database(e) => db_error(e),
+        }
+    }
 }
 
 /// Whether a stored hash is in a format this server verifies (for imports).

@@ -14,11 +14,10 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::listing::ListQuery;
-use super::{Email, NewUser, User, UserError};
+use super::{Email, NewUser, User};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
-use crate::http::error::db_error;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::rbac::AccessChanged;
@@ -57,18 +56,6 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-fn user_error(error: UserError) -> ApiError {
-    match error {
-        UserError::NotFound => ApiError::not_found(),
-        UserError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "account_exists",
-            "an account with this email or username already exists in the tenant",
-        ),
-        UserError::Database(e) => db_error(e),
-    }
-}
-
 /// The account `id` of the caller's tenant, after checking `permission`.
 async fn administered(
     state: &AppState,
@@ -77,9 +64,7 @@ async fn administered(
     permission: &str,
 ) -> Result<User, ApiError> {
     caller.require(state, permission).await?;
-    super::find_in_tenant(state.db(), caller.tenant_id(), id)
-        .await
-        .map_err(user_error)
+    Ok(super::find_in_tenant(state.db(), caller.tenant_id(), id).await?)
 }
 
 /// The account `id` the caller is about to act on: `permission`, the tenant, and the
@@ -122,11 +107,7 @@ async fn grantable_roles(
     }
     let rbac = state.rbac();
     for role in roles {
-        let Some(permissions) = rbac
-            .role(state.db(), caller.tenant_id(), role)
-            .await
-            .map_err(db_error)?
-        else {
+        let Some(permissions) = rbac.role(state.db(), caller.tenant_id(), role).await? else {
             return Err(invalid(
                 "unknown_role",
                 format!("the tenant has no role `{}`", role.escape_debug()),
@@ -182,8 +163,7 @@ async fn list(
             limit: page.limit(),
         },
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let offset = if position.is_some() { 0 } else { page.offset() };
     let total = capped_total(
         listing.counted,
@@ -219,9 +199,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
     let user = administered(&state, &caller, &id, "users:read").await?;
-    let roles = super::roles(state.db(), &user.id)
-        .await
-        .map_err(user_error)?;
+    let roles = super::roles(state.db(), &user.id).await?;
     Ok(Json(UserView { user, roles }))
 }
 
@@ -269,11 +247,9 @@ async fn create(
         password_hash,
         roles: roles.clone(),
     };
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let user = super::create(&mut tx, &account, &caller.actor(), &origin)
-        .await
-        .map_err(user_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let user = super::create(&mut tx, &account, &caller.actor(), &origin).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(UserView { user, roles })).into_response())
 }
 
@@ -298,9 +274,7 @@ async fn update(
     if change.active == Some(false) {
         not_self(&caller, &user)?;
     }
-    let current_roles = super::roles(state.db(), &user.id)
-        .await
-        .map_err(user_error)?;
+    let current_roles = super::roles(state.db(), &user.id).await?;
     let new_roles = match &change.roles {
         Some(roles) => {
             // Only roles being added need the caller's permissions; taking one away does not.
@@ -387,11 +361,11 @@ async fn unlock(
 ) -> Result<StatusCode, ApiError> {
     let user = acted_on(&state, &caller, &id, "users:update").await?;
     crate::auth::attempts::unlock(&state, &user.id).await;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     caller
         .record(&mut tx, "user.unlocked", ("user", &user.id), &origin, None)
         .await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -435,8 +409,7 @@ async fn reset_password(
         &caller.actor(),
         &origin,
     )
-    .await
-    .map_err(user_error)?;
+    .await?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
 }

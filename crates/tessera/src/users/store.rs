@@ -73,20 +73,12 @@ pub async fn create(
             .execute(&mut *conn)
             .await?;
     }
-    audit::record(
-        conn,
-        &audit::Event {
-            action: "user.created",
-            actor,
-            tenant_id: Some(&new.tenant_id),
-            target: Some(("user", &id)),
-            success: true,
-            reason: None,
-            origin,
-            details: Some(serde_json::json!({ "roles": new.roles })),
-        },
-    )
-    .await?;
+    audit::Event::new("user.created", actor, origin)
+        .in_tenant(&new.tenant_id)
+        .on("user", &id)
+        .details(serde_json::json!({ "roles": new.roles }))
+        .record(conn)
+        .await?;
     Ok(User {
         id,
         tenant_id: new.tenant_id.clone(),
@@ -418,18 +410,9 @@ async fn record_change(
     actor: &Actor,
     origin: &RequestMeta,
 ) -> Result<(), sqlx::Error> {
-    audit::record(
-        conn,
-        &audit::Event {
-            action,
-            actor,
-            tenant_id: Some(&user.tenant_id),
-            target: Some(("user", &user.id)),
-            success: true,
-            reason: None,
-            origin,
-            details: None,
-        },
-    )
-    .await
+    audit::Event::new(action, actor, origin)
+        .in_tenant(&user.tenant_id)
+        .on("user", &user.id)
+        .record(conn)
+        .await
 }
