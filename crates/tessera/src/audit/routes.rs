@@ -20,6 +20,7 @@ use crate::caller::Authenticated;
 use crate::http::cursor::Scope;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
 
@@ -112,7 +113,7 @@ async fn list(
     After(after): After,
     Query(raw): Query<RawFilter>,
 ) -> Result<Json<Page<EventView>>, ApiError> {
-    caller.require(&state, "audit:read").await?;
+    caller.require(&state, Perm::AuditRead).await?;
     // Canonical form of the filters, which a cursor is bound to.
     let filters = serde_json::to_string(&raw).unwrap_or_default();
     let filter = filter_of(raw, &caller)?;
@@ -157,7 +158,7 @@ async fn export(
     caller: Authenticated,
     Query(raw): Query<RawFilter>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "audit:read").await?;
+    caller.require(&state, Perm::AuditRead).await?;
     let filter = filter_of(raw, &caller)?;
     let (lines, receiver) = mpsc::channel::<Bytes>(4);
     let db = state.db().clone();

@@ -16,15 +16,13 @@ use crate::audit::{self, Actor};
 use crate::clients::Client;
 use crate::http::client::RequestMeta;
 use crate::http::client::meta_of;
+use crate::permissions::Perm;
 use crate::rbac::Permission;
 use crate::revocations;
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
-
-/// The scope that lets a client revoke tokens it was not issued.
-const REVOKE_SCOPE: &str = "tokens:revoke";
 
 /// The revocation endpoint.
 pub async fn revoke(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -55,7 +53,7 @@ fn server_error(error: impl std::fmt::Display) -> OAuthError {
 
 /// Whether `client` may revoke tokens of `tenant_id` it was not issued.
 fn may_revoke_for(client: &Client, tenant_id: &str) -> bool {
-    let Ok(wanted) = Permission::parse(REVOKE_SCOPE) else {
+    let Ok(wanted) = Perm::TokensRevoke.permission() else {
         return false;
     };
     let scoped = client

@@ -18,6 +18,7 @@ use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 
 /// Most permissions one role may hold.
@@ -114,7 +115,7 @@ async fn list(
     caller: Authenticated,
     page: PageRequest,
 ) -> Result<Json<Page<RoleView>>, ApiError> {
-    caller.require(&state, "roles:read").await?;
+    caller.require(&state, Perm::RolesRead).await?;
     let (items, total) = store::page(state.db(), caller.tenant_id(), &page).await?;
     Ok(Json(page.page(items, total)))
 }
@@ -124,7 +125,7 @@ async fn show(
     caller: Authenticated,
     Path(name): Path<String>,
 ) -> Result<Json<RoleView>, ApiError> {
-    caller.require(&state, "roles:read").await?;
+    caller.require(&state, Perm::RolesRead).await?;
     Ok(Json(find(&state, caller.tenant_id(), &name).await?))
 }
 
@@ -144,7 +145,7 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewRole>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "roles:create").await?;
+    caller.require(&state, Perm::RolesCreate).await?;
     check_name(&new.name)?;
     check_description(&new.description)?;
     let permissions = grantable(&state, &caller, &new.permissions).await?;
@@ -203,7 +204,7 @@ async fn update(
     Path(name): Path<String>,
     Json(change): Json<RoleChange>,
 ) -> Result<Json<RoleView>, ApiError> {
-    caller.require(&state, "roles:update").await?;
+    caller.require(&state, Perm::RolesUpdate).await?;
     let mut role = find(&state, caller.tenant_id(), &name).await?;
     if role.built_in {
         return Err(built_in_refused());
@@ -255,7 +256,7 @@ async fn remove(
     caller: Authenticated,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&state, "roles:delete").await?;
+    caller.require(&state, Perm::RolesDelete).await?;
     let role = find(&state, caller.tenant_id(), &name).await?;
     if role.built_in {
         return Err(built_in_refused());

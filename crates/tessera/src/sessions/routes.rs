@@ -16,6 +16,7 @@ use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
@@ -113,7 +114,7 @@ async fn administered_user(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<users::User, ApiError> {
     caller.require(state, permission).await?;
     let user = match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
@@ -131,7 +132,7 @@ async fn list_for_admin(
     Path(id): Path<String>,
     page: PageRequest,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let user = administered_user(&state, &caller, &id, "sessions:read").await?;
+    let user = administered_user(&state, &caller, &id, Perm::SessionsRead).await?;
     let page = page_of(&state, &user.id, Some(caller.session_id()), page).await?;
     Ok(Json(page))
 }
@@ -142,7 +143,7 @@ async fn revoke_all_for_admin(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<RevokedCount>, ApiError> {
-    let user = administered_user(&state, &caller, &id, "sessions:revoke").await?;
+    let user = administered_user(&state, &caller, &id, Perm::SessionsRevoke).await?;
     let revoked = revoke(
         &state,
         &caller,

@@ -21,6 +21,7 @@ use crate::caller::Authenticated;
 use crate::http::client::RequestMeta;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::revocations;
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
@@ -44,7 +45,7 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
 async fn platform_admin(
     state: &AppState,
     caller: &Authenticated,
-    permission: &str,
+    permission: Perm,
 ) -> Result<(), ApiError> {
     if caller.tenant_id() != SYSTEM_TENANT_ID {
         return Err(ApiError::forbidden(
@@ -82,7 +83,7 @@ async fn list(
     caller: Authenticated,
     page: PageRequest,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
-    platform_admin(&state, &caller, "tenants:read").await?;
+    platform_admin(&state, &caller, Perm::TenantsRead).await?;
     let (items, total) = store::page(state.db(), &page).await?;
     Ok(Json(page.page(items, total)))
 }
@@ -92,7 +93,7 @@ async fn show(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
-    platform_admin(&state, &caller, "tenants:read").await?;
+    platform_admin(&state, &caller, Perm::TenantsRead).await?;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -110,7 +111,7 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewTenant>,
 ) -> Result<Response, ApiError> {
-    platform_admin(&state, &caller, "tenants:create").await?;
+    platform_admin(&state, &caller, Perm::TenantsCreate).await?;
     check_slug(&new.slug)?;
     crate::http::check_display_name(&new.name)?;
     let view = TenantView {
@@ -252,7 +253,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<TenantChange>,
 ) -> Result<Json<TenantView>, ApiError> {
-    platform_admin(&state, &caller, "tenants:update").await?;
+    platform_admin(&state, &caller, Perm::TenantsUpdate).await?;
     let tenant = find(&state, &id).await?;
     Ok(Json(apply(&state, &caller, &origin, tenant, change).await?))
 }
@@ -264,7 +265,7 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    platform_admin(&state, &caller, "tenants:delete").await?;
+    platform_admin(&state, &caller, Perm::TenantsDelete).await?;
     let tenant = find(&state, &id).await?;
     let change = TenantChange {
         name: None,

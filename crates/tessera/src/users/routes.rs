@@ -20,6 +20,7 @@ use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::rbac::AccessChanged;
 use crate::sessions;
 use crate::state::AppState;
@@ -61,7 +62,7 @@ async fn administered(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<User, ApiError> {
     caller.require(state, permission).await?;
     Ok(super::find_in_tenant(state.db(), caller.tenant_id(), id).await?)
@@ -73,7 +74,7 @@ async fn acted_on(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<User, ApiError> {
     let user = administered(state, caller, id, permission).await?;
     caller.ensure_may_act_on(state, Target::User(&user)).await?;
@@ -135,7 +136,7 @@ async fn list(
     After(after): After,
     Query(search): Query<Search>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
-    caller.require(&state, "users:read").await?;
+    caller.require(&state, Perm::UsersRead).await?;
     if search.q.chars().count() > MAX_QUERY {
         return Err(invalid(
             "validation_failed",
@@ -198,7 +199,7 @@ async fn show(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = administered(&state, &caller, &id, "users:read").await?;
+    let user = administered(&state, &caller, &id, Perm::UsersRead).await?;
     let roles = super::roles(state.db(), &user.id).await?;
     Ok(Json(UserView { user, roles }))
 }
@@ -225,7 +226,7 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewAccount>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "users:create").await?;
+    caller.require(&state, Perm::UsersCreate).await?;
     let email = Email::parse(&new.email).map_err(|e| invalid("invalid_email", e))?;
     if let Some(username) = &new.username {
         super::check_username(username).map_err(|e| invalid("invalid_username", e))?;
@@ -270,7 +271,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<AccountChange>,
 ) -> Result<Json<UserView>, ApiError> {
-    let mut user = acted_on(&state, &caller, &id, "users:update").await?;
+    let mut user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     if change.active == Some(false) {
         not_self(&caller, &user)?;
     }
@@ -359,7 +360,7 @@ async fn unlock(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     crate::auth::attempts::unlock(&state, &user.id).await;
     let mut tx = state.db().begin_write().await?;
     caller
@@ -376,7 +377,7 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:delete").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersDelete).await?;
     not_self(&caller, &user)?;
     let mut tx = state.db().begin_write().await?;
     let revoked = super::set_active(&mut tx, &user, false, &caller.actor(), &origin).await?;
@@ -399,7 +400,7 @@ async fn reset_password(
     Path(id): Path<String>,
     Json(reset): Json<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     let hash = state.passwords().hash(reset.new_password).await?;
     let revoked = super::set_password_hash(
         state.db(),

@@ -25,6 +25,7 @@ const FOUNDATION: &[&str] = &[
     "http",
     "master",
     "passwords",
+    "permissions",
     "telemetry",
     "text",
 ];
