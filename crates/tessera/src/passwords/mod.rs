@@ -9,6 +9,8 @@
 //! (token validation, `/me`) go first and logins absorb the wait; on an idle machine hashing
 //! still gets every core.
 
+mod argon;
+
 use std::sync::{Arc, OnceLock};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier as _, Version};
@@ -215,7 +217,7 @@ fn next_job(receiver: &flume::Receiver<Job>) -> Option<Job> {
     match receiver.recv_timeout(KEEP_MEMORY_IDLE) {
         Ok(job) => Some(job),
         Err(flume::RecvTimeoutError::Timeout) => {
-            super::argon::release_memory();
+            argon::release_memory();
             receiver.recv().ok()
         }
         Err(flume::RecvTimeoutError::Disconnected) => None,
@@ -257,7 +259,7 @@ impl From<PasswordError> for ApiError {
 }
 
 fn argon_hash(argon: &Argon2<'_>, password: &[u8]) -> Result<String, PasswordError> {
-    super::argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
+    argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
 }
 
 /// Whether `password` matches `stored`, and whether a match should be re-hashed.
@@ -266,7 +268,7 @@ fn verify_stored(argon: &Argon2<'_>, password: &[u8], stored: &str) -> (bool, bo
         let Ok(hash) = PasswordHash::new(stored) else {
             return (false, false);
         };
-        let ok = super::argon::verify(&hash, password);
+        let ok = argon::verify(&hash, password);
         let current = argon.params();
         let same_cost = hash.algorithm.as_str() == "argon2id"
             && Params::try_from(&hash).is_ok_and(|p| {
