@@ -176,6 +176,10 @@ pub struct Run {
     pub rested_rss_mib: Option<(u64, f64)>,
     /// Why the run stopped before its phases, if it did.
     pub error: Option<String>,
+    /// The scale phase, when it ran and finished.
+    pub scale: Option<crate::scale::Scale>,
+    /// Why the scale phase failed, if it did.
+    pub scale_error: Option<String>,
     /// The phases, in order.
     pub phases: Vec<PhaseResult>,
     /// Derived figures worth a line of their own.
@@ -191,6 +195,8 @@ impl Run {
             idle_rss_mib: None,
             rested_rss_mib: None,
             error: None,
+            scale: None,
+            scale_error: None,
             phases: Vec::new(),
             notes: Vec::new(),
         }
@@ -285,6 +291,9 @@ impl Report {
             for phase in run.phases.iter().filter(|p| !p.valid) {
                 broken.push(format!("{} {}", run.database, phase.name));
             }
+            if run.scale_error.is_some() || run.scale.as_ref().is_some_and(|s| !s.clean()) {
+                broken.push(format!("{} scale", run.database));
+            }
         }
         broken
     }
@@ -368,6 +377,13 @@ impl Report {
                 out.push_str(&format!("\n- {} failed: {}", p.0.name, p.1));
             }
             out.push('\n');
+            if let Some(scale) = &run.scale {
+                out.push('\n');
+                out.push_str(&scale.markdown());
+            }
+            if let Some(e) = &run.scale_error {
+                out.push_str(&format!("\nScale phase FAILED: {e}\n"));
+            }
         }
         out
     }
