@@ -22,12 +22,13 @@ use crate::keys::master::{Generate, MasterKey};
 use crate::mfa::Mfa;
 use crate::oauth::denylist::DenyList;
 use crate::rbac::Rbac;
+use crate::realtime::Realtime;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, health, http, keys, mfa, oauth, rbac, revocations, sessions,
-    tenants,
+    audit, auth, cleanup, clients, health, http, keys, mfa, oauth, rbac, realtime, revocations,
+    sessions, tenants,
 };
 
 /// State shared by every handler; cheap to clone.
@@ -65,6 +66,8 @@ struct Inner {
     mfa: Arc<Mfa>,
     /// Seals and opens the cursors of keyset lists.
     cursors: Arc<Cursors>,
+    /// The real-time hub: connections bound to sessions, the event log, history.
+    realtime: Arc<Realtime>,
 }
 
 impl AppState {
@@ -137,6 +140,11 @@ impl AppState {
     pub fn cursors(&self) -> &Cursors {
         &self.inner.cursors
     }
+
+    /// The real-time hub.
+    pub fn realtime(&self) -> &Arc<Realtime> {
+        &self.inner.realtime
+    }
 }
 
 /// A server ready to run: connected, migrated, routes built.
@@ -193,6 +201,9 @@ impl Application {
         // Subscribed before the feed's first poll, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
+        let realtime = Realtime::start(&config, &db, &feed)
+            .await
+            .context("cannot read the real-time event log")?;
         feed.spawn_poller(db.clone());
         let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
         sessions.cache().spawn_poller(db.clone());
@@ -237,6 +248,7 @@ impl Application {
                 csp_reports,
                 mfa: Arc::new(Mfa::new(&master)),
                 cursors: Arc::new(Cursors::new(&master)),
+                realtime,
             }),
         };
         let router = router(state.clone());
@@ -275,12 +287,15 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        // Open revocation streams never end by themselves; shutting down ends them.
+        // Open revocation streams and real-time connections never end by themselves; shutting
+        // down ends them.
         let feed = Arc::clone(self.state.feed());
+        let realtime = Arc::clone(self.state.realtime());
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
+            realtime.close();
             stopping.send_replace(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -325,6 +340,7 @@ fn router(state: AppState) -> Router {
         .merge(audit::routes::router())
         .merge(http::csp::router())
         .merge(mfa::routes::router())
+        .merge(realtime::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mfa;
 pub mod oauth;
 pub mod rbac;
+pub mod realtime;
 pub mod revocations;
 pub mod sessions;
 pub mod telemetry;

@@ -21,6 +21,7 @@ mod lists;
 mod mfa;
 mod migrations;
 mod ratelimit;
+mod realtime;
 mod revocation;
 mod roles;
 mod sdk;
