@@ -825,3 +825,164 @@ async fn sessions_and_events_cross_instances_on_one_postgres() {
     second.app.stop().await;
     first.stop().await;
 }
+
+#[tokio::test]
+async fn the_axum_example_authenticates_its_own_socket_by_ticket_and_closes_it_on_logout() {
+    use tessera_client::{TicketRedeemer, Verifier};
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let admin = sign_in(&app, "root@example.com", &["admin"]).await;
+    let ada = sign_in(&app, "ada@example.com", &["user"]).await;
+    let (id, secret) = app
+        .new_client(&admin.token, json!(["tokens:introspect"]))
+        .await;
+    let verifier = Verifier::builder(&app.address, &app.state.config().token.audience)
+        .client_credentials(&id, &secret)
+        .build()
+        .await
+        .expect("verifier");
+    let deadline = Instant::now() + DEADLINE;
+    while verifier.revocations_live() != Some(true) {
+        assert!(Instant::now() < deadline, "the feed never went live");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let service = tessera_example_axum_service::chat_router(
+        verifier,
+        TicketRedeemer::new(&app.address, &id, &secret),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    let url = |ticket: &str| format!("ws://{address}/chat?ticket={ticket}");
+
+    let minted = ticket(&app, &ada.token, json!({"audience": id})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(url(&minted))
+        .await
+        .expect("opened");
+    let hello = next_json(&mut ws).await;
+    assert_eq!(
+        (hello["sub"].as_str(), hello["sid"].as_str()),
+        (Some(ada.user_id.as_str()), Some(ada.session_id.as_str()))
+    );
+    match tokio_tungstenite::connect_async(url(&minted)).await {
+        Err(tungstenite::Error::Http(response)) => assert_eq!(response.status(), 401),
+        other => panic!("a spent ticket opened a socket: {:?}", other.map(|_| ())),
+    }
+    assert!(
+        app.post_bearer("/api/v1/auth/logout", &ada.token)
+            .await
+            .status()
+            .is_success()
+    );
+    assert_eq!(close_of(&mut ws).await, (4401, "session ended".to_owned()));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_provisioning_example_shows_six_steps_live_to_a_cookie_authenticated_page() {
+    use tessera_example_provisioning::{EVENT_TYPE, Publisher, STEPS, channel, router};
+    let app = spawn_app_with(TestDatabase::sqlite(), |_| {}).await;
+    let admin = sign_in(&app, "root@example.com", &["admin"]).await;
+    let role = app
+        .send(
+            Method::POST,
+            "/api/v1/admin/roles",
+            &admin.token,
+            Some(
+                json!({"name": "operator", "permissions": ["events.service-lifecycle:subscribe"]}),
+            ),
+        )
+        .await;
+    assert_eq!(role.status(), 201);
+    app.create_user("noc@example.com", PASSWORD, &["operator"], None)
+        .await;
+    let (id, secret) = app
+        .new_client(&admin.token, json!(["events:publish"]))
+        .await;
+    let tenant = tessera::users::DEFAULT_TENANT_ID;
+    let publisher = Publisher {
+        tessera: app.address.clone(),
+        token: service_token(&app, &id, &secret).await,
+        tenant_id: tenant.to_owned(),
+        http: reqwest::Client::new(),
+    };
+
+    // The page, as a browser loads it.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("port");
+    let page_address = listener.local_addr().expect("address");
+    let service = router(publisher.clone(), Duration::ZERO);
+    tokio::spawn(async move { axum::serve(listener, service).await });
+    let page = reqwest::get(format!("http://{page_address}/"))
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("addEventListener(\"service.provisioning.progress\"")
+            && page.contains(&app.address)
+    );
+
+    // A cookie sign-in, as the page does it.
+    let origin = app.state.config().public_url.origin().ascii_serialization();
+    let login = app
+        .client
+        .post(app.url("/api/v1/auth/login"))
+        .header("origin", &origin)
+        .json(&json!({"login": "noc@example.com", "password": PASSWORD, "delivery": "cookie"}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(login.status(), 200);
+    let cookies: Vec<String> = login
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect();
+    let cookie = cookies.join("; ");
+
+    let instance = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    let query = format!("?channel={}", channel(tenant, instance));
+    let mut sse = SseStream::new(
+        SseStream::open(&app, &query, &[("cookie", &cookie), ("origin", &origin)]).await,
+    );
+    assert_eq!(sse.next().await.expect("subscribed").event, "subscribed");
+    publisher
+        .run(instance, Duration::ZERO)
+        .await
+        .expect("workflow ran");
+    for (step, message) in STEPS.iter().enumerate() {
+        let event = sse.next().await.expect("a step");
+        assert_eq!(event.event, EVENT_TYPE);
+        let data = &event.data["data"];
+        assert_eq!(data["service_instance_id"], instance);
+        assert_eq!(data["step"], step + 1);
+        assert_eq!(data["total_steps"], 6);
+        assert_eq!(data["message"], *message);
+        let status = if step == 5 {
+            "completed"
+        } else {
+            "in_progress"
+        };
+        assert_eq!(data["status"], status);
+    }
+    // A retried step is not shown twice.
+    let first = publisher.step(instance, 6).await.expect("retried");
+    let history: Value = app
+        .client
+        .get(app.url(&format!("/api/v1/realtime/history{query}")))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("sent")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(history["events"].as_array().map(Vec::len), Some(6));
+    assert_eq!(history["events"][5]["id"], first["id"]);
+    app.stop().await;
+}
