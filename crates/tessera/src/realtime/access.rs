@@ -12,12 +12,13 @@ use tessera_token::AccessClaims;
 
 use super::channel::{Action, ChannelKind, ChannelName, topic_permissions};
 use super::hub::Owner;
-use crate::AppState;
-use crate::auth::Authenticated;
-use crate::auth::tokens::SESSION_CLIENT_ID;
+use crate::caller::Authenticated;
+use crate::caller::SESSION_CLIENT_ID;
 use crate::http::ApiError;
-use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::rbac::Permission;
 use crate::sessions;
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 use crate::users::{self, UserError};
 
 /// Someone allowed to call the publish endpoint, with what they hold.

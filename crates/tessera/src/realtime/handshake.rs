@@ -19,10 +19,10 @@ use tessera_token::{Credential, ExtractionPolicy, extract_token, unix_now};
 use super::channel::ChannelName;
 use super::hub::{Owner, Transport};
 use super::{access, metrics, routes, tickets};
-use crate::AppState;
-use crate::auth::Authenticated;
+use crate::caller::Authenticated;
+use crate::caller::cache::{Lookup, SessionInfo};
 use crate::http::ApiError;
-use crate::sessions::cache::{Lookup, SessionInfo};
+use crate::state::AppState;
 
 /// The query parameter old clients put their access token in.
 pub const LEGACY_QUERY_PARAM: &str = "access_token";
@@ -170,8 +170,7 @@ pub async fn live_session(
     session_id: &str,
 ) -> Result<std::sync::Arc<SessionInfo>, ApiError> {
     let lookup = state
-        .sessions()
-        .cache()
+        .session_cache()
         .get(state.db(), session_id, unix_now())
         .await
         .map_err(ApiError::internal)?;

@@ -45,11 +45,11 @@ use axum::Router;
 use tessera_token::{Revoked, unix_now};
 use tokio::sync::{Notify, broadcast};
 
-use crate::AppState;
+use crate::caller::cache::Lookup;
 use crate::config::Config;
 use crate::db::{Backend, Db};
 use crate::revocations::Feed;
-use crate::sessions::cache::Lookup;
+use crate::state::AppState;
 use channel::ChannelName;
 use event::{Envelope, Event};
 use hub::{Connection, Hub, SESSION_ENDED};
@@ -318,8 +318,7 @@ pub enum Rechecked {
 pub async fn recheck(state: &AppState, connection: &mut Connection) -> Rechecked {
     let link = Arc::clone(connection.link());
     let lookup = state
-        .sessions()
-        .cache()
+        .session_cache()
         .get(state.db(), &link.owner.session_id, unix_now())
         .await;
     match lookup {

@@ -16,12 +16,12 @@ use super::channel::ChannelName;
 use super::event::Envelope;
 use super::handshake::owner_of;
 use super::{PublishError, Published};
-use crate::AppState;
-use crate::auth::Authenticated;
-use crate::auth::tokens::SESSION_CLIENT_ID;
+use crate::caller::Authenticated;
+use crate::caller::SESSION_CLIENT_ID;
 use crate::digest::sha256_hex;
 use crate::http::error::db_error;
 use crate::http::{ApiError, Json};
+use crate::state::AppState;
 
 /// Longest `Idempotency-Key`.
 const MAX_KEY_BYTES: usize = 255;

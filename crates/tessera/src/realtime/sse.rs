@@ -30,8 +30,8 @@ use super::handshake::{self, Handshake};
 use super::hub::{Close, Connection, SESSION_ENDED, Transport};
 use super::routes::parse_since;
 use super::{Rechecked, recheck};
-use crate::AppState;
 use crate::http::ApiError;
+use crate::state::AppState;
 
 /// How often an idle stream sends a comment.
 const HEARTBEAT: Duration = Duration::from_secs(15);

@@ -26,14 +26,14 @@ use tessera_token::unix_now;
 
 use super::handshake::live_session;
 use super::store;
-use crate::AppState;
-use crate::auth::Authenticated;
+use crate::caller::Authenticated;
+use crate::caller::cache::SessionInfo;
 use crate::digest::sha256_hex;
 use crate::http::ApiError;
 use crate::http::error::db_error;
 use crate::oauth::client_auth::{self, no_store};
-use crate::rbac::SYSTEM_TENANT_ID;
-use crate::sessions::cache::SessionInfo;
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// How long a ticket is valid.
 pub const TICKET_TTL_SECS: i64 = 30;

@@ -30,8 +30,8 @@ use super::channel::ChannelName;
 use super::handshake::{self, Handshake};
 use super::hub::{Close, Connection, FORBIDDEN, IDLE, Transport};
 use super::{Rechecked, access, recheck};
-use crate::AppState;
 use crate::http::ApiError;
+use crate::state::AppState;
 
 /// How often the server pings.
 const PING_EVERY: Duration = Duration::from_secs(25);

@@ -9,9 +9,9 @@ use futures_util::{SinkExt as _, StreamExt as _};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera::config::Config;
-use tessera::rbac::SYSTEM_TENANT_ID;
 use tessera::realtime::channel::ChannelName;
 use tessera::realtime::hub::SLOW_CONSUMER;
+use tessera::tenants::SYSTEM_TENANT_ID;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
@@ -440,7 +440,7 @@ on_each_database! {
             .execute(app.state.db().pool())
             .await
             .expect("expired");
-        app.state.sessions().cache().forget(&eve.session_id);
+        app.state.session_cache().forget(&eve.session_id);
         app.state.realtime().hub().sweep(tessera_token::unix_now() + 15 * 86_400);
         assert_eq!(close_of(&mut ws).await.0, 4401);
         app.stop().await;
@@ -560,7 +560,7 @@ on_each_database! {
     async fn tenant_topics_are_isolated_both_ways(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let admin = sign_in(&app, "root@example.com", &["admin"]).await;
-        let default_tenant = tessera::users::DEFAULT_TENANT_ID;
+        let default_tenant = tessera::tenants::DEFAULT_TENANT_ID;
         let (acme, wile) = acme_member(&app, &["admin"]).await;
         let ours = format!("tenant:{default_tenant}:service-lifecycle:i1");
         let theirs = format!("tenant:{acme}:service-lifecycle:i1");
@@ -768,7 +768,7 @@ on_each_database! {
         let for_chat = ticket(&app, &ada.token, json!({"audience": chat})).await;
         let redeemed = client.redeem(&for_chat).await.expect("redeemed");
         assert_eq!((redeemed.sub.as_str(), redeemed.sid.as_str()), (ada.user_id.as_str(), ada.session_id.as_str()));
-        assert_eq!(redeemed.tid, tessera::users::DEFAULT_TENANT_ID);
+        assert_eq!(redeemed.tid, tessera::tenants::DEFAULT_TENANT_ID);
         assert_eq!(redeemed.roles, ["user"]);
         assert!(matches!(client.redeem(&for_chat).await, Err(tessera_client::TicketError::Refused)), "single use");
 
@@ -900,7 +900,7 @@ async fn the_provisioning_example_shows_six_steps_live_to_a_cookie_authenticated
     let (id, secret) = app
         .new_client(&admin.token, json!(["events:publish"]))
         .await;
-    let tenant = tessera::users::DEFAULT_TENANT_ID;
+    let tenant = tessera::tenants::DEFAULT_TENANT_ID;
     let publisher = Publisher {
         tessera: app.address.clone(),
         token: service_token(&app, &id, &secret).await,
