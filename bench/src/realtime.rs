@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::server::{ADMIN_EMAIL, ADMIN_PASSWORD, Database, Tessera};
 
@@ -233,7 +234,9 @@ async fn open_one(
     request
         .headers_mut()
         .insert("authorization", format!("Bearer {token}").parse()?);
-    let (ws, _) = tokio_tungstenite::client_async(request, stream)
+    // Small buffers on this side too: 100,000 sockets at the default 128 KiB each would not fit.
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, Some(config))
         .await
         .context("WebSocket handshake")?;
     Ok(ws)

@@ -199,17 +199,17 @@ pub fn query_channels(parts: &Parts) -> Result<(Vec<ChannelName>, Option<i64>), 
                 if !channels.contains(&channel) {
                     channels.push(channel);
                 }
+                if channels.len() > MAX_QUERY_CHANNELS {
+                    return Err(ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "too_many_channels",
+                        format!("a handshake may name at most {MAX_QUERY_CHANNELS} channels"),
+                    ));
+                }
             }
             "since" => since = Some(routes::parse_since(Some(&value), "since")?),
             _ => {}
         }
-    }
-    if channels.len() > MAX_QUERY_CHANNELS {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "too_many_channels",
-            format!("a handshake may name at most {MAX_QUERY_CHANNELS} channels"),
-        ));
     }
     Ok((channels, since))
 }

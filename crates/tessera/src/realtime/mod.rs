@@ -43,7 +43,7 @@ use std::time::Duration;
 
 use axum::Router;
 use tessera_token::{Revoked, unix_now};
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::{Notify, broadcast, watch};
 
 use crate::caller::cache::Lookup;
 use crate::config::Config;
@@ -63,6 +63,9 @@ const LOG_KEEP_MS: i64 = 24 * 3_600 * 1_000;
 
 /// How often the log and the tickets are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(300);
+
+/// Longest a publish waits for its event to be read back here.
+const DELIVERY_WAIT: Duration = Duration::from_secs(2);
 
 /// Longest event type.
 pub const MAX_TYPE_BYTES: usize = 128;
@@ -98,6 +101,8 @@ pub struct Realtime {
     hub: Arc<Hub>,
     db: Db,
     wake: Notify,
+    /// The id of the last event the reader delivered here.
+    delivered: watch::Sender<i64>,
 }
 
 /// Checks an event type: 1–128 of letters, digits, `.`, `_`, `-`.
@@ -126,6 +131,7 @@ impl Realtime {
             hub: Hub::new(&config.realtime, start),
             db: db.clone(),
             wake: Notify::new(),
+            delivered: watch::Sender::new(start),
         });
         let poll = (db.backend() == Backend::Postgres)
             .then(|| Duration::from_millis(config.realtime.poll_interval_ms));
@@ -141,8 +147,9 @@ impl Realtime {
     }
 
     /// Publishes an event from Tessera itself (no idempotency key): appended to the log,
-    /// then delivered here at once and on other instances within a poll. Waits only for the
-    /// database write, never for subscribers.
+    /// then delivered here at once and on other instances within a poll. Waits for the
+    /// database write and this instance's read of the log (so this instance's history holds
+    /// the event when it returns), never for subscribers.
     pub async fn publish(
         &self,
         channel: &ChannelName,
@@ -185,6 +192,7 @@ impl Realtime {
         match written {
             Written::New(envelope) => {
                 self.wake.notify_one();
+                self.delivered_here(envelope.id).await;
                 Ok(Published {
                     envelope,
                     replayed: false,
@@ -195,6 +203,17 @@ impl Realtime {
                 replayed: true,
             }),
             Written::KeyReused => Err(PublishError::KeyReused),
+        }
+    }
+
+    /// Waits (briefly) until this instance's reader has delivered event `id`, so that once a
+    /// publish has answered, the history here holds its event. Waits for the log read only,
+    /// never for subscribers.
+    async fn delivered_here(&self, id: i64) {
+        let mut delivered = self.delivered.subscribe();
+        let reached = delivered.wait_for(|last| *last >= id);
+        if tokio::time::timeout(DELIVERY_WAIT, reached).await.is_err() {
+            tracing::warn!(id, "a published event was not read back in time");
         }
     }
 
@@ -223,6 +242,7 @@ fn spawn_reader(realtime: Weak<Realtime>, start: i64, poll: Option<Duration>) {
                         cursor = envelope.id;
                         realtime.hub.deliver(Event::new(envelope));
                     }
+                    realtime.delivered.send_replace(cursor);
                     if full {
                         continue;
                     }

@@ -21,6 +21,7 @@ use crate::caller::SESSION_CLIENT_ID;
 use crate::digest::sha256_hex;
 use crate::http::error::db_error;
 use crate::http::{ApiError, Json};
+use crate::revocations::parse_cursor;
 use crate::state::AppState;
 
 /// Longest `Idempotency-Key`.
@@ -159,21 +160,18 @@ struct History {
     events: Vec<Envelope>,
 }
 
-/// Parses an event id a client resumes after (`0`: from the start of the history).
+/// Parses an event id a client resumes after (`0`: from the start of the history). Event ids
+/// are cursors of the event log, read by the revocation feed's rule.
 pub fn parse_since(text: Option<&str>, name: &str) -> Result<i64, ApiError> {
     match text {
         None | Some("") => Ok(0),
-        Some(text) => text
-            .parse::<i64>()
-            .ok()
-            .filter(|id| *id >= 0)
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_since",
-                    format!("`{name}` must be an event id"),
-                )
-            }),
+        Some(text) => parse_cursor(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_since",
+                format!("`{name}` must be an event id"),
+            )
+        }),
     }
 }
 
