@@ -104,13 +104,15 @@ pub async fn run(binary: PathBuf, args: Args) -> anyhow::Result<()> {
         args.subscribers <= args.connections,
         "--subscribers cannot exceed --connections"
     );
-    let limit = raise_fd_limit(u64::try_from(args.connections * 2 + 1_024)?);
+    // Each side (this process and the server, which inherits the limit) holds one file per
+    // connection, plus a few hundred of its own.
+    let limit = raise_fd_limit(u64::try_from(args.connections + 1_024)?);
     ensure!(
-        u64::try_from(args.connections * 2 + 256)? <= limit,
-        "the open-file limit is {limit}; {} connections need about {} (client and server \
-         share it). Run as root or raise `ulimit -Hn`.",
+        u64::try_from(args.connections + 256)? <= limit,
+        "the open-file limit is {limit}; {} connections need about {} in each process. \
+         Raise the hard limit (`ulimit -Hn`, as root) or ask for fewer connections.",
         args.connections,
-        args.connections * 2 + 256
+        args.connections + 256
     );
     let tessera = Tessera::prepare(&binary, &Database::Sqlite).await?;
     let mut server = tessera.serve().await?;
