@@ -26,12 +26,14 @@ use crate::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
 use crate::passwords::Passwords;
 use crate::rbac::Rbac;
+use crate::realtime::Realtime;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, health, http, keys, oauth, rbac, revocations, sessions, tenants,
+    audit, auth, cleanup, clients, health, http, keys, oauth, rbac, realtime, revocations,
+    sessions, tenants,
 };
 
 /// A server ready to run: connected, migrated, routes built.
@@ -94,6 +96,9 @@ impl Application {
         // Subscribed before the feed's first poll, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
+        let realtime = Realtime::start(&config, &db, &feed, &jobs)
+            .await
+            .context("cannot read the real-time event log")?;
         feed.spawn_poller(&jobs, db.clone());
         let session_cache = Arc::new(SessionCache::new());
         session_cache.spawn_poller(&jobs, db.clone());
@@ -144,6 +149,7 @@ impl Application {
             csp_reports,
             mfa: Arc::new(Mfa::new(&master)),
             cursors: Arc::new(Cursors::new(&master)),
+            realtime,
         });
         let router = router(state.clone());
         Ok(Self {
@@ -183,12 +189,15 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        // Open revocation streams never end by themselves; shutting down ends them.
+        // Open revocation streams and real-time connections never end by themselves; shutting
+        // down ends them.
         let feed = Arc::clone(self.state.feed());
+        let realtime = Arc::clone(self.state.realtime());
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
+            realtime.close();
             stopping.send_replace(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -233,6 +242,7 @@ fn router(state: AppState) -> Router {
         .merge(revocations::routes::router())
         .merge(audit::routes::router())
         .merge(http::csp::router())
+        .merge(realtime::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -23,6 +23,7 @@ pub mod oauth;
 pub mod passwords;
 pub mod permissions;
 pub mod rbac;
+pub mod realtime;
 pub mod revocations;
 pub mod sessions;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::keys::Keys;
 use crate::oauth::denylist::DenyList;
 use crate::passwords::Passwords;
 use crate::rbac::Rbac;
+use crate::realtime::Realtime;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 
@@ -58,6 +59,8 @@ pub struct Services {
     pub mfa: Arc<Mfa>,
     /// Seals and opens the cursors of keyset lists.
     pub cursors: Arc<Cursors>,
+    /// The real-time hub: connections bound to sessions, the event log, history.
+    pub realtime: Arc<Realtime>,
 }
 
 impl AppState {
@@ -141,5 +144,10 @@ impl AppState {
     /// Cursors of the keyset lists.
     pub fn cursors(&self) -> &Cursors {
         &self.inner.cursors
+    }
+
+    /// The real-time hub.
+    pub fn realtime(&self) -> &Arc<Realtime> {
+        &self.inner.realtime
     }
 }

@@ -22,6 +22,7 @@ mod lists;
 mod mfa;
 mod migrations;
 mod ratelimit;
+mod realtime;
 mod revocation;
 mod roles;
 mod sdk;
