@@ -8,6 +8,7 @@ use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::cursor::Cursors;
@@ -58,6 +59,8 @@ pub struct Services {
     pub mfa: Arc<Mfa>,
     /// Seals and opens the cursors of keyset lists.
     pub cursors: Arc<Cursors>,
+    /// The time every expiry, limit and lockout is decided by.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -141,5 +144,10 @@ impl AppState {
     /// Cursors of the keyset lists.
     pub fn cursors(&self) -> &Cursors {
         &self.inner.cursors
+    }
+
+    /// The time every expiry, limit and lockout is decided by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 }
