@@ -15,6 +15,7 @@ use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::http::cursor::Cursors;
@@ -53,8 +54,14 @@ pub struct Application {
 
 impl Application {
     /// Connects to the database, brings the schema up to date (or refuses an outdated one when
-    /// `database.migrate_on_start` is off) and builds the router.
+    /// `database.migrate_on_start` is off) and builds the router, on the system clock.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// [`build`](Self::build) with the time read from `clock` by every service that decides
+    /// by it (tests pass a manual clock and advance it).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let metrics_listener = match config.metrics.bind {
             Some(bind) => Some(
                 TcpListener::bind(bind)
@@ -120,7 +127,7 @@ impl Application {
             .await
             .context("cannot read the revoked tokens")?;
         denylist.spawn_poller(&jobs, db.clone());
-        let limiter = Arc::new(Limiter::new(&config).await?);
+        let limiter = Arc::new(Limiter::new(&config, clock.clone()).await?);
         audit::tally::spawn_flusher(&jobs, limiter.refusals(), db.clone());
         let csp_reports = Tally::new("csp.violation");
         audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
@@ -147,9 +154,10 @@ impl Application {
             feed,
             limiter,
             csp_reports,
-            mfa: Arc::new(Mfa::new(&master)),
+            mfa: Arc::new(Mfa::new(&master, clock.clone())),
             cursors: Arc::new(Cursors::new(&master)),
             realtime,
+            clock,
         });
         let router = router(state.clone());
         Ok(Self {

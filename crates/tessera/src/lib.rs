@@ -11,6 +11,7 @@ pub mod caller;
 pub mod cleanup;
 pub mod cli;
 pub mod clients;
+pub mod clock;
 pub mod config;
 pub mod db;
 pub mod digest;

@@ -8,6 +8,7 @@ use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::http::cursor::Cursors;
@@ -61,6 +62,8 @@ pub struct Services {
     pub cursors: Arc<Cursors>,
     /// The real-time hub: connections bound to sessions, the event log, history.
     pub realtime: Arc<Realtime>,
+    /// The time every expiry, limit and lockout is decided by.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -149,5 +152,10 @@ impl AppState {
     /// The real-time hub.
     pub fn realtime(&self) -> &Arc<Realtime> {
         &self.inner.realtime
+    }
+
+    /// The time every expiry, limit and lockout is decided by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 }
