@@ -9,6 +9,7 @@ pub mod cookies;
 pub mod extract;
 pub mod login;
 pub mod password;
+pub mod stored_hash;
 pub mod tokens;
 
 use axum::Router;

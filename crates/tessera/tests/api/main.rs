@@ -14,6 +14,7 @@ mod csp;
 mod errors;
 mod feed;
 mod health;
+mod import;
 mod interop;
 mod introspection;
 mod keys;
