@@ -21,6 +21,7 @@ mod keys;
 mod lists;
 mod mfa;
 mod migrations;
+mod python_client;
 mod ratelimit;
 mod revocation;
 mod roles;
