@@ -29,4 +29,5 @@ mod sdk;
 mod sessions;
 mod tenant_disable;
 mod tenants;
+mod typescript_client;
 mod users;

@@ -23,7 +23,7 @@ fn pytest_available() -> bool {
 
 /// The shared table as the suite reads it: each request with the status and body (or the
 /// problem code, as the client packages name it) it must get.
-fn table(app: &TestApp, cases: &[Case]) -> Value {
+pub(crate) fn table(app: &TestApp, cases: &[Case]) -> Value {
     let config = app.state.config();
     let requests: Vec<Value> = cases
         .iter()
