@@ -9,6 +9,7 @@ mod docs;
 mod load;
 mod schema;
 mod secret;
+mod secret_files;
 mod validate;
 
 use std::net::SocketAddr;
@@ -18,7 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-pub use docs::{env_table, example_toml, show_toml};
+pub use docs::{env_dotenv, env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
 pub use schema::{Field, Kind, env_var_name, schema};
 pub use secret::{DatabaseUrl, REDACTED, Secret};
@@ -41,6 +42,9 @@ pub struct Config {
     /// Master key (32 bytes, base64) that encrypts private signing keys at rest. Required outside
     /// development; in development one is generated into `data_dir` when unset.
     pub master_key: Option<Secret>,
+    /// File holding the master key (surrounding whitespace trimmed), as orchestrators mount
+    /// secrets. Instead of `master_key`, never with it.
+    pub master_key_file: Option<PathBuf>,
     /// HTTP server.
     pub http: HttpConfig,
     /// Database.
@@ -72,6 +76,7 @@ impl Default for Config {
             public_url: Url::parse("http://127.0.0.1:8080").expect("static URL is valid"),
             data_dir: PathBuf::from("./data"),
             master_key: None,
+            master_key_file: None,
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             token: TokenConfig::default(),
@@ -289,6 +294,9 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` (file and folder created on first use) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. PostgreSQL is required in production.
     pub url: DatabaseUrl,
+    /// File holding the database URL (surrounding whitespace trimmed), for a URL that carries
+    /// a password. Instead of `url`, never with it.
+    pub url_file: Option<PathBuf>,
     /// Most connections the pool opens.
     #[schemars(range(min = 1))]
     pub max_connections: u32,
@@ -304,6 +312,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: DatabaseUrl::parse("sqlite://./data/tessera.db").expect("static URL is valid"),
+            url_file: None,
             max_connections: 10,
             acquire_timeout_secs: 5,
             migrate_on_start: true,
