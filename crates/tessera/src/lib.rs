@@ -21,6 +21,7 @@ pub mod oauth;
 pub mod rbac;
 pub mod revocations;
 pub mod sessions;
+pub mod signals;
 pub mod telemetry;
 pub mod tenants;
 pub mod text;

@@ -48,6 +48,14 @@ impl Factor {
         }
     }
 
+    /// The factor's name in metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Code => "code",
+        }
+    }
+
     /// The audit action of the failure that starts a lockout.
     fn lockout_action(self) -> &'static str {
         match self {
@@ -156,6 +164,7 @@ impl<'a> SecretCheck<'a> {
         let target = self.user_id.as_deref().map(|id| ("user", id));
         let mut tx = self.state.db().begin_write().await.map_err(db_error)?;
         if after > 0 && failures == after {
+            crate::signals::lockout_started(self.factor.label());
             audit::record(
                 &mut tx,
                 &audit::Event {

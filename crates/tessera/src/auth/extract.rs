@@ -19,6 +19,7 @@ use crate::clients::Client;
 use crate::http::ApiError;
 use crate::rbac::{self, Permission};
 use crate::sessions::cache::{Lookup, SessionInfo};
+use crate::signals;
 use crate::users::User;
 
 /// A request made within a live session.
@@ -194,8 +195,10 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = state.auth();
-        let credential = extract_token(parts, &auth.extraction)
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let credential = extract_token(parts, &auth.extraction).map_err(|e| {
+            signals::verification_failed("malformed_credential");
+            ApiError::unauthorized("invalid_token", e.to_string())
+        })?;
         let (token, via_cookie) = match credential {
             None => {
                 return Err(ApiError::unauthorized(
@@ -206,6 +209,7 @@ impl FromRequestParts<AppState> for Authenticated {
             Some(Credential::Bearer(token)) => (token, false),
             Some(Credential::Cookie(token)) => (token, true),
             Some(Credential::Ticket(_) | Credential::LegacyQuery(_)) => {
+                signals::verification_failed("query_credential");
                 return Err(ApiError::unauthorized(
                     "invalid_token",
                     "query-string credentials only open real-time connections",
@@ -213,12 +217,14 @@ impl FromRequestParts<AppState> for Authenticated {
             }
         };
         let claims = state.keys().current().verify(&token).map_err(|e| {
+            signals::verification_failed(e.code());
             ApiError::unauthorized(
                 "invalid_token",
                 format!("the access token is not valid: {e}"),
             )
         })?;
         if state.denylist().is_denied(&claims.jti) {
+            signals::verification_failed("token_revoked");
             return Err(ApiError::unauthorized(
                 "invalid_token",
                 "the access token was revoked",
@@ -229,6 +235,7 @@ impl FromRequestParts<AppState> for Authenticated {
         let sid = match claims.sid.as_deref() {
             Some(sid) if claims.client_id == SESSION_CLIENT_ID => sid,
             _ => {
+                signals::verification_failed("not_a_session_token");
                 return Err(ApiError::unauthorized(
                     "invalid_token",
                     "this endpoint needs a user session's token",
@@ -249,6 +256,7 @@ impl FromRequestParts<AppState> for Authenticated {
                 info
             }
             _ => {
+                signals::verification_failed("session_ended");
                 return Err(ApiError::unauthorized(
                     "session_ended",
                     "the session of this token has ended; log in again",

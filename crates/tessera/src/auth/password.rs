@@ -57,6 +57,8 @@ pub struct Passwords {
     jobs: std::sync::mpsc::Sender<Job>,
     /// Running plus waiting: beyond this, refuse.
     admitted: Arc<Semaphore>,
+    /// The places `admitted` started with.
+    capacity: usize,
     /// A hash of a random password with the configured cost, verified for unknown accounts so
     /// they cost the same time as known ones. Made on first use, on the pool.
     dummy: Arc<OnceLock<String>>,
@@ -84,6 +86,7 @@ impl Passwords {
             min_length: config.min_length,
             jobs: spawn_pool(workers.max(1))?,
             admitted: Arc::new(Semaphore::new(workers.max(1).saturating_add(queue))),
+            capacity: workers.max(1).saturating_add(queue),
             dummy: Arc::new(OnceLock::new()),
         })
     }
@@ -161,14 +164,20 @@ impl Passwords {
         let admitted = Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| PasswordError::Busy)?;
+        let depth = Arc::clone(&self.admitted);
+        let capacity = self.capacity;
+        crate::signals::hash_queue_depth(in_use(capacity, &depth));
+        let queued = std::time::Instant::now();
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
+                crate::signals::hash_waited(queued.elapsed());
                 let out = job();
                 // The place is free before the caller hears back: a hashing thread runs at
                 // the lowest priority and may wait long between the two, and a caller's next
                 // job must not find its own finished one still holding a place.
                 drop(admitted);
+                crate::signals::hash_queue_depth(in_use(capacity, &depth));
                 let _ = done.send(out);
             }))
             .map_err(|_| PasswordError::Internal("the hashing pool has stopped".into()))?;
@@ -176,6 +185,11 @@ impl Passwords {
             .await
             .map_err(|_| PasswordError::Internal("a hashing job panicked".into()))
     }
+}
+
+/// Jobs admitted (running and waiting): the places taken from `admitted`.
+fn in_use(capacity: usize, admitted: &Semaphore) -> usize {
+    capacity.saturating_sub(admitted.available_permits())
 }
 
 /// One unit of work for the hashing pool.

@@ -27,6 +27,7 @@ mod revocation;
 mod roles;
 mod sdk;
 mod sessions;
+mod signals;
 mod tenant_disable;
 mod tenants;
 mod typescript_client;
