@@ -81,6 +81,7 @@ impl Passwords {
         )
         .map_err(|e| anyhow::anyhow!("invalid Argon2id parameters in [passwords]: {e}"))?;
         let queue = usize::try_from(config.max_queued_hashes).unwrap_or(usize::MAX);
+        crate::signals::hash_queue_capacity(workers.max(1).saturating_add(queue));
         Ok(Self {
             argon: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             min_length: config.min_length,

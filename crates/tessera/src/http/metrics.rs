@@ -39,6 +39,7 @@ pub fn handle() -> &'static PrometheusHandle {
                 Matcher::Full("http_request_duration_seconds".into()),
                 LATENCY_BUCKETS,
             )
+            .and_then(crate::signals::with_buckets)
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();

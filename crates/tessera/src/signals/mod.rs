@@ -21,6 +21,67 @@ use std::time::Duration;
 
 use axum::http::{Response, StatusCode};
 
+/// Every metric Tessera exports, so dashboards and alert rules can be checked against it
+/// (histograms also export `_bucket`, `_sum` and `_count`).
+pub const METRICS: &[&str] = &[
+    "http_requests_total",
+    "http_request_duration_seconds",
+    "tessera_build_info",
+    "tessera_rate_limited_total",
+    "tessera_redis_up",
+    "tessera_redis_failures_total",
+    "tessera_csp_reports_total",
+    "tessera_audit_chain_seq",
+    "tessera_logins_total",
+    "tessera_lockouts_total",
+    "tessera_csrf_refusals_total",
+    "tessera_refresh_reuse_total",
+    "tessera_token_verification_failures_total",
+    "tessera_revocation_streams",
+    "tessera_revocation_feed_lag_seconds",
+    "tessera_password_hash_queue_depth",
+    "tessera_password_hash_queue_capacity",
+    "tessera_password_hash_wait_seconds",
+    "process_cpu_seconds_total",
+    "process_resident_memory_bytes",
+    "process_virtual_memory_bytes",
+    "process_open_fds",
+    "process_max_fds",
+    "process_start_time_seconds",
+];
+
+/// Buckets of the feed lag: delivery is expected within tens of milliseconds, and a second is
+/// the promise to verifiers.
+const LAG_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Buckets of the wait for a hashing thread: nothing when idle, seconds when saturated.
+const WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// `builder` with the buckets of the signals' histograms, so they aggregate across instances.
+pub fn with_buckets(
+    builder: metrics_exporter_prometheus::PrometheusBuilder,
+) -> Result<metrics_exporter_prometheus::PrometheusBuilder, metrics_exporter_prometheus::BuildError>
+{
+    use metrics_exporter_prometheus::Matcher;
+    builder
+        .set_buckets_for_metric(
+            Matcher::Full("tessera_revocation_feed_lag_seconds".into()),
+            LAG_BUCKETS,
+        )?
+        .set_buckets_for_metric(
+            Matcher::Full("tessera_password_hash_wait_seconds".into()),
+            WAIT_BUCKETS,
+        )
+}
+
+/// The hashing pool admits at most `capacity` jobs (threads plus queue places).
+pub fn hash_queue_capacity(capacity: usize) {
+    metrics::gauge!("tessera_password_hash_queue_capacity").set(capacity as f64);
+}
+
 /// The problem code of an error answer, left in the response's extensions by `ApiError` for
 /// the signals to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,4 +154,75 @@ pub fn hash_queue_depth(depth: usize) {
 /// A hashing job waited `wait` for a thread.
 pub fn hash_waited(wait: Duration) {
     metrics::histogram!("tessera_password_hash_wait_seconds").record(wait.as_secs_f64());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every metric name (`tessera_…`, `process_…`, `http_…`) a text mentions.
+    fn metric_names(text: &str) -> Vec<String> {
+        text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|word| {
+                ["tessera_", "process_", "http_"]
+                    .iter()
+                    .any(|p| word.starts_with(p))
+            })
+            .map(|word| {
+                ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .find_map(|suffix| word.strip_suffix(suffix))
+                    .unwrap_or(word)
+                    .to_owned()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_dashboard_and_the_alert_rules_name_only_metrics_tessera_exports() {
+        let files = [
+            (
+                "dashboard",
+                include_str!("../../../../deploy/grafana/tessera.json"),
+            ),
+            (
+                "alerts",
+                include_str!("../../../../deploy/prometheus/tessera-alerts.yml"),
+            ),
+            (
+                "alert tests",
+                include_str!("../../../../deploy/prometheus/tessera-alerts.test.yml"),
+            ),
+        ];
+        for (what, text) in files {
+            let names = metric_names(text);
+            assert!(names.len() > 5, "{what} names metrics");
+            for name in names {
+                assert!(
+                    METRICS.contains(&name.as_str()),
+                    "{what} names unknown metric {name}"
+                );
+            }
+        }
+        let dashboard = metric_names(files[0].1);
+        for wanted in [
+            "tessera_logins_total",
+            "tessera_lockouts_total",
+            "tessera_csrf_refusals_total",
+            "tessera_refresh_reuse_total",
+            "tessera_token_verification_failures_total",
+            "tessera_revocation_feed_lag_seconds",
+            "tessera_revocation_streams",
+            "tessera_password_hash_queue_depth",
+            "tessera_password_hash_wait_seconds",
+            "process_cpu_seconds_total",
+            "process_resident_memory_bytes",
+            "process_open_fds",
+        ] {
+            assert!(
+                dashboard.iter().any(|n| n == wanted),
+                "the dashboard shows {wanted}"
+            );
+        }
+    }
 }
