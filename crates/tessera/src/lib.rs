@@ -25,6 +25,7 @@ pub mod signals;
 pub mod telemetry;
 pub mod tenants;
 pub mod text;
+pub mod traces;
 pub mod users;
 
 pub use app::{AppState, Application};

@@ -67,6 +67,8 @@ pub struct Config {
     pub features: FeaturesConfig,
     /// Where Prometheus metrics (`GET /metrics`) are served, and to whom.
     pub metrics: MetricsConfig,
+    /// Distributed tracing.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -88,6 +90,7 @@ impl Default for Config {
             audit: AuditConfig::default(),
             features: FeaturesConfig::default(),
             metrics: MetricsConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -256,6 +259,28 @@ pub struct MetricsConfig {
     /// wherever `/metrics` is served. Without it and without `bind`, production answers
     /// `/metrics` with 404; development and staging serve it to anyone.
     pub token: Option<Secret>,
+}
+
+/// Distributed tracing: a span per request, exported over OTLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector (such as `http://otel-collector:4318`); spans are posted as JSON to
+    /// `{otlp_endpoint}/v1/traces`. Unset: no traces. A request's W3C `traceparent` is
+    /// continued, and a parent that was not sampled is not exported.
+    #[schemars(with = "Option<String>", extend("format" = "uri"))]
+    pub otlp_endpoint: Option<Url>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "tessera".to_owned(),
+        }
+    }
 }
 
 /// Audit log settings.

@@ -30,5 +30,6 @@ mod sessions;
 mod signals;
 mod tenant_disable;
 mod tenants;
+mod traces;
 mod typescript_client;
 mod users;
