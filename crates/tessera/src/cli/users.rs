@@ -4,11 +4,13 @@
 use std::io::BufRead as _;
 
 use super::UsersAction;
-use crate::audit::{Actor, Origin};
-use crate::auth::password::Passwords;
+use crate::audit::Actor;
 use crate::config::Config;
 use crate::db::{Create, Db};
-use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, bootstrap::random_password};
+use crate::http::client::RequestMeta;
+use crate::passwords::Passwords;
+use crate::tenants::{self, DEFAULT_TENANT_ID};
+use crate::users::{self, Email, NewUser, User, bootstrap::random_password};
 
 pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<()> {
     let db = Db::connect(&config.database, Create::Never).await?;
@@ -40,7 +42,8 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
                 },
             };
             let mut tx = db.pool().begin().await?;
-            let user = users::create(&mut tx, &new, &Actor::System, &Origin::default()).await?;
+            let user =
+                users::create(&mut tx, &new, &Actor::System, &RequestMeta::default()).await?;
             tx.commit().await?;
             println!("created {} ({})", user.email, user.id);
             if generated {
@@ -51,7 +54,8 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
         UsersAction::Disable { email, tenant } => {
             let user = find(&db, &email, tenant.as_deref()).await?;
             // A running server learns of the revoked sessions within a second (it polls).
-            let revoked = users::disable(&db, &user, &Actor::System, &Origin::default()).await?;
+            let revoked =
+                users::disable(&db, &user, &Actor::System, &RequestMeta::default()).await?;
             println!(
                 "disabled {} and revoked {} session(s)",
                 user.email,
@@ -73,7 +77,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
                 &hash,
                 "user.password_reset",
                 &Actor::System,
-                &Origin::default(),
+                &RequestMeta::default(),
             )
             .await?;
             println!(
@@ -97,7 +101,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
 pub(super) async fn tenant_id(db: &Db, slug: Option<&str>) -> anyhow::Result<String> {
     match slug {
         None => Ok(DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) => users::tenant_id(db, slug)
+        Some(slug) => tenants::tenant_id(db, slug)
             .await?
             .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant `{slug}`")),
     }

@@ -5,8 +5,10 @@
 //! attributes decide what is accepted, and [`schema`] derives the key tree every loader and
 //! generator walks, so documentation cannot drift from the code.
 
+mod cidr;
 mod docs;
 mod load;
+mod rates;
 mod schema;
 mod secret;
 mod secret_files;
@@ -19,8 +21,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+pub use cidr::Cidr;
 pub use docs::{env_dotenv, env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
+pub use rates::{Policies, Policy, parse_rate};
 pub use schema::{Field, Kind, env_var_name, schema};
 pub use secret::{DatabaseUrl, REDACTED, Secret};
 pub use validate::decode_master_key;

@@ -9,10 +9,11 @@
 use serde::Deserialize;
 
 use super::{Email, NewUser};
-use crate::audit::{Actor, Origin};
-use crate::auth::password::Passwords;
-use crate::auth::stored_hash::StoredHash;
+use crate::audit::Actor;
 use crate::db::Db;
+use crate::http::client::RequestMeta;
+use crate::passwords::Passwords;
+use crate::passwords::stored_hash::StoredHash;
 
 /// One line of an import file.
 #[derive(Debug, Deserialize)]
@@ -65,7 +66,8 @@ pub async fn import(
     let accounts = parse(passwords, text, tenant_id).await?;
     let mut tx = db.pool().begin().await?;
     for (line, account) in &accounts {
-        let outcome = super::create(&mut tx, account, &Actor::System, &Origin::default()).await;
+        let outcome =
+            super::create(&mut tx, account, &Actor::System, &RequestMeta::default()).await;
         if let Err(cause) = outcome {
             return Err(ImportError::Refused {
                 line: *line,

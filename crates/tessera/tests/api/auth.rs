@@ -106,7 +106,7 @@ on_each_database! {
     async fn the_account_may_be_named_login_username_or_email_and_the_answers_stay_alike(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let line = json!({"email": "ada@example.com", "username": "Ada", "password": PASSWORD});
-        let tenant = tessera::users::DEFAULT_TENANT_ID;
+        let tenant = tessera::tenants::DEFAULT_TENANT_ID;
         tessera::users::import::import(app.state.db(), app.state.passwords(), &line.to_string(), tenant)
             .await
             .expect("imported");
@@ -158,7 +158,7 @@ on_each_database! {
             app.state.db(),
             &user,
             &tessera::audit::Actor::System,
-            &tessera::audit::Origin::default(),
+            &tessera::http::client::RequestMeta::default(),
         )
         .await
         .expect("disabled");
@@ -454,7 +454,7 @@ on_each_database! {
             &new_hash,
             "user.password_reset",
             &tessera::audit::Actor::System,
-            &tessera::audit::Origin::default(),
+            &tessera::http::client::RequestMeta::default(),
         )
         .await
         .expect("reset");

@@ -6,7 +6,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use tessera::users::DEFAULT_TENANT_ID;
+use tessera::tenants::DEFAULT_TENANT_ID;
 use tessera::users::import::{ImportError, import};
 
 use crate::helpers::{TestApp, problem, spawn_app_with};

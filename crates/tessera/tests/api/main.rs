@@ -18,6 +18,7 @@ mod import;
 mod interop;
 mod introspection;
 mod keys;
+mod layers;
 mod lists;
 mod mfa;
 mod migrations;
