@@ -23,12 +23,10 @@ pub mod passwords;
 pub mod rbac;
 pub mod revocations;
 pub mod sessions;
-pub mod signals;
 pub mod state;
 pub mod telemetry;
 pub mod tenants;
 pub mod text;
-pub mod traces;
 pub mod users;
 
 pub use app::Application;

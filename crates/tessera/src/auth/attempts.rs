@@ -165,7 +165,7 @@ impl<'a> SecretCheck<'a> {
         let target = self.user_id.as_deref().map(|id| ("user", id));
         let mut tx = self.state.db().begin_write().await.map_err(db_error)?;
         if after > 0 && failures == after {
-            crate::signals::lockout_started(self.factor.label());
+            crate::telemetry::signals::lockout_started(self.factor.label());
             audit::record(
                 &mut tx,
                 &audit::Event {

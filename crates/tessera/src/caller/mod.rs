@@ -20,8 +20,8 @@ use crate::clients::Client;
 use crate::http::ApiError;
 use crate::http::client::RequestMeta;
 use crate::rbac::{self, Permission};
-use crate::signals;
 use crate::state::AppState;
+use crate::telemetry::signals;
 use crate::users::User;
 
 /// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one); only those

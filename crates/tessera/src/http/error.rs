@@ -164,7 +164,7 @@ impl IntoResponse for ApiError {
         }
         response
             .extensions_mut()
-            .insert(crate::signals::ProblemCode(problem.code));
+            .insert(crate::telemetry::signals::ProblemCode(problem.code));
         response
     }
 }

@@ -70,8 +70,9 @@ where
         )
         .layer(middleware::from_fn(metrics::track))
         .option_layer(
-            crate::traces::Tracer::start(&config.telemetry)
-                .map(|tracer| middleware::from_fn_with_state(tracer, crate::traces::layer)),
+            crate::telemetry::traces::Tracer::start(&config.telemetry).map(|tracer| {
+                middleware::from_fn_with_state(tracer, crate::telemetry::traces::layer)
+            }),
         )
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(

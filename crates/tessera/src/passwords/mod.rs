@@ -84,7 +84,7 @@ impl Passwords {
         )
         .map_err(|e| anyhow::anyhow!("invalid Argon2id parameters in [passwords]: {e}"))?;
         let queue = usize::try_from(config.max_queued_hashes).unwrap_or(usize::MAX);
-        crate::signals::hash_queue_capacity(workers.max(1).saturating_add(queue));
+        crate::telemetry::signals::hash_queue_capacity(workers.max(1).saturating_add(queue));
         Ok(Self {
             argon: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             min_length: config.min_length,
@@ -170,18 +170,18 @@ impl Passwords {
             .map_err(|_| PasswordError::Busy)?;
         let depth = Arc::clone(&self.admitted);
         let capacity = self.capacity;
-        crate::signals::hash_queue_depth(in_use(capacity, &depth));
+        crate::telemetry::signals::hash_queue_depth(in_use(capacity, &depth));
         let queued = std::time::Instant::now();
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
-                crate::signals::hash_waited(queued.elapsed());
+                crate::telemetry::signals::hash_waited(queued.elapsed());
                 let out = job();
                 // The place is free before the caller hears back: a hashing thread runs at
                 // the lowest priority and may wait long between the two, and a caller's next
                 // job must not find its own finished one still holding a place.
                 drop(admitted);
-                crate::signals::hash_queue_depth(in_use(capacity, &depth));
+                crate::telemetry::signals::hash_queue_depth(in_use(capacity, &depth));
                 let _ = done.send(out);
             }))
             .map_err(|_| PasswordError::Internal("the hashing pool has stopped".into()))?;

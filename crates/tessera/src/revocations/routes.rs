@@ -159,7 +159,7 @@ async fn stream(
         .ok_or_else(|| ApiError::client_unauthorized("client authentication failed"))?;
     tokio::spawn(async move {
         let _slot = slot;
-        let _counted = crate::signals::StreamGuard::open();
+        let _counted = crate::telemetry::signals::StreamGuard::open();
         follow(state, opened, start, pushed, events).await;
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -288,7 +288,7 @@ async fn follow(
                     if !deliver(&events, revocation_event(entry), &mut closing).await {
                         return;
                     }
-                    crate::signals::revocation_delivered(
+                    crate::telemetry::signals::revocation_delivered(
                         entry.created_ms,
                         tessera_token::unix_now_ms(),
                     );

@@ -434,7 +434,7 @@ impl Sessions {
             // Current, live, yet not rotated: it was revoked or expired a moment ago.
             return Err(RefreshError::SessionEnded);
         }
-        crate::signals::refresh_reuse();
+        crate::telemetry::signals::refresh_reuse();
         let mut tx = db.begin_write().await?;
         audit::record(
             &mut tx,

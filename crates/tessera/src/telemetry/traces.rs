@@ -9,8 +9,6 @@
 //! way. The exporter is small on purpose: request spans are what operators correlate across
 //! services, and the full OpenTelemetry SDK would add minutes to every build for them.
 
-pub mod traceparent;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{MatchedPath, Request, State};
@@ -20,8 +18,8 @@ use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::traceparent::{TraceParent, to_hex};
 use crate::config::TelemetryConfig;
-use traceparent::{TraceParent, to_hex};
 
 /// Spans waiting for export at most; beyond, new ones are dropped.
 const QUEUE: usize = 4096;

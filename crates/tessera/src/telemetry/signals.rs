@@ -13,10 +13,8 @@
 //! | `tessera_revocation_streams` | open revocation-feed streams |
 //! | `tessera_revocation_feed_lag_seconds` | from a revocation's commit to its delivery on a stream |
 //! | `tessera_password_hash_queue_depth`, `tessera_password_hash_wait_seconds` | hashing jobs admitted (running and waiting), and how long each waited for a thread |
-//! | `tessera_trace_spans_dropped_total` | request spans not exported (queue full, collector down); see [`crate::traces`] |
+//! | `tessera_trace_spans_dropped_total` | request spans not exported (queue full, collector down); see [`crate::telemetry::traces`] |
 //! | `process_*` | CPU seconds, resident and virtual memory, open and maximum file descriptors, start time |
-
-pub mod process;
 
 use std::time::Duration;
 
