@@ -31,12 +31,16 @@ export TESSERA_LOG__LEVEL="warn"
 server=$!
 trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
 
+ready() {
+  python3 -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' \
+    "$CHECK_TESSERA_URL/readyz" >/dev/null 2>&1
+}
 for _ in $(seq 1 300); do
-  if curl -fsS "$CHECK_TESSERA_URL/readyz" >/dev/null 2>&1; then break; fi
+  if ready; then break; fi
   if ! kill -0 "$server" 2>/dev/null; then cat "$dir/serve.log" >&2; exit 1; fi
   sleep 0.1
 done
-curl -fsS "$CHECK_TESSERA_URL/readyz" >/dev/null || { cat "$dir/serve.log" >&2; exit 1; }
+ready || { echo "Tessera did not become ready" >&2; cat "$dir/serve.log" >&2; exit 1; }
 
 failed=0
 passed=0
