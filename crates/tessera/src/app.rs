@@ -9,6 +9,7 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio_util::sync::DropGuard;
 
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
@@ -19,6 +20,7 @@ use crate::db::{Create, Db};
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
+use crate::jobs::Jobs;
 use crate::keys::Keys;
 use crate::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
@@ -40,6 +42,11 @@ pub struct Application {
     /// The separate `/metrics` listener (`metrics.bind`), bound at build so a taken port
     /// fails the start rather than the first scrape.
     metrics_listener: Option<TcpListener>,
+    /// Every background loop (pollers, flushers, sealer, cleanup, key refresh); `run` stops
+    /// and awaits them at shutdown.
+    jobs: Jobs,
+    /// Stops the loops if the application is dropped without running.
+    _stop_jobs: DropGuard,
 }
 
 impl Application {
@@ -76,8 +83,9 @@ impl Application {
                  run `tessera migrate up` first"
             );
         }
+        let jobs = Jobs::new();
         let keys = Keys::start(&config, &db).await?;
-        keys.spawn_refresher(db.clone());
+        keys.spawn_refresher(&jobs, db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
         let feed = Feed::load(&db)
@@ -86,31 +94,31 @@ impl Application {
         // Subscribed before the feed's first poll, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
-        feed.spawn_poller(db.clone());
+        feed.spawn_poller(&jobs, db.clone());
         let session_cache = Arc::new(SessionCache::new());
-        session_cache.spawn_poller(db.clone());
+        session_cache.spawn_poller(&jobs, db.clone());
         let sessions = Arc::new(Sessions::new(
             &config,
             &master,
             Arc::clone(&feed),
             Arc::clone(&session_cache) as Arc<dyn sessions::Watcher>,
         ));
-        cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
+        cleanup::spawn(&jobs, db.clone());
         let auth = Arc::new(Auth::new(&config, &master));
         audit::chain::spawn_sealer(
+            &jobs,
             db.clone(),
             audit::chain::ChainKey::new(&master),
             config.audit.retention_days,
-            Arc::downgrade(&sessions),
         );
         let denylist = DenyList::load(&db)
             .await
             .context("cannot read the revoked tokens")?;
-        denylist.spawn_poller(db.clone());
+        denylist.spawn_poller(&jobs, db.clone());
         let limiter = Arc::new(Limiter::new(&config).await?);
-        audit::tally::spawn_flusher(limiter.refusals(), db.clone());
+        audit::tally::spawn_flusher(&jobs, limiter.refusals(), db.clone());
         let csp_reports = Tally::new("csp.violation");
-        audit::tally::spawn_flusher(&csp_reports, db.clone());
+        audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -143,6 +151,8 @@ impl Application {
             router,
             bootstrap,
             metrics_listener,
+            _stop_jobs: jobs.drop_guard(),
+            jobs,
         })
     }
 
@@ -201,6 +211,7 @@ impl Application {
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
+        self.jobs.shutdown().await;
         served?;
         self.state.db().close().await;
         Ok(())

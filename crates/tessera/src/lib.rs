@@ -16,6 +16,7 @@ pub mod db;
 pub mod digest;
 pub mod health;
 pub mod http;
+pub mod jobs;
 pub mod keys;
 pub mod master;
 pub mod oauth;

@@ -23,6 +23,7 @@ const FOUNDATION: &[&str] = &[
     "digest",
     "health",
     "http",
+    "jobs",
     "master",
     "passwords",
     "permissions",
