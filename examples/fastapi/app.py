@@ -1,28 +1,22 @@
-"""A small FastAPI service trusting Tessera's access tokens through `tessera_auth`.
+"""Runs the example service, configured from the environment:
 
-    TESSERA_ISSUER=http://127.0.0.1:8080 TESSERA_AUDIENCE=platform uvicorn app:app --port 8000
+    TESSERA_ISSUER=http://127.0.0.1:8080 TESSERA_AUDIENCE=platform \\
+    TESSERA_CLIENT_ID=... TESSERA_CLIENT_SECRET=tss_... uvicorn app:app --port 8000
+
+Without the client credentials tokens are still verified, but a revoked session is accepted
+until its token expires; with them (a service account allowed `tokens:introspect`) a logout
+anywhere is refused here within a second.
 """
 
 import os
 
-from fastapi import Depends, FastAPI
+from service import create_app
+from tessera_client import Verifier
 
-from tessera_auth import Identity, TesseraAuth, TesseraAuthError, problem_response
-
-auth = TesseraAuth(
+verifier = Verifier.start(
     issuer=os.environ.get("TESSERA_ISSUER", "http://127.0.0.1:8080"),
     audience=os.environ.get("TESSERA_AUDIENCE", "platform"),
+    client_id=os.environ.get("TESSERA_CLIENT_ID"),
+    client_secret=os.environ.get("TESSERA_CLIENT_SECRET"),
 )
-
-app = FastAPI(title="Reports")
-app.add_exception_handler(TesseraAuthError, problem_response)
-
-
-@app.get("/whoami")
-def whoami(identity: Identity = Depends(auth)) -> dict:
-    return {"sub": identity.sub, "tid": identity.tid, "roles": identity.roles}
-
-
-@app.post("/reports", status_code=201)
-def create_report(identity: Identity = Depends(auth.require("reports:write"))) -> dict:
-    return {"created_by": identity.sub, "tid": identity.tid}
+app = create_app(verifier)

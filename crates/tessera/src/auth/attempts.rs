@@ -48,6 +48,14 @@ impl Factor {
         }
     }
 
+    /// The factor's name in metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Password => "password",
+            Self::Code => "code",
+        }
+    }
+
     /// The audit action of the failure that starts a lockout.
     fn lockout_action(self) -> &'static str {
         match self {
@@ -156,6 +164,7 @@ impl<'a> SecretCheck<'a> {
         let target = self.user_id.as_deref().map(|id| ("user", id));
         let mut tx = self.state.db().begin_write().await?;
         if after > 0 && failures == after {
+            crate::telemetry::signals::lockout_started(self.factor.label());
             audit::Event::new(self.factor.lockout_action(), failure.actor, failure.origin)
                 .tenant(self.tenant_id.as_deref())
                 .target(target)

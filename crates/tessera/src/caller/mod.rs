@@ -22,6 +22,7 @@ use crate::http::client::RequestMeta;
 use crate::permissions::Perm;
 use crate::rbac::{self, Permission};
 use crate::state::AppState;
+use crate::telemetry::signals;
 use crate::users::User;
 
 /// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one); only those
@@ -193,8 +194,10 @@ impl FromRequestParts<AppState> for Authenticated {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let auth = state.auth();
-        let credential = extract_token(parts, &auth.extraction)
-            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let credential = extract_token(parts, &auth.extraction).map_err(|e| {
+            signals::verification_failed("malformed_credential");
+            ApiError::unauthorized("invalid_token", e.to_string())
+        })?;
         let (token, via_cookie) = match credential {
             None => {
                 return Err(ApiError::unauthorized(
@@ -205,6 +208,7 @@ impl FromRequestParts<AppState> for Authenticated {
             Some(Credential::Bearer(token)) => (token, false),
             Some(Credential::Cookie(token)) => (token, true),
             Some(Credential::Ticket(_) | Credential::LegacyQuery(_)) => {
+                signals::verification_failed("query_credential");
                 return Err(ApiError::unauthorized(
                     "invalid_token",
                     "query-string credentials only open real-time connections",
@@ -229,12 +233,14 @@ impl Authenticated {
         via_cookie: bool,
     ) -> Result<Self, ApiError> {
         let claims = state.keys().current().verify(token).map_err(|e| {
+            signals::verification_failed(e.code());
             ApiError::unauthorized(
                 "invalid_token",
                 format!("the access token is not valid: {e}"),
             )
         })?;
         if state.denylist().is_denied(&claims.jti) {
+            signals::verification_failed("token_revoked");
             return Err(ApiError::unauthorized(
                 "invalid_token",
                 "the access token was revoked",
@@ -245,6 +251,7 @@ impl Authenticated {
         let sid = match claims.sid.as_deref() {
             Some(sid) if claims.client_id == SESSION_CLIENT_ID => sid,
             _ => {
+                signals::verification_failed("not_a_session_token");
                 return Err(ApiError::unauthorized(
                     "invalid_token",
                     "this endpoint needs a user session's token",
@@ -264,6 +271,7 @@ impl Authenticated {
                 info
             }
             _ => {
+                signals::verification_failed("session_ended");
                 return Err(ApiError::unauthorized(
                     "session_ended",
                     "the session of this token has ended; log in again",

@@ -242,10 +242,24 @@ impl From<KeyAlgorithm> for config::SigningAlgorithm {
 pub enum ConfigAction {
     /// A complete commented tessera.toml with every key and its default.
     Example,
-    /// A table of every TESSERA_* environment variable with type, default and meaning.
-    Env,
+    /// Every TESSERA_* environment variable with type, default and meaning: a Markdown table,
+    /// or a commented `.env.example` (`--format dotenv`).
+    Env {
+        /// `markdown` (a table) or `dotenv` (a commented `.env.example`).
+        #[arg(long, value_enum, default_value_t = EnvFormat::Markdown)]
+        format: EnvFormat,
+    },
     /// The effective configuration, secrets redacted.
     Show,
+}
+
+/// How `tessera config env` writes the variables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EnvFormat {
+    /// A Markdown table.
+    Markdown,
+    /// A commented `.env.example`.
+    Dotenv,
 }
 
 /// Runs the parsed command line.
@@ -258,9 +272,12 @@ pub async fn run(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Config {
-            action: ConfigAction::Env,
+            action: ConfigAction::Env { format },
         } => {
-            print!("{}", config::env_table());
+            match format {
+                EnvFormat::Markdown => print!("{}", config::env_table()),
+                EnvFormat::Dotenv => print!("{}", config::env_dotenv()),
+            }
             ExitCode::SUCCESS
         }
         Command::Check { json } => check::run(cli.config.as_deref(), json).await,

@@ -3,8 +3,6 @@
 
 use std::io::BufRead as _;
 
-use serde::Deserialize;
-
 use super::UsersAction;
 use crate::audit::Actor;
 use crate::config::Config;
@@ -150,27 +148,7 @@ async fn hash(passwords: &Passwords, password: String) -> anyhow::Result<String>
         .map_err(|e| anyhow::anyhow!("password: {e}"))
 }
 
-/// One line of an import file.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ImportLine {
-    email: String,
-    #[serde(default)]
-    username: Option<String>,
-    #[serde(default)]
-    first_name: String,
-    #[serde(default)]
-    last_name: String,
-    #[serde(default)]
-    password: Option<String>,
-    #[serde(default)]
-    password_hash: Option<String>,
-    #[serde(default)]
-    roles: Vec<String>,
-}
-
-/// Reads every line first and imports nothing unless all are valid, then writes all
-/// accounts in one transaction: an import never stops halfway.
+/// Reads the file (or stdin for `-`) and imports it, all or nothing.
 async fn import(
     db: &Db,
     passwords: &Passwords,
@@ -183,78 +161,7 @@ async fn import(
     } else {
         std::fs::read_to_string(file).map_err(|e| anyhow::anyhow!("{file}: {e}"))?
     };
-    let mut accounts = Vec::new();
-    let mut problems = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: ImportLine = match serde_json::from_str(line) {
-            Ok(parsed) => parsed,
-            Err(e) => {
-                problems.push(format!("line {number}: {e}"));
-                continue;
-            }
-        };
-        let email = match Email::parse(&parsed.email) {
-            Ok(email) => email,
-            Err(e) => {
-                problems.push(format!("line {number}: email: {e}"));
-                continue;
-            }
-        };
-        let hash = match (parsed.password, parsed.password_hash) {
-            (Some(password), None) => match passwords.hash(password).await {
-                Ok(hash) => hash,
-                Err(e) => {
-                    problems.push(format!("line {number}: password: {e}"));
-                    continue;
-                }
-            },
-            (None, Some(hash)) if users::is_known_hash_format(&hash) => hash,
-            (None, Some(_)) => {
-                problems.push(format!(
-                    "line {number}: password_hash: not Argon2, PBKDF2-SHA256 (PHC or Django) or bcrypt"
-                ));
-                continue;
-            }
-            _ => {
-                problems.push(format!(
-                    "line {number}: give exactly one of password and password_hash"
-                ));
-                continue;
-            }
-        };
-        accounts.push((
-            number,
-            NewUser {
-                tenant_id: tenant_id.clone(),
-                email,
-                username: parsed.username,
-                first_name: parsed.first_name,
-                last_name: parsed.last_name,
-                password_hash: Some(hash),
-                roles: if parsed.roles.is_empty() {
-                    vec!["user".into()]
-                } else {
-                    parsed.roles
-                },
-            },
-        ));
-    }
-    if !problems.is_empty() {
-        anyhow::bail!("nothing imported:\n  {}", problems.join("\n  "));
-    }
-    let mut tx = db.pool().begin().await?;
-    for (number, account) in &accounts {
-        let outcome =
-            users::create(&mut tx, account, &Actor::System, &RequestMeta::default()).await;
-        if let Err(e) = outcome {
-            anyhow::bail!("nothing imported: line {number} ({}): {e}", account.email);
-        }
-    }
-    tx.commit().await?;
-    println!("imported {} account(s)", accounts.len());
+    let imported = users::import::import(db, passwords, &text, &tenant_id).await?;
+    println!("imported {imported} account(s)");
     Ok(())
 }

@@ -259,6 +259,7 @@ impl Loader {
     }
 
     fn finish(mut self) -> Result<Config, ConfigError> {
+        super::secret_files::resolve(&mut self.tree, &mut self.sources, &mut self.problems);
         let config: Config = match serde_json::from_value(Value::Object(self.tree)) {
             Ok(config) => config,
             Err(e) => {

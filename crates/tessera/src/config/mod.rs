@@ -11,6 +11,7 @@ mod load;
 mod rates;
 mod schema;
 mod secret;
+mod secret_files;
 mod validate;
 
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 pub use cidr::Cidr;
-pub use docs::{env_table, example_toml, show_toml};
+pub use docs::{env_dotenv, env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
 pub use rates::{Policies, Policy, parse_rate};
 pub use schema::{Field, Kind, env_var_name, schema};
@@ -45,6 +46,9 @@ pub struct Config {
     /// Master key (32 bytes, base64) that encrypts private signing keys at rest. Required outside
     /// development; in development one is generated into `data_dir` when unset.
     pub master_key: Option<Secret>,
+    /// File holding the master key (surrounding whitespace trimmed), as orchestrators mount
+    /// secrets. Instead of `master_key`, never with it.
+    pub master_key_file: Option<PathBuf>,
     /// HTTP server.
     pub http: HttpConfig,
     /// Database.
@@ -69,6 +73,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// The real-time hub (`/api/v1/realtime/*`): history, queues, timeouts.
     pub realtime: RealtimeConfig,
+    /// Distributed tracing.
+    pub telemetry: TelemetryConfig,
 }
 
 impl Default for Config {
@@ -78,6 +84,7 @@ impl Default for Config {
             public_url: Url::parse("http://127.0.0.1:8080").expect("static URL is valid"),
             data_dir: PathBuf::from("./data"),
             master_key: None,
+            master_key_file: None,
             http: HttpConfig::default(),
             database: DatabaseConfig::default(),
             token: TokenConfig::default(),
@@ -90,6 +97,7 @@ impl Default for Config {
             features: FeaturesConfig::default(),
             metrics: MetricsConfig::default(),
             realtime: RealtimeConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -305,6 +313,28 @@ impl Default for RealtimeConfig {
     }
 }
 
+/// Distributed tracing: a span per request, exported over OTLP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// OTLP/HTTP collector (such as `http://otel-collector:4318`); spans are posted as JSON to
+    /// `{otlp_endpoint}/v1/traces`. Unset: no traces. A request's W3C `traceparent` is
+    /// continued, and a parent that was not sampled is not exported.
+    #[schemars(with = "Option<String>", extend("format" = "uri"))]
+    pub otlp_endpoint: Option<Url>,
+    /// `service.name` of the exported spans.
+    pub service_name: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: None,
+            service_name: "tessera".to_owned(),
+        }
+    }
+}
+
 impl RealtimeConfig {
     /// The first Unix second after the legacy query-token window (the end of
     /// `legacy_query_token_until`, UTC); `None` when unset or not a `YYYY-MM-DD` date.
@@ -380,6 +410,9 @@ pub struct DatabaseConfig {
     /// `sqlite://PATH` (file and folder created on first use) or
     /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. PostgreSQL is required in production.
     pub url: DatabaseUrl,
+    /// File holding the database URL (surrounding whitespace trimmed), for a URL that carries
+    /// a password. Instead of `url`, never with it.
+    pub url_file: Option<PathBuf>,
     /// Most connections the pool opens.
     #[schemars(range(min = 1))]
     pub max_connections: u32,
@@ -395,6 +428,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: DatabaseUrl::parse("sqlite://./data/tessera.db").expect("static URL is valid"),
+            url_file: None,
             max_connections: 10,
             acquire_timeout_secs: 5,
             migrate_on_start: true,

@@ -18,6 +18,14 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
     let production = config.environment == Environment::Production;
 
     check_public_url(&config.public_url, production, &mut problems);
+    if let Some(endpoint) = &config.telemetry.otlp_endpoint
+        && !matches!(endpoint.scheme(), "http" | "https")
+    {
+        problems.push(Problem::key(
+            "telemetry.otlp_endpoint",
+            "must be an http or https URL (OTLP over HTTP)",
+        ));
+    }
 
     match &config.master_key {
         Some(key) => {

@@ -163,6 +163,9 @@ impl IntoResponse for ApiError {
             );
         }
         response
+            .extensions_mut()
+            .insert(crate::telemetry::signals::ProblemCode(problem.code));
+        response
     }
 }
 

@@ -39,6 +39,7 @@ pub fn handle() -> &'static PrometheusHandle {
                 Matcher::Full("http_request_duration_seconds".into()),
                 LATENCY_BUCKETS,
             )
+            .and_then(crate::telemetry::signals::with_buckets)
             .map(PrometheusBuilder::build_recorder)
             .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
         let handle = recorder.handle();
@@ -62,6 +63,7 @@ pub async fn track(request: Request, next: Next) -> Response {
     let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    crate::telemetry::signals::observe_answer(route, &response);
     let (count, latency) = series(route, method, response.status());
     count.increment(1);
     latency.record(start.elapsed().as_secs_f64());
@@ -182,6 +184,7 @@ fn protected(config: &Config, headers: &HeaderMap) -> Response {
 fn render() -> Response {
     let handle = handle();
     handle.run_upkeep();
+    crate::telemetry::process::record();
     let mut response = handle.render().into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,

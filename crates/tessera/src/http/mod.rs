@@ -69,6 +69,11 @@ where
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(middleware::from_fn(metrics::track))
+        .option_layer(
+            crate::telemetry::traces::Tracer::start(&config.telemetry).map(|tracer| {
+                middleware::from_fn_with_state(tracer, crate::telemetry::traces::layer)
+            }),
+        )
         .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn_with_state(
             security,

@@ -10,25 +10,21 @@
 //! still gets every core.
 
 mod argon;
+pub mod stored_hash;
 
 use std::sync::{Arc, OnceLock};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier as _, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use subtle::ConstantTimeEq as _;
 use tokio::sync::Semaphore;
+
+use stored_hash::StoredHash;
 
 use crate::config::PasswordConfig;
 use crate::http::ApiError;
 
 /// Longest password accepted, in bytes; longer input is refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
-
-/// Highest PBKDF2 iteration count accepted from a stored hash, so one corrupt or hostile row
-/// cannot occupy a core for minutes.
-const MAX_PBKDF2_ROUNDS: u32 = 10_000_000;
 
 /// Why a password operation did not happen.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,6 +60,8 @@ pub struct Passwords {
     jobs: flume::Sender<Job>,
     /// Running plus waiting: beyond this, refuse.
     admitted: Arc<Semaphore>,
+    /// The places `admitted` started with.
+    capacity: usize,
     /// A hash of a random password with the configured cost, verified for unknown accounts so
     /// they cost the same time as known ones. Made on first use, on the pool.
     dummy: Arc<OnceLock<String>>,
@@ -86,11 +84,13 @@ impl Passwords {
         )
         .map_err(|e| anyhow::anyhow!("invalid Argon2id parameters in [passwords]: {e}"))?;
         let queue = usize::try_from(config.max_queued_hashes).unwrap_or(usize::MAX);
+        crate::telemetry::signals::hash_queue_capacity(workers.max(1).saturating_add(queue));
         Ok(Self {
             argon: Arc::new(Argon2::new(Algorithm::Argon2id, Version::V0x13, params)),
             min_length: config.min_length,
             jobs: spawn_pool(workers.max(1))?,
             admitted: Arc::new(Semaphore::new(workers.max(1).saturating_add(queue))),
+            capacity: workers.max(1).saturating_add(queue),
             dummy: Arc::new(OnceLock::new()),
         })
     }
@@ -168,14 +168,20 @@ impl Passwords {
         let admitted = Arc::clone(&self.admitted)
             .try_acquire_owned()
             .map_err(|_| PasswordError::Busy)?;
+        let depth = Arc::clone(&self.admitted);
+        let capacity = self.capacity;
+        crate::telemetry::signals::hash_queue_depth(in_use(capacity, &depth));
+        let queued = std::time::Instant::now();
         let (done, result) = tokio::sync::oneshot::channel();
         self.jobs
             .send(Box::new(move || {
+                crate::telemetry::signals::hash_waited(queued.elapsed());
                 let out = job();
                 // The place is free before the caller hears back: a hashing thread runs at
                 // the lowest priority and may wait long between the two, and a caller's next
                 // job must not find its own finished one still holding a place.
                 drop(admitted);
+                crate::telemetry::signals::hash_queue_depth(in_use(capacity, &depth));
                 let _ = done.send(out);
             }))
             .map_err(|_| PasswordError::Internal("the hashing pool has stopped".into()))?;
@@ -183,6 +189,11 @@ impl Passwords {
             .await
             .map_err(|_| PasswordError::Internal("a hashing job panicked".into()))
     }
+}
+
+/// Jobs admitted (running and waiting): the places taken from `admitted`.
+fn in_use(capacity: usize, admitted: &Semaphore) -> usize {
+    capacity.saturating_sub(admitted.available_permits())
 }
 
 /// One unit of work for the hashing pool.
@@ -262,66 +273,14 @@ fn argon_hash(argon: &Argon2<'_>, password: &[u8]) -> Result<String, PasswordErr
     argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
 }
 
-/// Whether `password` matches `stored`, and whether a match should be re-hashed.
+/// Whether `password` matches `stored`, and whether it is not a current Argon2id hash (a
+/// match is then re-hashed; a miss pays for a dummy verification). A hash that does not parse,
+/// or asks for more work than Tessera verifies, never matches.
 fn verify_stored(argon: &Argon2<'_>, password: &[u8], stored: &str) -> (bool, bool) {
-    if stored.starts_with("$argon2") {
-        let Ok(hash) = PasswordHash::new(stored) else {
-            return (false, false);
-        };
-        let ok = argon::verify(&hash, password);
-        let current = argon.params();
-        let same_cost = hash.algorithm.as_str() == "argon2id"
-            && Params::try_from(&hash).is_ok_and(|p| {
-                p.m_cost() == current.m_cost()
-                    && p.t_cost() == current.t_cost()
-                    && p.p_cost() == current.p_cost()
-            });
-        return (ok, !same_cost);
+    match StoredHash::parse(stored) {
+        Ok(hash) => (hash.verify(password), !hash.is_current(argon.params())),
+        Err(_) => (false, true),
     }
-    if stored.starts_with("$pbkdf2-sha256$") {
-        let ok = PasswordHash::new(stored).is_ok_and(|hash| {
-            let rounds_ok = hash
-                .params
-                .get_decimal("i")
-                .is_some_and(|i| i <= MAX_PBKDF2_ROUNDS);
-            rounds_ok
-                && pbkdf2::Pbkdf2::SHA256
-                    .verify_password(password, &hash)
-                    .is_ok()
-        });
-        return (ok, true);
-    }
-    if let Some(rest) = stored.strip_prefix("pbkdf2_sha256$") {
-        return (verify_django(password, rest), true);
-    }
-    if ["$2a$", "$2b$", "$2y$"]
-        .iter()
-        .any(|p| stored.starts_with(p))
-    {
-        return (bcrypt::verify(password, stored).unwrap_or(false), true);
-    }
-    (false, false)
-}
-
-/// Django's `pbkdf2_sha256$<iterations>$<salt>$<base64 hash>` (the prefix already removed).
-fn verify_django(password: &[u8], rest: &str) -> bool {
-    let mut parts = rest.splitn(3, '$');
-    let (Some(rounds), Some(salt), Some(expected)) = (parts.next(), parts.next(), parts.next())
-    else {
-        return false;
-    };
-    let Ok(rounds) = rounds.parse::<u32>() else {
-        return false;
-    };
-    let Ok(expected) = STANDARD.decode(expected) else {
-        return false;
-    };
-    if rounds == 0 || rounds > MAX_PBKDF2_ROUNDS || expected.is_empty() || expected.len() > 64 {
-        return false;
-    }
-    let mut computed = vec![0u8; expected.len()];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password, salt.as_bytes(), rounds, &mut computed);
-    computed.ct_eq(&expected).into()
 }
 
 #[cfg(test)]

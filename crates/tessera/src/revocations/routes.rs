@@ -155,6 +155,7 @@ async fn stream(
         .ok_or_else(|| ApiError::client_unauthorized("client authentication failed"))?;
     tokio::spawn(async move {
         let _slot = slot;
+        let _counted = crate::telemetry::signals::StreamGuard::open();
         follow(state, opened, start, pushed, events).await;
     });
     let body = futures_util::stream::unfold(receiver, |mut receiver| async move {
@@ -279,11 +280,14 @@ async fn follow(
                 continue 'catch_up;
             }
             for entry in &batch.entries {
-                if entry.seq > cursor
-                    && visible(tenant, entry)
-                    && !deliver(&events, revocation_event(entry), &mut closing).await
-                {
-                    return;
+                if entry.seq > cursor && visible(tenant, entry) {
+                    if !deliver(&events, revocation_event(entry), &mut closing).await {
+                        return;
+                    }
+                    crate::telemetry::signals::revocation_delivered(
+                        entry.created_ms,
+                        tessera_token::unix_now_ms(),
+                    );
                 }
             }
             cursor = cursor.max(batch.cursor);

@@ -429,6 +429,7 @@ impl Sessions {
             // Current, live, yet not rotated: it was revoked or expired a moment ago.
             return Err(RefreshError::SessionEnded);
         }
+        crate::telemetry::signals::refresh_reuse();
         let mut tx = db.begin_write().await?;
         audit::Event::new("refresh.reuse_detected", &Actor::Anonymous, origin)
             .in_tenant(&session.tenant_id)

@@ -103,6 +103,53 @@ on_each_database! {
 }
 
 on_each_database! {
+    async fn the_account_may_be_named_login_username_or_email_and_the_answers_stay_alike(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let line = json!({"email": "ada@example.com", "username": "Ada", "password": PASSWORD});
+        let tenant = tessera::tenants::DEFAULT_TENANT_ID;
+        tessera::users::import::import(app.state.db(), app.state.passwords(), &line.to_string(), tenant)
+            .await
+            .expect("imported");
+        for field in ["login", "username", "email"] {
+            for name in ["ada@example.com", "ADA", "ada"] {
+                let response = app
+                    .post_json("/api/v1/auth/login", &json!({field: name, "password": PASSWORD}))
+                    .await;
+                assert_eq!(response.status(), 200, "{field}: {name}");
+            }
+        }
+
+        // Unknown accounts and wrong passwords answer alike under every field name.
+        let mut bodies = Vec::new();
+        for (field, name, password) in [
+            ("username", "nobody", PASSWORD),
+            ("email", "nobody@example.com", PASSWORD),
+            ("email", "ada@example.com", "wrong password!"),
+            ("login", "ada", "wrong password!"),
+        ] {
+            let response = app
+                .post_json("/api/v1/auth/login", &json!({field: name, "password": password}))
+                .await;
+            let mut body = problem(response, 401, "invalid_credentials").await;
+            body.as_object_mut().expect("object").remove("request_id");
+            bodies.push(body);
+        }
+        assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+
+        for ambiguous in [
+            json!({"password": PASSWORD}),
+            json!({"login": "ada", "email": "ada@example.com", "password": PASSWORD}),
+            json!({"username": "ada", "email": "ada@example.com", "password": PASSWORD}),
+            json!({"login": "ada", "username": "ada", "email": "ada@example.com", "password": PASSWORD}),
+        ] {
+            let response = app.post_json("/api/v1/auth/login", &ambiguous).await;
+            let body = problem(response, 422, "validation_failed").await;
+            assert!(body["detail"].as_str().is_some_and(|d| d.contains("exactly one of")), "{body}");
+        }
+    }
+}
+
+on_each_database! {
     async fn a_disabled_account_learns_it_only_with_the_right_password(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let user = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;

@@ -22,8 +22,19 @@ const REALTIME_CHECK: &str = concat!(
     "/tests/interop/realtime_check.py"
 );
 /// The npm packages (`npm ci` here) and the scripts these tests run.
-const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+pub(crate) const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+/// The Python package's sources, put first on `PYTHONPATH` so the tests run this tree's copy.
+pub(crate) const PYTHON_CLIENT_DIR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
+
+/// `python3` with the Python package of this tree importable.
+pub(crate) fn python() -> Command {
+    let mut command = Command::new("python3");
+    command.env("PYTHONPATH", format!("{PYTHON_CLIENT_DIR}/src"));
+    command.env("PYTHONDONTWRITEBYTECODE", "1");
+    command
+}
 
 /// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
 /// be: interoperability checks are never skipped there.
@@ -183,9 +194,9 @@ async fn jose_verifies_a_token_from_a_real_login_using_the_remote_jwks() {
 }
 
 /// Whether FastAPI and httpx (for its `TestClient`) are importable beside PyJWT.
-fn fastapi_available() -> bool {
+pub(crate) fn fastapi_available() -> bool {
     available(
-        Command::new("python3").args(["-c", "import jwt, cryptography, fastapi, httpx"]),
+        python().args(["-c", "import jwt, cryptography, fastapi, httpx"]),
         "FastAPI",
         "pip install 'PyJWT[crypto]' fastapi httpx",
     )
@@ -206,7 +217,7 @@ fn typescript_available() -> bool {
 
 /// Permission rules every example must apply: the token's scope, the permission asked for,
 /// and whether it is allowed.
-const PERMISSION_RULES: &[(&str, &str, bool)] = &[
+pub(crate) const PERMISSION_RULES: &[(&str, &str, bool)] = &[
     ("reports:write", "reports:write", true),
     ("openid reports:write", "reports:write", true),
     ("reports:read", "reports:write", false),
@@ -222,20 +233,29 @@ const PERMISSION_RULES: &[(&str, &str, bool)] = &[
 ];
 
 /// What an example service must answer.
-enum Expect {
+pub(crate) enum Expect {
     /// Success with exactly this JSON body.
     Ok(u16, Value),
-    /// A problem+json refusal with this status and code.
-    Problem(u16, &'static str),
+    /// A problem+json refusal with this status, the examples' code, and the code the client
+    /// packages answer with (Tessera's verification codes, as `tessera-client` names them).
+    Problem(u16, &'static str, &'static str),
+}
+
+/// Which codes a service answers with: the copy-and-paste examples' coarse `invalid_token`,
+/// or the client packages' precise ones.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Codes {
+    Example,
+    Package,
 }
 
 /// One request to an example service, and what it must answer.
-struct Case {
-    name: &'static str,
-    method: &'static str,
-    path: String,
-    headers: Vec<(&'static str, String)>,
-    expect: Expect,
+pub(crate) struct Case {
+    pub name: &'static str,
+    pub method: &'static str,
+    pub path: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub expect: Expect,
 }
 
 impl Case {
@@ -278,7 +298,7 @@ fn forged(token: &str, claims: &AccessClaims) -> String {
 
 /// The requests every example must answer alike, against a running Tessera: a real login's
 /// token, and tokens signed by Tessera's key with one thing changed each.
-async fn example_cases(app: &TestApp) -> Vec<Case> {
+pub(crate) async fn example_cases(app: &TestApp) -> Vec<Case> {
     let user = app
         .create_user("ada@example.com", "correct horse battery", &["user"], None)
         .await;
@@ -308,8 +328,8 @@ async fn example_cases(app: &TestApp) -> Vec<Case> {
     let cookie = |token: &str| ("cookie", format!("theme=dark; access_token={token}"));
     let me = json!({ "sub": user.id, "tid": user.tenant_id, "roles": ["user"] });
     let created = json!({ "created_by": "user-1", "tid": "tenant-1" });
-    let invalid = || Expect::Problem(401, "invalid_token");
-    let forbidden = || Expect::Problem(403, "forbidden");
+    let invalid = |code| Expect::Problem(401, "invalid_token", code);
+    let forbidden = || Expect::Problem(403, "forbidden", "forbidden");
     vec![
         Case::whoami(
             "a Bearer token from a real login",
@@ -326,20 +346,28 @@ async fn example_cases(app: &TestApp) -> Vec<Case> {
             vec![bearer(&login), cookie("not-a-token")],
             Expect::Ok(200, me),
         ),
-        Case::whoami("no token", vec![], Expect::Problem(401, "unauthenticated")),
+        Case::whoami(
+            "no token",
+            vec![],
+            Expect::Problem(401, "unauthenticated", "unauthenticated"),
+        ),
         Case {
             path: format!("/whoami?access_token={login}"),
             ..Case::whoami(
                 "a token in the query string only",
                 vec![],
-                Expect::Problem(401, "unauthenticated"),
+                Expect::Problem(401, "unauthenticated", "unauthenticated"),
             )
         },
-        Case::whoami("an expired token", vec![bearer(&expired)], invalid()),
+        Case::whoami(
+            "an expired token",
+            vec![bearer(&expired)],
+            invalid("token_expired"),
+        ),
         Case::whoami(
             "a token for another audience",
             vec![bearer(&elsewhere)],
-            invalid(),
+            invalid("wrong_audience"),
         ),
         Case::whoami(
             "a malformed Authorization header beside a valid cookie",
@@ -347,7 +375,7 @@ async fn example_cases(app: &TestApp) -> Vec<Case> {
                 ("authorization", "Basic dXNlcjpwdw==".into()),
                 cookie(&login),
             ],
-            invalid(),
+            invalid("invalid_credential"),
         ),
         Case::whoami(
             "the access cookie sent twice",
@@ -355,12 +383,12 @@ async fn example_cases(app: &TestApp) -> Vec<Case> {
                 "cookie",
                 format!("access_token=stale; access_token={login}"),
             )],
-            invalid(),
+            invalid("invalid_credential"),
         ),
         Case::report(
             "a token whose scope was raised after signing",
             vec![bearer(&raised)],
-            invalid(),
+            invalid("bad_signature"),
         ),
         Case::report(
             "a login token, which holds no permission",
@@ -386,7 +414,7 @@ async fn example_cases(app: &TestApp) -> Vec<Case> {
 }
 
 /// What a driver script reads: where Tessera is, the requests and the permission rules.
-fn driver_input(app: &TestApp, cases: &[Case]) -> String {
+pub(crate) fn driver_input(app: &TestApp, cases: &[Case]) -> String {
     let config = app.state.config();
     let requests: Vec<Value> = cases
         .iter()
@@ -407,7 +435,7 @@ fn driver_input(app: &TestApp, cases: &[Case]) -> String {
 
 /// Checks a driver's answers (`{"responses": [...], "permissions": [...]}`) against `cases`
 /// and [`PERMISSION_RULES`].
-fn assert_answers(example: &str, cases: &[Case], output: &str) {
+pub(crate) fn assert_answers(example: &str, codes: Codes, cases: &[Case], output: &str) {
     let output: Value = serde_json::from_str(output).expect("driver output JSON");
     let responses = output["responses"].as_array().expect("responses");
     assert_eq!(
@@ -422,7 +450,11 @@ fn assert_answers(example: &str, cases: &[Case], output: &str) {
                 assert_eq!(response["status"], *status, "{context}");
                 assert_eq!(response["body"], *body, "{context}");
             }
-            Expect::Problem(status, code) => {
+            Expect::Problem(status, example_code, package_code) => {
+                let code = match codes {
+                    Codes::Example => example_code,
+                    Codes::Package => package_code,
+                };
                 let headers = &response["headers"];
                 let body = &response["body"];
                 assert_eq!(response["status"], *status, "{context}");
@@ -431,9 +463,9 @@ fn assert_answers(example: &str, cases: &[Case], output: &str) {
                     "{context}"
                 );
                 assert_eq!(headers["cache-control"], "no-store", "{context}");
-                let challenge = match *code {
-                    "unauthenticated" => "Bearer",
-                    "invalid_token" => "Bearer error=\"invalid_token\"",
+                let challenge = match (*status, *code) {
+                    (_, "unauthenticated") => "Bearer",
+                    (401, _) => "Bearer error=\"invalid_token\"",
                     _ => "Bearer error=\"insufficient_scope\"",
                 };
                 assert_eq!(headers["www-authenticate"], challenge, "{context}");
@@ -462,18 +494,18 @@ fn assert_answers(example: &str, cases: &[Case], output: &str) {
 }
 
 #[tokio::test]
-async fn the_fastapi_example_admits_and_refuses_requests_as_tessera_does() {
+async fn the_fastapi_example_on_the_python_package_admits_and_refuses_requests_as_tessera_does() {
     if !fastapi_available() {
         return;
     }
     let app = spawn_app().await;
     let cases = example_cases(&app).await;
-    let mut driver = Command::new("python3");
+    let mut driver = python();
     driver
         .current_dir(INTEROP_DIR)
         .args(["fastapi_driver.py", &format!("{EXAMPLES_DIR}/fastapi")]);
     let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
-    assert_answers("FastAPI", &cases, &output);
+    assert_answers("FastAPI", Codes::Package, &cases, &output);
 }
 
 /// The TypeScript example copied into a fresh folder the way a user would take it, with the
@@ -511,7 +543,7 @@ async fn the_typescript_example_compiles_strictly_and_answers_as_tessera_does() 
         .arg("typescript_driver.mjs")
         .arg(compiled.path().join("dist"));
     let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
-    assert_answers("TypeScript", &cases, &output);
+    assert_answers("TypeScript", Codes::Example, &cases, &output);
 }
 
 #[tokio::test]

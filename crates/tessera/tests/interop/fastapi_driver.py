@@ -1,4 +1,5 @@
-"""Drives examples/fastapi/app.py in-process (FastAPI's TestClient) for the integration tests.
+"""Drives examples/fastapi (built on the `tessera-client` package) in-process with FastAPI's
+TestClient, for the integration tests.
 
   python3 fastapi_driver.py EXAMPLE_DIR < cases.json
 
@@ -7,7 +8,6 @@ Input: {"issuer", "audience", "requests": [{"method", "path", "headers": [[name,
 "permissions": [bool]}, in the same order; the test asserts on them.
 """
 import json
-import os
 import sys
 
 from fastapi.testclient import TestClient
@@ -17,15 +17,14 @@ REPORTED_HEADERS = ("content-type", "www-authenticate", "cache-control")
 
 def main(example_dir):
     cases = json.load(sys.stdin)
-    os.environ["TESSERA_ISSUER"] = cases["issuer"]
-    os.environ["TESSERA_AUDIENCE"] = cases["audience"]
     sys.path.insert(0, example_dir)
     sys.dont_write_bytecode = True  # leave no __pycache__ in examples/
-    import app
-    import tessera_auth
+    import service
+    from tessera_client import Verifier, has_permission
 
+    verifier = Verifier.start(issuer=cases["issuer"], audience=cases["audience"])
     responses = []
-    with TestClient(app.app) as client:
+    with TestClient(service.create_app(verifier)) as client:
         for request in cases["requests"]:
             response = client.request(
                 request["method"],
@@ -43,9 +42,7 @@ def main(example_dir):
                     "body": response.json(),
                 }
             )
-    permissions = [
-        tessera_auth.has_permission(scope, wanted) for scope, wanted in cases["permissions"]
-    ]
+    permissions = [has_permission(scope, wanted) for scope, wanted in cases["permissions"]]
     print(json.dumps({"responses": responses, "permissions": permissions}))
 
 

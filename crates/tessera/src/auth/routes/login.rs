@@ -30,17 +30,39 @@ use crate::users::{self, Email, NewUser, User, UserError};
 /// Longest login name or email considered; longer input cannot name an account.
 const MAX_LOGIN_BYTES: usize = 320;
 
-/// The login request.
+/// The login request. The account is named by exactly one of `login`, `username` or `email`
+/// (the names platforms' clients already send); each accepts an email or a username, so the
+/// field chosen never changes the answer.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email or username.
-    login: String,
+    login: Option<String>,
+    /// The same, under the name OAuth-style password forms use.
+    username: Option<String>,
+    /// The same, under the name email-first forms use.
+    email: Option<String>,
     password: String,
     /// Tenant slug; the default tenant when absent.
     tenant: Option<String>,
     #[serde(default)]
     delivery: Delivery,
+}
+
+impl LoginRequest {
+    /// The account name, from whichever of the three fields was sent.
+    fn account(&self) -> Result<&str, ApiError> {
+        match (&self.login, &self.username, &self.email) {
+            (Some(name), None, None) | (None, Some(name), None) | (None, None, Some(name)) => {
+                Ok(name)
+            }
+            _ => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "name the account with exactly one of `login`, `username` or `email`",
+            )),
+        }
+    }
 }
 
 fn invalid_credentials() -> ApiError {
@@ -105,10 +127,11 @@ async fn attempt_login(
     ip: &str,
     decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
+    let login = request.account()?.to_owned();
     if request.password.len() > MAX_PASSWORD_BYTES {
         return Err(crate::passwords::PasswordError::TooLong.into());
     }
-    if request.login.len() > MAX_LOGIN_BYTES {
+    if login.len() > MAX_LOGIN_BYTES {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "validation_failed",
@@ -134,7 +157,7 @@ async fn attempt_login(
         Some(_) => None,
     };
     let account = match &tenant_id {
-        Some(tenant_id) => users::find_for_login(db, tenant_id, &request.login).await?,
+        Some(tenant_id) => users::find_for_login(db, tenant_id, &login).await?,
         None => None,
     };
     // Limits and lockout count the account, whatever name reached it; a name that reaches
@@ -144,7 +167,7 @@ async fn attempt_login(
         tenant_id
             .clone()
             .unwrap_or_else(|| format!("unknown:{}", tenant_name(request.tenant.as_deref()))),
-        account_name(&request.login)
+        account_name(&login)
     );
     let subject = match &account {
         Some((user, _)) => Subject::Account(user),

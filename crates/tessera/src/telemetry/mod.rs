@@ -1,5 +1,12 @@
-//! Structured logging: pretty or JSON lines on stderr, level from config unless `RUST_LOG` is
-//! set. Request ids reach every line through the request span.
+//! What operators observe. Here, structured logging: pretty or JSON lines on stderr, level
+//! from config unless `RUST_LOG` is set; request ids reach every line through the request span.
+//! Beside it: the operator metrics ([`signals`], [`process`]) and request traces exported over
+//! OTLP ([`traces`], continuing W3C [`traceparent`]).
+
+pub mod process;
+pub mod signals;
+pub mod traceparent;
+pub mod traces;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::format::FmtSpan;

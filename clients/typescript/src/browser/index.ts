@@ -1,0 +1,4 @@
+// tessera-client/browser: browser code calling Tessera-protected APIs with cookies.
+export { createTesseraFetch, readCookie, type TesseraFetchOptions } from "./fetch.js";
+export { AuthError, type Problem } from "../errors.js";
+export { hasPermission, isPermission } from "../permissions.js";
