@@ -15,6 +15,7 @@ use crate::auth::password::Passwords;
 use crate::clients::ClientCache;
 use crate::config::Config;
 use crate::db::{Create, Db};
+use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::keys::Keys;
@@ -26,8 +27,8 @@ use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, health, http, keys, mfa, oauth, rbac, revocations, sessions,
-    tenants,
+    audit, auth, cleanup, clients, flags, health, http, keys, mfa, oauth, rbac, revocations,
+    sessions, tenants,
 };
 
 /// State shared by every handler; cheap to clone.
@@ -65,6 +66,8 @@ struct Inner {
     mfa: Arc<Mfa>,
     /// Seals and opens the cursors of keyset lists.
     cursors: Arc<Cursors>,
+    /// Feature flags: the current set, kept current across instances.
+    flags: Arc<Flags>,
 }
 
 impl AppState {
@@ -136,6 +139,11 @@ impl AppState {
     /// Cursors of the keyset lists.
     pub fn cursors(&self) -> &Cursors {
         &self.inner.cursors
+    }
+
+    /// Feature flags.
+    pub fn flags(&self) -> &Arc<Flags> {
+        &self.inner.flags
     }
 }
 
@@ -210,6 +218,10 @@ impl Application {
         denylist.spawn_poller(db.clone());
         let limiter = Arc::new(Limiter::new(&config).await?);
         limiter.refusals().spawn_flusher(db.clone());
+        let flags = Flags::load(&config, &db)
+            .await
+            .context("cannot read the feature flags")?;
+        flags.spawn_poller(db.clone());
         let csp_reports = Tally::new("csp.violation");
         csp_reports.spawn_flusher(db.clone());
         let bootstrap = bootstrap::ensure_admin(
@@ -237,6 +249,7 @@ impl Application {
                 csp_reports,
                 mfa: Arc::new(Mfa::new(&master)),
                 cursors: Arc::new(Cursors::new(&master)),
+                flags,
             }),
         };
         let router = router(state.clone());
@@ -277,10 +290,12 @@ impl Application {
             .into_make_service_with_connect_info::<SocketAddr>();
         // Open revocation streams never end by themselves; shutting down ends them.
         let feed = Arc::clone(self.state.feed());
+        let flags = Arc::clone(self.state.flags());
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
+            flags.close();
             stopping.send_replace(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -325,6 +340,7 @@ fn router(state: AppState) -> Router {
         .merge(audit::routes::router())
         .merge(http::csp::router())
         .merge(mfa::routes::router())
+        .merge(flags::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -13,6 +13,7 @@ pub mod clients;
 pub mod config;
 pub mod db;
 pub mod digest;
+pub mod flags;
 pub mod health;
 pub mod http;
 pub mod keys;

@@ -10,6 +10,7 @@ use url::Url;
 
 use super::schema::{ENV_PREFIX, Field, Kind, find, schema};
 use super::{Config, DatabaseUrl, validate};
+use crate::flags::model::{ENV_PREFIX as FLAG_ENV_PREFIX, Flag, FlagKey, FlagSpec};
 
 /// The file read when neither `--config` nor `TESSERA_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "tessera.toml";
@@ -140,6 +141,8 @@ struct Loader {
     tree: Map<String, Value>,
     sources: BTreeMap<String, Source>,
     problems: Vec<Problem>,
+    /// `TESSERA_FLAG_<KEY>` variables, checked against the declared flags at the end.
+    flag_env: BTreeMap<String, String>,
 }
 
 impl Loader {
@@ -158,14 +161,43 @@ impl Loader {
                 return;
             }
         };
-        let value = match serde_json::to_value(table) {
+        let mut value = match serde_json::to_value(table) {
             Ok(Value::Object(map)) => map,
             _ => {
                 self.problem(None, &source, "holds values that are not settings");
                 return;
             }
         };
+        if let Some(flags) = value.remove("flags") {
+            self.add_flags(flags, &source);
+        }
         self.merge_section(schema(), "", value, &source);
+    }
+
+    /// `[flags.<key>]` tables: keys of their own choosing, so each is checked as a flag
+    /// rather than against the schema.
+    fn add_flags(&mut self, flags: Value, source: &Source) {
+        let Value::Object(flags) = flags else {
+            self.problem(
+                Some("flags"),
+                source,
+                "expected a table of `[flags.<key>]` tables",
+            );
+            return;
+        };
+        let mut accepted = Map::new();
+        for (key, value) in flags {
+            let path = format!("flags.{key}");
+            match check_flag(&key, value.clone()) {
+                Ok(()) => {
+                    accepted.insert(key, value);
+                    self.sources.insert(path, source.clone());
+                }
+                Err(message) => self.problem(Some(&path), source, message),
+            }
+        }
+        self.tree
+            .insert("flags".to_owned(), Value::Object(accepted));
     }
 
     fn merge_section(
@@ -206,6 +238,10 @@ impl Loader {
             return;
         };
         if NOT_SETTINGS.iter().any(|n| name.starts_with(n)) {
+            return;
+        }
+        if name.starts_with(FLAG_ENV_PREFIX) {
+            self.flag_env.insert(name.to_owned(), raw.to_owned());
             return;
         }
         let source = Source::Env(name.to_owned());
@@ -259,7 +295,7 @@ impl Loader {
     }
 
     fn finish(mut self) -> Result<Config, ConfigError> {
-        let config: Config = match serde_json::from_value(Value::Object(self.tree)) {
+        let mut config: Config = match serde_json::from_value(Value::Object(self.tree)) {
             Ok(config) => config,
             Err(e) => {
                 // Every value was checked against the schema first, so this is a rule the
@@ -274,6 +310,8 @@ impl Loader {
                 });
             }
         };
+        check_flag_env(&config, &self.flag_env, &mut self.problems);
+        config.flag_env = self.flag_env;
         let reported: Vec<String> = self.problems.iter().filter_map(|p| p.key.clone()).collect();
         for mut problem in validate::check(&config) {
             let Some(key) = problem.key.as_deref() else {
@@ -294,6 +332,35 @@ impl Loader {
             Err(ConfigError {
                 problems: self.problems,
             })
+        }
+    }
+}
+
+/// Checks one `[flags.<key>]` table: its key and the whole flag.
+fn check_flag(key: &str, value: Value) -> Result<(), String> {
+    let key = FlagKey::parse(key)?;
+    let spec: FlagSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    Flag::build(key, spec).map(|_| ())
+}
+
+/// Each `TESSERA_FLAG_<KEY>` must name a declared flag and hold a value of its type.
+fn check_flag_env(config: &Config, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
+    for (name, raw) in env {
+        let source = Some(Source::Env(name.clone()));
+        let Some((key, spec)) = config.flags.iter().find(|(key, _)| key.env_var() == *name) else {
+            problems.push(Problem {
+                key: None,
+                source,
+                message: "names no flag declared in the config file (`[flags.<key>]`)".to_owned(),
+            });
+            continue;
+        };
+        if let Err(message) = spec.kind.parse_text(raw) {
+            problems.push(Problem {
+                key: Some(format!("flags.{key}")),
+                source,
+                message: format!("{message}, got {raw:?}"),
+            });
         }
     }
 }

@@ -11,6 +11,7 @@ mod schema;
 mod secret;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
+use crate::flags::model::{FlagKey, FlagSpec};
 pub use docs::{env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
 pub use schema::{Field, Kind, env_var_name, schema};
@@ -63,6 +65,17 @@ pub struct Config {
     pub features: FeaturesConfig,
     /// Where Prometheus metrics (`GET /metrics`) are served, and to whom.
     pub metrics: MetricsConfig,
+    /// What `GET /api/v1/platform/config` tells frontends besides the flags.
+    pub platform: PlatformConfig,
+    /// Feature flags declared as code, one `[flags.<key>]` table each (see the README).
+    /// Checked as a whole at load; `TESSERA_FLAG_<KEY>` overrides a declared flag's default.
+    #[schemars(skip)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<FlagKey, FlagSpec>,
+    /// The `TESSERA_FLAG_<KEY>` variables seen at load, by name (raw values).
+    #[schemars(skip)]
+    #[serde(skip)]
+    pub flag_env: BTreeMap<String, String>,
 }
 
 impl Default for Config {
@@ -83,6 +96,9 @@ impl Default for Config {
             audit: AuditConfig::default(),
             features: FeaturesConfig::default(),
             metrics: MetricsConfig::default(),
+            platform: PlatformConfig::default(),
+            flags: BTreeMap::new(),
+            flag_env: BTreeMap::new(),
         }
     }
 }
@@ -572,4 +588,58 @@ pub enum LogFormat {
     Pretty,
     /// One JSON object per line.
     Json,
+}
+
+/// The public platform configuration frontends load at start (`GET /api/v1/platform/config`).
+/// URLs may be relative (to this server) or absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Application name frontends show.
+    pub app_name: String,
+    /// Application version; unset: Tessera's own version.
+    pub app_version: Option<String>,
+    /// Base of the platform's REST API.
+    pub rest_url: String,
+    /// The platform's GraphQL endpoint; unset when it has none.
+    pub graphql_url: Option<String>,
+    /// Server-sent events endpoint of the real-time hub.
+    pub sse_url: String,
+    /// WebSocket endpoint of the real-time hub.
+    pub ws_url: String,
+    /// Where frontends send logins.
+    pub login_url: String,
+    /// Branding frontends apply.
+    pub branding: BrandingConfig,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            app_name: "Tessera".to_owned(),
+            app_version: None,
+            rest_url: "/api/v1".to_owned(),
+            graphql_url: None,
+            sse_url: "/api/v1/realtime/sse".to_owned(),
+            ws_url: "/api/v1/realtime/ws".to_owned(),
+            login_url: "/api/v1/auth/login".to_owned(),
+            branding: BrandingConfig::default(),
+        }
+    }
+}
+
+/// Branding published to frontends; unset values are left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrandingConfig {
+    /// Product name shown in titles.
+    pub product_name: Option<String>,
+    /// URL of the logo.
+    pub logo_url: Option<String>,
+    /// URL of the favicon.
+    pub favicon_url: Option<String>,
+    /// Main colour, such as `#0055ff`.
+    pub primary_color: Option<String>,
+    /// Support contact shown to users.
+    pub support_email: Option<String>,
 }
