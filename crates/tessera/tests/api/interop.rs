@@ -17,12 +17,12 @@ use crate::keys::claims_for;
 
 const PYJWT_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
 /// The npm packages (`npm ci` here) and the scripts these tests run.
-const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+pub(crate) const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
+pub(crate) const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
 
 /// Whether `probe` succeeds, i.e. a third-party tool is installed. Under `CI=true` it must
 /// be: interoperability checks are never skipped there.
-fn available(probe: &mut Command, what: &str, install: &str) -> bool {
+pub(crate) fn available(probe: &mut Command, what: &str, install: &str) -> bool {
     let ok = probe
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -50,7 +50,7 @@ fn pyjwt_available() -> bool {
 /// Runs `command` with `stdin` as its input, on a blocking thread so the server under test
 /// keeps answering; returns its standard output, failing the test with its output when it
 /// fails.
-async fn run_with_stdin(mut command: Command, stdin: String) -> String {
+pub(crate) async fn run_with_stdin(mut command: Command, stdin: String) -> String {
     tokio::task::spawn_blocking(move || {
         let mut child = command
             .stdin(Stdio::piped())

@@ -13,6 +13,7 @@ mod cookies;
 mod csp;
 mod errors;
 mod feed;
+mod flags;
 mod health;
 mod interop;
 mod introspection;
