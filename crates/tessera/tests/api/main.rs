@@ -21,6 +21,7 @@ mod keys;
 mod lists;
 mod mfa;
 mod migrations;
+mod openfeature;
 mod ratelimit;
 mod revocation;
 mod roles;
