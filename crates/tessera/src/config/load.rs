@@ -646,6 +646,44 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_declared_as_tables_and_overridden_by_their_variables() {
+        let text = "[flags.mfa_enabled]\ntype = \"bool\"\ndefault = false\n\
+                    [flags.\"data.limit\"]\ntype = \"number\"\ndefault = 5\n";
+        let vars = env(&[
+            ("TESSERA_FLAG_MFA_ENABLED", "true"),
+            ("TESSERA_FLAG_DATA_LIMIT", "7.5"),
+        ]);
+        let config = load_from(file(text), vars).expect("valid");
+        assert_eq!(config.flags.len(), 2);
+        assert_eq!(config.flag_env.len(), 2);
+        let declared = crate::flags::Declared::from_config(&config.flags, &config.flag_env);
+        let (spec, source) = declared.flags.values().next().expect("flag");
+        assert_eq!(spec.default, serde_json::json!(7.5));
+        assert_eq!(source.describe(), "env TESSERA_FLAG_DATA_LIMIT");
+    }
+
+    #[test]
+    fn bad_flags_and_flag_variables_are_errors_naming_the_flag() {
+        let text = "[flags.ok]\ntype = \"bool\"\ndefault = true\n\
+                    [flags.Bad]\ntype = \"bool\"\ndefault = true\n\
+                    [flags.typo]\ntype = \"bool\"\ndefault = 3\n\
+                    [flags.extra]\ntype = \"bool\"\ndefault = true\nsurprise = 1\n";
+        let found = problems(load_from(
+            file(text),
+            env(&[("TESSERA_FLAG_OK", "maybe"), ("TESSERA_FLAG_NOPE", "true")]),
+        ));
+        let keys: Vec<_> = found.iter().map(|p| p.key.as_deref()).collect();
+        for key in ["flags.Bad", "flags.typo", "flags.extra", "flags.ok"] {
+            assert!(keys.contains(&Some(key)), "{key} missing from {found:#?}");
+        }
+        let nope = found
+            .iter()
+            .find(|p| p.source == Some(Source::Env("TESSERA_FLAG_NOPE".into())))
+            .expect("unknown flag variable reported");
+        assert!(nope.message.contains("no flag declared"), "{nope}");
+    }
+
+    #[test]
     fn production_environment_is_accepted_when_fully_configured() {
         let vars = env(&[
             ("TESSERA_ENVIRONMENT", "production"),
