@@ -521,16 +521,26 @@ fn flags_list_and_config_show_say_where_each_value_comes_from() {
             .unwrap_or_else(|| panic!("{key} missing from {stdout}"))
             .to_owned()
     };
-    assert!(line("dark_mode").contains("env TESSERA_FLAG_DARK_MODE"), "{stdout}");
+    assert!(
+        line("dark_mode").contains("env TESSERA_FLAG_DARK_MODE"),
+        "{stdout}"
+    );
     assert!(line("dark_mode").contains("true"), "{stdout}");
     assert!(line("banner").ends_with("config"), "{stdout}");
 
     let (code, stdout, _) = run(dir.path(), &["config", "show"], &env);
     assert_eq!(code, 0);
-    assert!(stdout.contains("#   dark_mode: env TESSERA_FLAG_DARK_MODE"), "{stdout}");
+    assert!(
+        stdout.contains("#   dark_mode: env TESSERA_FLAG_DARK_MODE"),
+        "{stdout}"
+    );
     assert!(stdout.contains("[flags.banner]"), "{stdout}");
 
-    let (code, _, stderr) = run(dir.path(), &["flags", "list"], &[("TESSERA_FLAG_NOPE", "1")]);
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["flags", "list"],
+        &[("TESSERA_FLAG_NOPE", "1")],
+    );
     assert_eq!(code, 2, "an unknown flag variable is a config error");
     assert!(stderr.contains("TESSERA_FLAG_NOPE"), "{stderr}");
 }

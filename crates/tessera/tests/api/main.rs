@@ -14,6 +14,7 @@ mod csp;
 mod errors;
 mod feed;
 mod flags;
+mod flags_client;
 mod health;
 mod interop;
 mod introspection;
