@@ -188,7 +188,7 @@ fn fastapi_available() -> bool {
 
 /// Whether the TypeScript compiler, Node's type declarations and `jose` are installed in
 /// tests/interop.
-fn typescript_available() -> bool {
+pub(crate) fn typescript_available() -> bool {
     available(
         Command::new("node").current_dir(INTEROP_DIR).args([
             "-e",
@@ -473,7 +473,7 @@ async fn the_fastapi_example_admits_and_refuses_requests_as_tessera_does() {
 
 /// The TypeScript example copied into a fresh folder the way a user would take it, with the
 /// interop packages as its `node_modules`, and compiled by its own strict `tsconfig.json`.
-async fn compiled_typescript_example() -> TempDir {
+pub(crate) async fn compiled_typescript_example() -> TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");
     let example = Path::new(EXAMPLES_DIR).join("typescript");
     for entry in std::fs::read_dir(&example).expect("examples/typescript") {

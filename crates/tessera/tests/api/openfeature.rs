@@ -133,3 +133,31 @@ async fn rollout_buckets_equal_flagds_formula_over_pythons_mmh3() {
         .collect();
     assert_eq!(ours, expected);
 }
+
+#[tokio::test]
+async fn the_typescript_platform_config_loader_revalidates_with_etags() {
+    if !crate::interop::typescript_available() {
+        return;
+    }
+    let compiled = crate::interop::compiled_typescript_example().await;
+    let catalogue = std::fs::read_to_string(crate::flags::CATALOGUE).expect("catalogue");
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| apply_flags(c, &catalogue, &[])).await;
+    let token = app.token_for("ann@example.com", PASSWORD, &["user"]).await;
+    let mut driver = Command::new("node");
+    driver
+        .current_dir(INTEROP_DIR)
+        .arg("platform_config_driver.mjs")
+        .arg(compiled.path().join("dist"));
+    let input = json!({"base_url": app.address, "token": token});
+    let output: Value =
+        serde_json::from_str(&run_with_stdin(driver, input.to_string()).await).expect("JSON");
+    assert_eq!(output["statuses"], json!([200, 304, 200]));
+    assert_eq!(output["same_object"], true, "a 304 reuses the last answer");
+    assert_eq!(
+        output["banking"], false,
+        "the frontend's name for banking_enabled"
+    );
+    assert_eq!(output["app"]["name"], "ISP Operations Platform");
+    assert!(output["anonymous_features"].get("db_sqlite").is_none());
+    assert_eq!(output["signed_in_features"]["db_sqlite"], true);
+}
