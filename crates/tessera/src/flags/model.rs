@@ -224,7 +224,7 @@ pub struct Flag {
 pub struct Rule {
     /// Conditions that must all hold.
     pub when: Vec<Matcher>,
-    /// Index of its variant in the spec's variants.
+    /// Its variant's name.
     pub variant: String,
     /// The variant's value.
     pub value: Value,

@@ -171,16 +171,26 @@ fn json_response(body: Vec<u8>) -> Response {
     response
 }
 
+/// What every evaluation starts from: an authenticated caller, the context of the request
+/// with the caller's identity in it, and the current flag set.
+fn prepare(
+    state: &AppState,
+    caller: Caller,
+    body: &[u8],
+) -> Result<(Caller, Context, Arc<FlagSet>), ApiError> {
+    let caller = caller.required()?;
+    let (targeting_key, attributes) = parse_request(body)?;
+    let context = caller.context(targeting_key, attributes);
+    Ok((caller, context, state.flags().snapshot()))
+}
+
 async fn evaluate_one(
     State(state): State<AppState>,
     Path(key): Path<String>,
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = caller.required()?;
-    let (targeting_key, attributes) = parse_request(&body)?;
-    let context = caller.context(targeting_key, attributes);
-    let set = state.flags().snapshot();
+    let (_, context, set) = prepare(&state, caller, &body)?;
     let Some(entry) = set.get(&key) else {
         // Only a well-formed key is echoed back.
         let shown = super::model::FlagKey::parse(&key).ok();
@@ -247,9 +257,7 @@ pub fn bulk_etag(set: &FlagSet, caller: &Caller, context: &Context) -> HeaderVal
     input.push(0);
     // Serializing a map of JSON values cannot fail.
     let _ = serde_json::to_writer(&mut input, &context.attributes);
-    let digest = crate::digest::sha256_hex(&input);
-    HeaderValue::from_str(&format!("\"{}\"", &digest[..32]))
-        .unwrap_or(HeaderValue::from_static("\"\""))
+    super::platform::content_etag(&input)
 }
 
 async fn evaluate_all(
@@ -258,10 +266,7 @@ async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = caller.required()?;
-    let (targeting_key, attributes) = parse_request(&body)?;
-    let context = caller.context(targeting_key, attributes);
-    let set = state.flags().snapshot();
+    let (caller, context, set) = prepare(&state, caller, &body)?;
     let tag = bulk_etag(&set, &caller, &context);
     let cache_control = HeaderValue::from_static("private, no-cache");
     if etag::matches(&headers, &tag) {

@@ -15,7 +15,7 @@ use crate::feed::next_event;
 use crate::helpers::{TestApp, problem, spawn_app_with};
 use crate::on_each_database;
 
-pub(crate) const PASSWORD: &str = "correct horse battery";
+pub(crate) use crate::tenants::PASSWORD;
 
 /// The catalogue shipped in `examples/flags/`.
 pub(crate) const CATALOGUE: &str = concat!(
@@ -82,22 +82,8 @@ pub(crate) async fn member_token(
     email: &str,
     roles: &[&str],
 ) -> String {
-    let user = app.create_user(email, PASSWORD, roles, None).await;
-    sqlx::query("UPDATE users SET tenant_id = $1 WHERE id = $2")
-        .bind(tenant_id)
-        .bind(&user.id)
-        .execute(app.state.db().pool())
-        .await
-        .expect("moved");
-    let response = app
-        .post_json(
-            "/api/v1/auth/login",
-            &json!({"login": email, "password": PASSWORD, "tenant": slug, "delivery": "body"}),
-        )
-        .await;
-    assert_eq!(response.status(), 200, "login of {email}");
-    let body: Value = response.json().await.expect("JSON");
-    body["access_token"].as_str().expect("token").to_owned()
+    let login = crate::tenants::member_of(app, tenant_id, slug, email, roles).await;
+    login["access_token"].as_str().expect("token").to_owned()
 }
 
 /// A platform administrator's token.
