@@ -11,6 +11,7 @@ mod hello;
 mod load;
 mod phases;
 mod report;
+mod scale;
 mod server;
 
 use std::path::{Path, PathBuf};
@@ -44,6 +45,13 @@ struct Cli {
     /// Where the Markdown table, the JSON and the chart go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Also run the scale phase with this many imported accounts (and as many audit events):
+    /// the admin and audit reads timed at that size. Default: off, or 500 with --smoke.
+    #[arg(long, value_name = "USERS", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    scale: Option<u64>,
+    /// Sequential samples per read in the scale phase (default 100, or 5 with --smoke).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    scale_samples: Option<u64>,
     /// Use the `tessera` binary beside this one as it is, without `cargo build --release`.
     #[arg(long)]
     no_build: bool,
@@ -64,6 +72,9 @@ struct Pace {
     settle: Duration,
     /// How long traffic beside a phase runs before and after it.
     lead: Duration,
+    /// How long Tessera rests after the last phase before its memory is read again (none in
+    /// smoke runs): idle hashing threads give their memory back after 20 s.
+    rest: Option<Duration>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +94,7 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         connections: usize::try_from(cli.connections.unwrap_or(if cli.smoke { 8 } else { 64 }))?,
         settle: Duration::from_millis(if cli.smoke { 300 } else { 1000 }),
         lead: Duration::from_millis(if cli.smoke { 300 } else { 1000 }),
+        rest: (!cli.smoke).then_some(Duration::from_secs(30)),
     };
     let binary = tessera_binary(cli.no_build)?;
     let hello = server::start_hello().await?;
@@ -95,7 +107,29 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
     let mut report = Report::new(pace_settings(&cli, &pace));
     for database in databases {
         let name = database.name();
-        let outcome = run_on(&binary, &database, &hello, pace).await;
+        let mut outcome = run_on(&binary, &database, &hello, pace).await;
+        if let (Ok(run), Some(users)) = (&mut outcome, scale_users(&cli)) {
+            let samples = cli.scale_samples.unwrap_or(if cli.smoke { 5 } else { 100 });
+            eprintln!("scale phase ({name}): importing {users} accounts");
+            let fresh = database.fresh_like().await?;
+            let scaled = scale::run(
+                &binary,
+                &fresh,
+                usize::try_from(users)?,
+                usize::try_from(samples)?,
+            )
+            .await;
+            if let Err(e) = fresh.remove().await {
+                eprintln!("could not drop the PostgreSQL scale schema: {e:#}");
+            }
+            match scaled {
+                Ok(scale) => {
+                    eprintln!("{}", scale.markdown());
+                    run.scale = Some(scale);
+                }
+                Err(e) => run.scale_error = Some(format!("{e:#}")),
+            }
+        }
         if let Err(e) = database.remove().await {
             eprintln!("could not drop the PostgreSQL bench schema: {e:#}");
         }
@@ -117,6 +151,11 @@ async fn bench(cli: Cli) -> anyhow::Result<()> {
         bail!("invalid or failed: {}", broken.join(", "));
     }
     Ok(())
+}
+
+/// How many accounts the scale phase imports, if it runs.
+fn scale_users(cli: &Cli) -> Option<u64> {
+    cli.scale.or(cli.smoke.then_some(500))
 }
 
 fn pace_settings(cli: &Cli, pace: &Pace) -> report::Settings {
@@ -219,6 +258,11 @@ async fn run_on(
         result.share_of_hello = hello_rate.map(|h| result.ok_per_sec / h);
         eprintln!("{}", result.line());
         run.phases.push(result);
+    }
+    if let Some(rest) = pace.rest.filter(|_| server.alive()) {
+        eprintln!("resting {} s before reading memory again", rest.as_secs());
+        tokio::time::sleep(rest).await;
+        run.rested_rss_mib = mib(server.rss_kib()).map(|m| (rest.as_secs(), m));
     }
     run.derive_notes(std::thread::available_parallelism().map_or(1, usize::from));
     server.stop().await;

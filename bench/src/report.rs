@@ -171,8 +171,15 @@ pub struct Run {
     /// Its resident memory once the data was prepared (accounts created, so passwords
     /// hashed), before any phase, MiB.
     pub idle_rss_mib: Option<f64>,
+    /// Its resident memory after resting once the phases were over (not in smoke runs), MiB:
+    /// what a login flood leaves behind.
+    pub rested_rss_mib: Option<(u64, f64)>,
     /// Why the run stopped before its phases, if it did.
     pub error: Option<String>,
+    /// The scale phase, when it ran and finished.
+    pub scale: Option<crate::scale::Scale>,
+    /// Why the scale phase failed, if it did.
+    pub scale_error: Option<String>,
     /// The phases, in order.
     pub phases: Vec<PhaseResult>,
     /// Derived figures worth a line of their own.
@@ -186,7 +193,10 @@ impl Run {
             database: database.to_owned(),
             started_rss_mib: None,
             idle_rss_mib: None,
+            rested_rss_mib: None,
             error: None,
+            scale: None,
+            scale_error: None,
             phases: Vec::new(),
             notes: Vec::new(),
         }
@@ -281,6 +291,9 @@ impl Report {
             for phase in run.phases.iter().filter(|p| !p.valid) {
                 broken.push(format!("{} {}", run.database, phase.name));
             }
+            if run.scale_error.is_some() || run.scale.as_ref().is_some_and(|s| !s.clean()) {
+                broken.push(format!("{} scale", run.database));
+            }
         }
         broken
     }
@@ -308,8 +321,12 @@ impl Report {
             if let (Some(started), Some(idle)) = (run.started_rss_mib, run.idle_rss_mib) {
                 out.push_str(&format!(
                     "Tessera RSS: {started:.1} MiB once listening, {idle:.1} MiB after the \
-                     accounts were created (before the phases)\n\n"
+                     accounts were created (before the phases)"
                 ));
+                if let Some((secs, rested)) = run.rested_rss_mib {
+                    out.push_str(&format!(", {rested:.1} MiB {secs} s after the last phase"));
+                }
+                out.push_str("\n\n");
             }
             out.push_str(
                 "| phase | conns | req/s | of hello | p50 ms | p99 ms | unexpected | RSS after MiB | load avg | status |\n\
@@ -360,6 +377,13 @@ impl Report {
                 out.push_str(&format!("\n- {} failed: {}", p.0.name, p.1));
             }
             out.push('\n');
+            if let Some(scale) = &run.scale {
+                out.push('\n');
+                out.push_str(&scale.markdown());
+            }
+            if let Some(e) = &run.scale_error {
+                out.push_str(&format!("\nScale phase FAILED: {e}\n"));
+            }
         }
         out
     }

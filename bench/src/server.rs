@@ -112,6 +112,14 @@ impl Database {
         })
     }
 
+    /// Another fresh database of the same kind (a new schema of the same PostgreSQL database).
+    pub async fn fresh_like(&self) -> anyhow::Result<Self> {
+        match self {
+            Self::Sqlite => Ok(Self::Sqlite),
+            Self::Postgres { admin_url, .. } => Self::postgres(admin_url).await,
+        }
+    }
+
     /// A short name for reports.
     pub fn name(&self) -> &'static str {
         match self {
@@ -131,6 +139,25 @@ impl Database {
                 Ok(url.to_string())
             }
         }
+    }
+
+    /// Refreshes the planner's statistics of `tables` on PostgreSQL, as autovacuum does soon
+    /// after a bulk load (it may be off on a development server): without them the planner
+    /// guesses a 100,000-row tenant holds a few hundred rows. Nothing to do on SQLite.
+    pub async fn analyze(&self, tables: &[&str]) -> anyhow::Result<()> {
+        let Self::Postgres { admin_url, schema } = self else {
+            return Ok(());
+        };
+        let mut conn = sqlx::PgConnection::connect(admin_url).await?;
+        for table in tables {
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "VACUUM ANALYZE {schema}.{table}"
+            )))
+            .await
+            .with_context(|| format!("VACUUM ANALYZE {table}"))?;
+        }
+        let _ = conn.close().await;
+        Ok(())
     }
 
     /// Drops the schema (after ending the connections left to it).
@@ -227,6 +254,11 @@ impl Tessera {
             .await
             .with_context(|| format!("tessera serve did not start:\n{}", self.log_tail()))?;
         Ok(Process { child, addr })
+    }
+
+    /// A file in this run's folder.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     fn log_path(&self) -> PathBuf {

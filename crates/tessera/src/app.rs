@@ -1,4 +1,5 @@
-//! The application: shared state, the router built from every capability, and the serve loop.
+//! The application: builds the services of [`AppState`], merges every capability's router
+//! and runs the serve loop.
 
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
@@ -9,143 +10,29 @@ use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-use crate::audit::tally::Tally;
 use crate::auth::Auth;
-use crate::auth::password::Passwords;
+use crate::auth::mfa::Mfa;
+use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
+use crate::http::tally::Tally;
 use crate::keys::Keys;
-use crate::keys::master::{Generate, MasterKey};
-use crate::mfa::Mfa;
+use crate::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
+use crate::passwords::Passwords;
 use crate::rbac::Rbac;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
+use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, flags, health, http, keys, mfa, oauth, rbac, revocations,
-    sessions, tenants,
+    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, revocations, sessions,
+    tenants,
 };
-
-/// State shared by every handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    /// The validated configuration this instance started with.
-    config: Config,
-    /// The database pool.
-    db: Db,
-    /// Signing keys: the current signer, verifier and JWKS.
-    keys: Arc<Keys>,
-    /// Password hashing on its bounded pool.
-    passwords: Arc<Passwords>,
-    /// Sessions, refresh rotation and the session cache.
-    sessions: Arc<Sessions>,
-    /// Cookie names and CSRF protection for browsers.
-    auth: Arc<Auth>,
-    /// Role definitions, each account's current roles, and permission checks.
-    rbac: Arc<Rbac>,
-    /// Access tokens revoked before their expiry.
-    denylist: Arc<DenyList>,
-    /// Service accounts, cached for the OAuth endpoints.
-    clients: Arc<ClientCache>,
-    /// The revocation feed's pushes to open streams.
-    feed: Arc<Feed>,
-    /// Rate limits and login lockout.
-    limiter: Arc<Limiter>,
-    /// CSP violation reports, written to the audit log aggregated.
-    csp_reports: Arc<Tally>,
-    /// TOTP second factor.
-    mfa: Arc<Mfa>,
-    /// Seals and opens the cursors of keyset lists.
-    cursors: Arc<Cursors>,
-    /// Feature flags: the current set, kept current across instances.
-    flags: Arc<Flags>,
-}
-
-impl AppState {
-    /// The configuration in force.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// The database.
-    pub fn db(&self) -> &Db {
-        &self.inner.db
-    }
-
-    /// The signing-key service.
-    pub fn keys(&self) -> &Arc<Keys> {
-        &self.inner.keys
-    }
-
-    /// The password service.
-    pub fn passwords(&self) -> &Arc<Passwords> {
-        &self.inner.passwords
-    }
-
-    /// The session service.
-    pub fn sessions(&self) -> &Arc<Sessions> {
-        &self.inner.sessions
-    }
-
-    /// Browser authentication settings.
-    pub fn auth(&self) -> &Auth {
-        &self.inner.auth
-    }
-
-    /// Roles and permissions.
-    pub fn rbac(&self) -> &Rbac {
-        &self.inner.rbac
-    }
-
-    /// Revoked access tokens.
-    pub fn denylist(&self) -> &DenyList {
-        &self.inner.denylist
-    }
-
-    /// Service accounts.
-    pub fn clients(&self) -> &ClientCache {
-        &self.inner.clients
-    }
-
-    /// The revocation feed.
-    pub fn feed(&self) -> &Arc<Feed> {
-        &self.inner.feed
-    }
-
-    /// Rate limits and login lockout.
-    pub fn limiter(&self) -> &Limiter {
-        &self.inner.limiter
-    }
-
-    /// TOTP second factor.
-    pub fn mfa(&self) -> &Mfa {
-        &self.inner.mfa
-    }
-
-    /// CSP violation reports not yet written to the audit log.
-    pub fn csp_reports(&self) -> &Arc<Tally> {
-        &self.inner.csp_reports
-    }
-
-    /// Cursors of the keyset lists.
-    pub fn cursors(&self) -> &Cursors {
-        &self.inner.cursors
-    }
-
-    /// Feature flags.
-    pub fn flags(&self) -> &Arc<Flags> {
-        &self.inner.flags
-    }
-}
 
 /// A server ready to run: connected, migrated, routes built.
 pub struct Application {
@@ -202,8 +89,14 @@ impl Application {
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
         feed.spawn_poller(db.clone());
-        let sessions = Arc::new(Sessions::new(&config, &master, Arc::clone(&feed)));
-        sessions.cache().spawn_poller(db.clone());
+        let session_cache = Arc::new(SessionCache::new());
+        session_cache.spawn_poller(db.clone());
+        let sessions = Arc::new(Sessions::new(
+            &config,
+            &master,
+            Arc::clone(&feed),
+            Arc::clone(&session_cache) as Arc<dyn sessions::Watcher>,
+        ));
         cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
         let auth = Arc::new(Auth::new(&config, &master));
         audit::chain::spawn_sealer(
@@ -217,13 +110,13 @@ impl Application {
             .context("cannot read the revoked tokens")?;
         denylist.spawn_poller(db.clone());
         let limiter = Arc::new(Limiter::new(&config).await?);
-        limiter.refusals().spawn_flusher(db.clone());
+        audit::tally::spawn_flusher(limiter.refusals(), db.clone());
         let flags = Flags::load(&config, &db)
             .await
             .context("cannot read the feature flags")?;
         flags.spawn_poller(db.clone());
         let csp_reports = Tally::new("csp.violation");
-        csp_reports.spawn_flusher(db.clone());
+        audit::tally::spawn_flusher(&csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -233,25 +126,24 @@ impl Application {
         .await?;
         // Install the recorder before the first request so build info is always present.
         http::metrics::handle();
-        let state = AppState {
-            inner: Arc::new(Inner {
-                config,
-                db,
-                keys,
-                passwords,
-                sessions,
-                auth,
-                rbac,
-                denylist,
-                clients: Arc::new(ClientCache::new(Arc::clone(&feed))),
-                feed,
-                limiter,
-                csp_reports,
-                mfa: Arc::new(Mfa::new(&master)),
-                cursors: Arc::new(Cursors::new(&master)),
-                flags,
-            }),
-        };
+        let state = AppState::new(Services {
+            config,
+            db,
+            keys,
+            passwords,
+            sessions,
+            session_cache,
+            auth,
+            rbac,
+            denylist,
+            clients: Arc::new(ClientCache::new(Arc::clone(&feed))),
+            feed,
+            limiter,
+            csp_reports,
+            mfa: Arc::new(Mfa::new(&master)),
+            cursors: Arc::new(Cursors::new(&master)),
+            flags,
+        });
         let router = router(state.clone());
         Ok(Self {
             state,
@@ -330,17 +222,16 @@ fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(keys::routes::router())
         .merge(oauth::router())
-        .merge(auth::router())
+        .merge(auth::routes::router())
         .merge(sessions::routes::router())
         .merge(rbac::routes::router())
-        .merge(users::admin::router())
-        .merge(tenants::router())
+        .merge(users::routes::router())
+        .merge(tenants::routes::router())
         .merge(clients::routes::router())
         .merge(revocations::routes::router())
         .merge(audit::routes::router())
         .merge(http::csp::router())
-        .merge(mfa::routes::router())
-        .merge(flags::router())
+        .merge(flags::routes::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod caller;
 pub mod cleanup;
 pub mod cli;
 pub mod clients;
@@ -17,14 +18,17 @@ pub mod flags;
 pub mod health;
 pub mod http;
 pub mod keys;
-pub mod mfa;
+pub mod master;
 pub mod oauth;
+pub mod passwords;
 pub mod rbac;
 pub mod revocations;
 pub mod sessions;
+pub mod state;
 pub mod telemetry;
 pub mod tenants;
 pub mod text;
 pub mod users;
 
-pub use app::{AppState, Application};
+pub use app::Application;
+pub use state::AppState;

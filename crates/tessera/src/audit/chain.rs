@@ -20,7 +20,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::db::{Backend, Db};
 use crate::digest::hex;
-use crate::keys::master::MasterKey;
+use crate::master::MasterKey;
 
 /// Events sealed per transaction.
 const BATCH: i64 = 1_000;

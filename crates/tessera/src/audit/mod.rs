@@ -7,6 +7,8 @@ pub mod routes;
 pub mod tally;
 
 use serde_json::Value;
+
+use crate::http::client::RequestMeta;
 use sqlx::AnyConnection;
 
 /// Who did it.
@@ -33,17 +35,6 @@ impl Actor {
     }
 }
 
-/// Where a request came from; empty for CLI and background work.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Origin {
-    /// Client IP as resolved through trusted proxies.
-    pub ip: Option<String>,
-    /// `User-Agent`, truncated.
-    pub user_agent: Option<String>,
-    /// The request id.
-    pub request_id: Option<String>,
-}
-
 /// One event to record.
 #[derive(Debug, Clone)]
 pub struct Event<'a> {
@@ -60,7 +51,7 @@ pub struct Event<'a> {
     /// Why (failures, revocations); never a secret.
     pub reason: Option<&'a str>,
     /// Request context.
-    pub origin: &'a Origin,
+    pub origin: &'a RequestMeta,
     /// Further facts.
     pub details: Option<Value>,
 }

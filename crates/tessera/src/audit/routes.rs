@@ -19,14 +19,14 @@ use sqlx::any::AnyRow;
 use tokio::sync::mpsc;
 
 use super::chain::COLUMNS;
-use crate::AppState;
-use crate::auth::Authenticated;
+use crate::caller::Authenticated;
 use crate::db::Db;
 use crate::http::cursor::Scope;
 use crate::http::error::db_error;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
-use crate::rbac::SYSTEM_TENANT_ID;
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The audit routes.
 pub fn router() -> Router<AppState> {

@@ -24,11 +24,12 @@
 
 use axum::http::StatusCode;
 
-use crate::AppState;
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
 use crate::http::ApiError;
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::ratelimit::{AttemptPlace, AttemptRefused};
+use crate::state::AppState;
 use crate::users::User;
 
 /// The kind of secret checked; each is counted on its own.
@@ -94,7 +95,7 @@ pub struct Failure<'a> {
     /// Why, when the action has several reasons.
     pub reason: Option<&'a str>,
     /// Where the request came from.
-    pub origin: &'a Origin,
+    pub origin: &'a RequestMeta,
     /// Anything else worth keeping (never the secret).
     pub details: Option<serde_json::Value>,
 }

@@ -1,26 +1,20 @@
-//! Authentication: passwords, login, refresh, logout, the caller's own account, and the
-//! extractor that authenticates every session endpoint, for API clients (tokens in the body,
-//! `Authorization: Bearer`) and browsers (cookies with CSRF protection) alike.
+//! The login flow: login with its second factor ([`mfa`]), registration, refresh, logout and
+//! the caller's own account ([`routes`]), for API clients (tokens in the body,
+//! `Authorization: Bearer`) and browsers (cookies with CSRF protection) alike; the lockout
+//! every secret check passes ([`attempts`]) and what a login returns ([`tokens`]).
 
-pub mod account;
-mod argon;
 pub mod attempts;
 pub mod cookies;
-pub mod extract;
-pub mod login;
-pub mod password;
+pub mod mfa;
+pub mod routes;
 pub mod tokens;
 
-use axum::Router;
-use axum::routing::{get, post};
 use tessera_token::ExtractionPolicy;
 
-use crate::AppState;
 use crate::config::Config;
 use crate::http::csrf::Csrf;
-use crate::keys::master::MasterKey;
+use crate::master::MasterKey;
 use cookies::Cookies;
-pub use extract::{Authenticated, Target};
 
 /// How this instance reads and protects browser credentials.
 pub struct Auth {
@@ -47,15 +41,4 @@ impl Auth {
             csrf,
         }
     }
-}
-
-/// `/api/v1/auth/*` except the session list (see [`crate::sessions::routes`]).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/login", post(login::login))
-        .route("/api/v1/auth/register", post(login::register))
-        .route(cookies::REFRESH_PATH, post(account::refresh))
-        .route("/api/v1/auth/logout", post(account::logout))
-        .route("/api/v1/auth/me", get(account::me))
-        .route("/api/v1/auth/password", post(account::change_password))
 }

@@ -7,15 +7,13 @@ use serde::{Deserialize, Serialize};
 use tessera_token::{AccessClaims, Audience, unix_now};
 
 use super::cookies::Issue;
-use crate::AppState;
+use crate::caller::SESSION_CLIENT_ID;
 use crate::http::ApiError;
 use crate::http::error::db_error;
 use crate::sessions::Session;
 use crate::sessions::refresh::RefreshToken;
+use crate::state::AppState;
 use crate::users::User;
-
-/// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one).
-pub const SESSION_CLIENT_ID: &str = "tessera";
 
 /// Where tokens go.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

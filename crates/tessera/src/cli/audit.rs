@@ -7,7 +7,7 @@ use crate::audit::chain::{self, ChainKey, Verdict};
 use crate::audit::routes::export_lines;
 use crate::config::Config;
 use crate::db::{Create, Db};
-use crate::keys::master::{Generate, MasterKey};
+use crate::master::{Generate, MasterKey};
 
 pub(super) async fn run(config: &Config, action: AuditAction) -> anyhow::Result<()> {
     let db = Db::connect(&config.database, Create::Never).await?;

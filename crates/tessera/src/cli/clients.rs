@@ -2,10 +2,11 @@
 //! each audited as done by `system`. Secrets are printed once and never stored in the clear.
 
 use super::ClientsAction;
-use crate::audit::{Actor, Origin};
+use crate::audit::Actor;
 use crate::clients::{self, Client};
 use crate::config::Config;
 use crate::db::{Create, Db};
+use crate::http::client::RequestMeta;
 
 pub(super) async fn run(config: &Config, action: ClientsAction) -> anyhow::Result<()> {
     let db = Db::connect(&config.database, Create::Never).await?;
@@ -27,7 +28,7 @@ pub(super) async fn run(config: &Config, action: ClientsAction) -> anyhow::Resul
                 name,
                 &scopes,
                 &Actor::System,
-                &Origin::default(),
+                &RequestMeta::default(),
             )
             .await?;
             tx.commit().await?;
@@ -38,16 +39,17 @@ pub(super) async fn run(config: &Config, action: ClientsAction) -> anyhow::Resul
         }
         ClientsAction::RotateSecret { client_id } => {
             let client = find(&db, &client_id).await?;
-            let secret = clients::rotate_secret(&db, &client, &Actor::System, &Origin::default())
-                .await?
-                .0;
+            let secret =
+                clients::rotate_secret(&db, &client, &Actor::System, &RequestMeta::default())
+                    .await?
+                    .0;
             println!("client_secret: {}", secret.expose());
             Ok(())
         }
         ClientsAction::Disable { client_id } => {
             let mut client = find(&db, &client_id).await?;
             client.active = false;
-            clients::update(&db, &client, &Actor::System, &Origin::default()).await?;
+            clients::update(&db, &client, &Actor::System, &RequestMeta::default()).await?;
             println!("disabled client {}", client.id);
             Ok(())
         }

@@ -19,7 +19,8 @@ pub(super) async fn run(config: &Config, action: FlagsAction) -> anyhow::Result<
 }
 
 async fn list(config: &Config, db: &Db, json: bool) -> anyhow::Result<()> {
-    let declared = Declared::from_config(&config.flags, &config.flag_env);
+    let declared = Declared::from_config(config)
+        .map_err(|problems| anyhow::anyhow!(crate::config::ConfigError { problems }.to_string()))?;
     let stored = store::load(db).await?;
     let set = FlagSet::build(&declared, &stored, std::sync::Arc::from(Vec::new()));
     if json {

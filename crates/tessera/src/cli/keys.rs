@@ -5,8 +5,8 @@ use tessera_token::{Algorithm, unix_now};
 use super::KeysAction;
 use crate::config::{Config, SigningAlgorithm};
 use crate::db::{Create, Db};
-use crate::keys::master::{Generate, MasterKey};
 use crate::keys::{max_token_lifetime, store};
+use crate::master::{Generate, MasterKey};
 
 pub(super) async fn run(config: &Config, action: KeysAction) -> anyhow::Result<()> {
     if config.token.algorithm == SigningAlgorithm::HS256 {

@@ -315,8 +315,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Loads the config or prints every problem and returns the exit code.
+/// The configuration, with its declared flags checked too (the flags capability owns their
+/// rules), every problem listed at once.
+fn checked_config(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
+    let config = config::load(path)?;
+    match crate::flags::Declared::from_config(&config) {
+        Ok(_) => Ok(config),
+        Err(problems) => Err(config::ConfigError { problems }),
+    }
+}
+
 fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
+    checked_config(path).map_err(|e| {
         eprint!("{e}");
         ExitCode::from(EXIT_CONFIG)
     })

@@ -6,11 +6,13 @@ use std::io::BufRead as _;
 use serde::Deserialize;
 
 use super::UsersAction;
-use crate::audit::{Actor, Origin};
-use crate::auth::password::Passwords;
+use crate::audit::Actor;
 use crate::config::Config;
 use crate::db::{Create, Db};
-use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, bootstrap::random_password};
+use crate::http::client::RequestMeta;
+use crate::passwords::Passwords;
+use crate::tenants::{self, DEFAULT_TENANT_ID};
+use crate::users::{self, Email, NewUser, User, bootstrap::random_password};
 
 pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<()> {
     let db = Db::connect(&config.database, Create::Never).await?;
@@ -42,7 +44,8 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
                 },
             };
             let mut tx = db.pool().begin().await?;
-            let user = users::create(&mut tx, &new, &Actor::System, &Origin::default()).await?;
+            let user =
+                users::create(&mut tx, &new, &Actor::System, &RequestMeta::default()).await?;
             tx.commit().await?;
             println!("created {} ({})", user.email, user.id);
             if generated {
@@ -53,7 +56,8 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
         UsersAction::Disable { email, tenant } => {
             let user = find(&db, &email, tenant.as_deref()).await?;
             // A running server learns of the revoked sessions within a second (it polls).
-            let revoked = users::disable(&db, &user, &Actor::System, &Origin::default()).await?;
+            let revoked =
+                users::disable(&db, &user, &Actor::System, &RequestMeta::default()).await?;
             println!(
                 "disabled {} and revoked {} session(s)",
                 user.email,
@@ -75,7 +79,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
                 &hash,
                 "user.password_reset",
                 &Actor::System,
-                &Origin::default(),
+                &RequestMeta::default(),
             )
             .await?;
             println!(
@@ -99,7 +103,7 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
 pub(super) async fn tenant_id(db: &Db, slug: Option<&str>) -> anyhow::Result<String> {
     match slug {
         None => Ok(DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) => users::tenant_id(db, slug)
+        Some(slug) => tenants::tenant_id(db, slug)
             .await?
             .ok_or_else(|| anyhow::anyhow!("--tenant: no tenant `{slug}`")),
     }
@@ -236,7 +240,8 @@ async fn import(
     }
     let mut tx = db.pool().begin().await?;
     for (number, account) in &accounts {
-        let outcome = users::create(&mut tx, account, &Actor::System, &Origin::default()).await;
+        let outcome =
+            users::create(&mut tx, account, &Actor::System, &RequestMeta::default()).await;
         if let Err(e) = outcome {
             anyhow::bail!("nothing imported: line {number} ({}): {e}", account.email);
         }

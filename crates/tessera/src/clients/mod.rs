@@ -16,8 +16,9 @@ use sqlx::{AnyConnection, Row as _};
 use subtle::ConstantTimeEq as _;
 use tessera_token::{Revocation, unix_now};
 
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
 use crate::db::Db;
+use crate::http::client::RequestMeta;
 use crate::rbac::Permission;
 use crate::revocations::{self, Feed};
 
@@ -111,7 +112,7 @@ fn audit_event<'a>(
     action: &'static str,
     actor: &'a Actor,
     client: &'a Client,
-    origin: &'a Origin,
+    origin: &'a RequestMeta,
 ) -> audit::Event<'a> {
     audit::Event {
         action,
@@ -132,7 +133,7 @@ pub async fn create(
     name: &str,
     scopes: &[Permission],
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(Client, ClientSecret), sqlx::Error> {
     let secret = ClientSecret::generate()
         .map_err(|_| sqlx::Error::Protocol("the system random generator failed".into()))?;
@@ -209,7 +210,7 @@ pub async fn rotate_secret(
     db: &Db,
     client: &Client,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(ClientSecret, Revocation), sqlx::Error> {
     let secret = ClientSecret::generate()
         .map_err(|_| sqlx::Error::Protocol("the system random generator failed".into()))?;
@@ -250,7 +251,7 @@ pub async fn update(
     db: &Db,
     client: &Client,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<Option<Revocation>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     let stored: Option<String> = sqlx::query_scalar("SELECT scopes FROM clients WHERE id = $1")

@@ -14,12 +14,12 @@ use serde::{Deserialize, Serialize};
 use tessera_token::Revocation;
 
 use super::Client;
-use crate::AppState;
-use crate::auth::{Authenticated, Target};
-use crate::http::client::Client as Caller;
+use crate::caller::{Authenticated, Target};
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::state::AppState;
 
 /// The client routes.
 pub fn router() -> Router<AppState> {
@@ -34,18 +34,6 @@ pub fn router() -> Router<AppState> {
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
-}
-
-/// A display name of a client or tenant: 1 to 200 characters, none of them hidden (control,
-/// format or bidi characters: see [`crate::text`]).
-pub(crate) fn check_name(name: &str) -> Result<(), ApiError> {
-    if name.trim().is_empty() || name.chars().count() > 200 || crate::text::has_hidden(name) {
-        return Err(invalid(
-            "validation_failed",
-            "`name` has 1 to 200 characters and no control, format or bidi characters",
-        ));
-    }
-    Ok(())
 }
 
 /// Parses scopes and checks the caller holds each.
@@ -154,12 +142,12 @@ struct NewClient {
 
 async fn create(
     State(state): State<AppState>,
-    Caller(origin): Caller,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(new): Json<NewClient>,
 ) -> Result<Response, ApiError> {
     caller.require(&state, "clients:create").await?;
-    check_name(&new.name)?;
+    crate::http::check_display_name(&new.name)?;
     let scopes = grantable(&state, &caller, &new.scopes).await?;
     let parsed = super::parse_scopes(&scopes).map_err(|e| invalid("invalid_scope", e))?;
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
@@ -188,14 +176,14 @@ struct ClientChange {
 
 async fn update(
     State(state): State<AppState>,
-    Caller(origin): Caller,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
     Json(change): Json<ClientChange>,
 ) -> Result<Json<Client>, ApiError> {
     let mut client = acted_on(&state, &caller, &id, "clients:update").await?;
     if let Some(name) = change.name {
-        check_name(&name)?;
+        crate::http::check_display_name(&name)?;
         client.name = name.trim().to_owned();
     }
     if let Some(scopes) = change.scopes {
@@ -214,7 +202,7 @@ async fn update(
 /// Deleting disables the client: it obtains no more tokens; the row stays for the audit log.
 async fn remove(
     State(state): State<AppState>,
-    Caller(origin): Caller,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -229,7 +217,7 @@ async fn remove(
 
 async fn rotate(
     State(state): State<AppState>,
-    Caller(origin): Caller,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {

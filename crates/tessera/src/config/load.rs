@@ -9,8 +9,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::schema::{ENV_PREFIX, Field, Kind, find, schema};
-use super::{Config, DatabaseUrl, validate};
-use crate::flags::model::{ENV_PREFIX as FLAG_ENV_PREFIX, Flag, FlagKey, FlagSpec};
+use super::{Config, DatabaseUrl, FLAG_ENV_PREFIX, validate};
 
 /// The file read when neither `--config` nor `TESSERA_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "tessera.toml";
@@ -141,7 +140,7 @@ struct Loader {
     tree: Map<String, Value>,
     sources: BTreeMap<String, Source>,
     problems: Vec<Problem>,
-    /// `TESSERA_FLAG_<KEY>` variables, checked against the declared flags at the end.
+    /// `TESSERA_FLAG_<KEY>` variables, for the flags capability to check and apply.
     flag_env: BTreeMap<String, String>,
 }
 
@@ -174,8 +173,8 @@ impl Loader {
         self.merge_section(schema(), "", value, &source);
     }
 
-    /// `[flags.<key>]` tables: keys of their own choosing, so each is checked as a flag
-    /// rather than against the schema.
+    /// `[flags.<key>]` tables: keys of their own choosing, kept as written; the flags
+    /// capability checks each one.
     fn add_flags(&mut self, flags: Value, source: &Source) {
         let Value::Object(flags) = flags else {
             self.problem(
@@ -188,12 +187,11 @@ impl Loader {
         let mut accepted = Map::new();
         for (key, value) in flags {
             let path = format!("flags.{key}");
-            match check_flag(&key, value.clone()) {
-                Ok(()) => {
-                    accepted.insert(key, value);
-                    self.sources.insert(path, source.clone());
-                }
-                Err(message) => self.problem(Some(&path), source, message),
+            if value.is_object() {
+                accepted.insert(key, value);
+                self.sources.insert(path, source.clone());
+            } else {
+                self.problem(Some(&path), source, "expected a table describing the flag");
             }
         }
         self.tree
@@ -310,7 +308,6 @@ impl Loader {
                 });
             }
         };
-        check_flag_env(&config, &self.flag_env, &mut self.problems);
         config.flag_env = self.flag_env;
         let reported: Vec<String> = self.problems.iter().filter_map(|p| p.key.clone()).collect();
         for mut problem in validate::check(&config) {
@@ -332,35 +329,6 @@ impl Loader {
             Err(ConfigError {
                 problems: self.problems,
             })
-        }
-    }
-}
-
-/// Checks one `[flags.<key>]` table: its key and the whole flag.
-fn check_flag(key: &str, value: Value) -> Result<(), String> {
-    let key = FlagKey::parse(key)?;
-    let spec: FlagSpec = serde_json::from_value(value).map_err(|e| e.to_string())?;
-    Flag::build(key, spec).map(|_| ())
-}
-
-/// Each `TESSERA_FLAG_<KEY>` must name a declared flag and hold a value of its type.
-fn check_flag_env(config: &Config, env: &BTreeMap<String, String>, problems: &mut Vec<Problem>) {
-    for (name, raw) in env {
-        let source = Some(Source::Env(name.clone()));
-        let Some((key, spec)) = config.flags.iter().find(|(key, _)| key.env_var() == *name) else {
-            problems.push(Problem {
-                key: None,
-                source,
-                message: "names no flag declared in the config file (`[flags.<key>]`)".to_owned(),
-            });
-            continue;
-        };
-        if let Err(message) = spec.kind.parse_text(raw) {
-            problems.push(Problem {
-                key: Some(format!("flags.{key}")),
-                source,
-                message: format!("{message}, got {raw:?}"),
-            });
         }
     }
 }
@@ -643,44 +611,6 @@ mod tests {
             env(&[("TESSERA_ENVIRONMENT", "staging")]),
         ));
         assert!(!found[0].to_string().contains("42"), "{found:?}");
-    }
-
-    #[test]
-    fn flags_are_declared_as_tables_and_overridden_by_their_variables() {
-        let text = "[flags.mfa_enabled]\ntype = \"bool\"\ndefault = false\n\
-                    [flags.\"data.limit\"]\ntype = \"number\"\ndefault = 5\n";
-        let vars = env(&[
-            ("TESSERA_FLAG_MFA_ENABLED", "true"),
-            ("TESSERA_FLAG_DATA_LIMIT", "7.5"),
-        ]);
-        let config = load_from(file(text), vars).expect("valid");
-        assert_eq!(config.flags.len(), 2);
-        assert_eq!(config.flag_env.len(), 2);
-        let declared = crate::flags::Declared::from_config(&config.flags, &config.flag_env);
-        let (spec, source) = declared.flags.values().next().expect("flag");
-        assert_eq!(spec.default, serde_json::json!(7.5));
-        assert_eq!(source.describe(), "env TESSERA_FLAG_DATA_LIMIT");
-    }
-
-    #[test]
-    fn bad_flags_and_flag_variables_are_errors_naming_the_flag() {
-        let text = "[flags.ok]\ntype = \"bool\"\ndefault = true\n\
-                    [flags.Bad]\ntype = \"bool\"\ndefault = true\n\
-                    [flags.typo]\ntype = \"bool\"\ndefault = 3\n\
-                    [flags.extra]\ntype = \"bool\"\ndefault = true\nsurprise = 1\n";
-        let found = problems(load_from(
-            file(text),
-            env(&[("TESSERA_FLAG_OK", "maybe"), ("TESSERA_FLAG_NOPE", "true")]),
-        ));
-        let keys: Vec<_> = found.iter().map(|p| p.key.as_deref()).collect();
-        for key in ["flags.Bad", "flags.typo", "flags.extra", "flags.ok"] {
-            assert!(keys.contains(&Some(key)), "{key} missing from {found:#?}");
-        }
-        let nope = found
-            .iter()
-            .find(|p| p.source == Some(Source::Env("TESSERA_FLAG_NOPE".into())))
-            .expect("unknown flag variable reported");
-        assert!(nope.message.contains("no flag declared"), "{nope}");
     }
 
     #[test]

@@ -5,8 +5,10 @@
 //! attributes decide what is accepted, and [`schema`] derives the key tree every loader and
 //! generator walks, so documentation cannot drift from the code.
 
+mod cidr;
 mod docs;
 mod load;
+mod rates;
 mod schema;
 mod secret;
 mod validate;
@@ -19,9 +21,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::flags::model::{FlagKey, FlagSpec};
+pub use cidr::Cidr;
 pub use docs::{env_table, example_toml, show_toml};
 pub use load::{ConfigError, Problem, Source, load, load_from};
+pub use rates::{Policies, Policy, parse_rate};
 pub use schema::{Field, Kind, env_var_name, schema};
 pub use secret::{DatabaseUrl, REDACTED, Secret};
 pub use validate::decode_master_key;
@@ -67,11 +70,12 @@ pub struct Config {
     pub metrics: MetricsConfig,
     /// What `GET /api/v1/platform/config` tells frontends besides the flags.
     pub platform: PlatformConfig,
-    /// Feature flags declared as code, one `[flags.<key>]` table each (see the README).
-    /// Checked as a whole at load; `TESSERA_FLAG_<KEY>` overrides a declared flag's default.
+    /// Feature flags declared as code, one `[flags.<key>]` table each (see the README), as
+    /// written: the flags capability checks and compiles them (`TESSERA_FLAG_<KEY>` overrides a
+    /// declared flag's default).
     #[schemars(skip)]
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub flags: BTreeMap<FlagKey, FlagSpec>,
+    pub flags: BTreeMap<String, serde_json::Value>,
     /// The `TESSERA_FLAG_<KEY>` variables seen at load, by name (raw values).
     #[schemars(skip)]
     #[serde(skip)]
@@ -589,6 +593,9 @@ pub enum LogFormat {
     /// One JSON object per line.
     Json,
 }
+
+/// Prefix of the environment variables that override a declared flag's default at start-up.
+pub const FLAG_ENV_PREFIX: &str = "TESSERA_FLAG_";
 
 /// The public platform configuration frontends load at start (`GET /api/v1/platform/config`).
 /// URLs may be relative (to this server) or absolute.

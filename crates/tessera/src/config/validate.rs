@@ -77,11 +77,11 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         }
     }
     for proxy in &config.http.trusted_proxies {
-        if let Err(message) = crate::http::client::Cidr::parse(proxy) {
+        if let Err(message) = super::Cidr::parse(proxy) {
             problems.push(Problem::key("http.trusted_proxies", message));
         }
     }
-    if let Err(rates) = crate::http::ratelimit::Policies::parse(&config.rate_limits) {
+    if let Err(rates) = super::Policies::parse(&config.rate_limits) {
         for (key, message) in rates {
             problems.push(Problem::key(key, message));
         }

@@ -12,10 +12,9 @@ use tessera_token::{Credential, Permission, extract_token};
 
 use super::eval::{Context, attr};
 use crate::AppState;
-use crate::auth::Authenticated;
-use crate::auth::tokens::SESSION_CLIENT_ID;
+use crate::caller::{Authenticated, SESSION_CLIENT_ID};
 use crate::http::ApiError;
-use crate::rbac::SYSTEM_TENANT_ID;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The permission a service account's token needs to read flags.
 pub const FLAGS_READ: &str = "flags:read";

@@ -8,8 +8,9 @@
 //! - [`set`]: the effective flag set, built from its layers (config < `TESSERA_FLAG_<KEY>`
 //!   < admin API, then tenant overrides at evaluation).
 //! - [`store`]: the tables, and the change table every instance polls.
-//! - [`ofrep`], [`platform`], [`admin`]: OpenFeature Remote Evaluation Protocol with its change
-//!   stream, `GET /api/v1/platform/config`, and the admin API.
+//! - [`caller`]: who asks, and the context attributes their identity decides.
+//! - [`routes`]: OpenFeature Remote Evaluation Protocol with its change stream,
+//!   `GET /api/v1/platform/config`, and the admin API.
 //!
 //! **Learning of changes in-process.** [`Flags::subscribe`] hands out a
 //! `tokio::sync::watch::Receiver<Arc<FlagSet>>`: it holds the current set and wakes on every
@@ -17,12 +18,10 @@
 //! flags and tenants concerned, and [`FlagSet::revision`] is the OFREP change stream's
 //! `etag`). A real-time hub publishes its `flags` events from it without touching this module.
 
-pub mod admin;
 pub mod caller;
 pub mod eval;
 pub mod model;
-pub mod ofrep;
-pub mod platform;
+pub mod routes;
 pub mod rules;
 pub mod set;
 pub mod store;
@@ -31,10 +30,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use axum::Router;
 use tokio::sync::{Notify, watch};
 
-use crate::AppState;
 use crate::config::Config;
 use crate::db::Db;
 pub use set::{Declared, FlagSet};
@@ -50,14 +47,6 @@ const MAX_CHANGES_READ: i64 = 1_000;
 
 /// Most change streams one caller may hold open on one instance.
 pub const MAX_STREAMS_PER_CALLER: usize = 8;
-
-/// Every route of the capability.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(ofrep::router())
-        .merge(platform::router())
-        .merge(admin::router())
-}
 
 /// This instance's flags: the current set, reloaded when anything changes.
 pub struct Flags {
@@ -89,9 +78,12 @@ impl Drop for StreamSlot {
 }
 
 impl Flags {
-    /// Builds the first set from the config and the database.
-    pub async fn load(config: &Config, db: &Db) -> Result<Arc<Self>, sqlx::Error> {
-        let declared = Declared::from_config(&config.flags, &config.flag_env);
+    /// Builds the first set from the config (whose flags must be valid: see
+    /// [`Declared::from_config`]) and the database.
+    pub async fn load(config: &Config, db: &Db) -> anyhow::Result<Arc<Self>> {
+        let declared = Declared::from_config(config).map_err(|problems| {
+            anyhow::anyhow!(crate::config::ConfigError { problems }.to_string())
+        })?;
         let stored = store::load(db).await?;
         let first = FlagSet::build(&declared, &stored, Arc::from(Vec::new()));
         Ok(Arc::new(Self {

@@ -69,7 +69,7 @@ impl FlagKey {
 }
 
 /// Prefix of the environment variables that override a flag's value at start-up.
-pub const ENV_PREFIX: &str = "TESSERA_FLAG_";
+pub use crate::config::FLAG_ENV_PREFIX as ENV_PREFIX;
 
 impl fmt::Display for FlagKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

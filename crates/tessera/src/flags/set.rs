@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use super::eval::{Context, Evaluation, OVERRIDE_VARIANT, TenantOverride, evaluate};
 use super::model::{Flag, FlagKey, FlagSpec};
 use super::store::{Change, Origin, Stored};
+use crate::config::{Config, Problem, Source};
 
 /// Where a flag's definition lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -72,27 +73,53 @@ pub struct Declared {
 }
 
 impl Declared {
-    /// The config's flags with each `TESSERA_FLAG_<KEY>` value applied. The config loader has
-    /// checked every variable already; one that still does not fit is ignored with a warning.
-    pub fn from_config(
-        flags: &BTreeMap<FlagKey, FlagSpec>,
-        env: &BTreeMap<String, String>,
-    ) -> Self {
+    /// The config's `[flags.<key>]` tables, each checked and compiled, with each
+    /// `TESSERA_FLAG_<KEY>` value applied. `Err` lists every problem, each naming its flag
+    /// (or variable): a bad key or definition, a variable naming no declared flag, a value of
+    /// the wrong type.
+    pub fn from_config(config: &Config) -> Result<Self, Vec<Problem>> {
+        let mut problems = Vec::new();
         let mut declared = BTreeMap::new();
-        for (key, spec) in flags {
-            let mut spec = spec.clone();
-            let var = key.env_var();
-            let mut source = ValueSource::Config;
-            if let Some(raw) = env.get(&var) {
-                match spec.kind.parse_text(raw) {
-                    Ok(value) => {
-                        spec.default = value;
-                        source = ValueSource::Env { var };
+        for (key, table) in &config.flags {
+            match declare(key, table) {
+                Ok((key, spec)) => {
+                    declared.insert(key, (spec, ValueSource::Config));
+                }
+                Err(message) => problems.push(flag_problem(key, None, message)),
+            }
+        }
+        for (var, raw) in &config.flag_env {
+            let source = Some(Source::Env(var.clone()));
+            let Some((key, (spec, value_source))) =
+                declared.iter_mut().find(|(key, _)| key.env_var() == *var)
+            else {
+                problems.push(Problem {
+                    key: None,
+                    source,
+                    message: "names no flag declared in the config file (`[flags.<key>]`)"
+                        .to_owned(),
+                });
+                continue;
+            };
+            match spec.kind.parse_text(raw) {
+                Ok(value) => {
+                    spec.default = value;
+                    *value_source = ValueSource::Env { var: var.clone() };
+                    if let Err(message) = Flag::build(key.clone(), spec.clone()) {
+                        problems.push(flag_problem(key.as_str(), source, message));
                     }
-                    Err(e) => tracing::warn!(variable = %var, "ignored: {e}"),
+                }
+                Err(message) => {
+                    problems.push(flag_problem(
+                        key.as_str(),
+                        source,
+                        format!("{message}, got {raw:?}"),
+                    ));
                 }
             }
-            declared.insert(key.clone(), (spec, source));
+        }
+        if !problems.is_empty() {
+            return Err(problems);
         }
         let text = serde_json::to_string(
             &declared
@@ -102,10 +129,27 @@ impl Declared {
         )
         .unwrap_or_default();
         let digest = crate::digest::sha256_hex(text.as_bytes())[..12].to_owned();
-        Self {
+        Ok(Self {
             flags: declared,
             digest,
-        }
+        })
+    }
+}
+
+/// One `[flags.<key>]` table checked: its key and the whole flag.
+fn declare(key: &str, table: &Value) -> Result<(FlagKey, FlagSpec), String> {
+    let key = FlagKey::parse(key)?;
+    let spec: FlagSpec = serde_json::from_value(table.clone()).map_err(|e| e.to_string())?;
+    // Kept as written: bool flags' implicit variants are added again at each build.
+    Flag::build(key.clone(), spec.clone())?;
+    Ok((key, spec))
+}
+
+fn flag_problem(key: &str, source: Option<Source>, message: String) -> Problem {
+    Problem {
+        key: Some(format!("flags.{key}")),
+        source,
+        message,
     }
 }
 
@@ -330,8 +374,10 @@ fn stored_entry(
 
 /// The declared flags as TOML for `tessera config show`, each default as in force (with its
 /// `TESSERA_FLAG_<KEY>` value applied) and a comment saying where it comes from.
-pub fn show_declared(config: &crate::config::Config) -> String {
-    let declared = Declared::from_config(&config.flags, &config.flag_env);
+pub fn show_declared(config: &Config) -> String {
+    let Ok(declared) = Declared::from_config(config) else {
+        return String::new();
+    };
     if declared.flags.is_empty() {
         return String::new();
     }
@@ -347,4 +393,65 @@ pub fn show_declared(config: &crate::config::Config) -> String {
     root.insert("flags".to_owned(), toml::Value::Table(tables));
     out.push_str(&toml::to_string(&root).unwrap_or_default());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::load_from;
+
+    fn config(text: &str, env: &[(&str, &str)]) -> Config {
+        load_from(
+            Some((PathBuf::from("tessera.toml"), text.to_owned())),
+            env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+        )
+        .expect("config loads")
+    }
+
+    #[test]
+    fn flags_are_declared_as_tables_and_overridden_by_their_variables() {
+        let text = "[flags.mfa_enabled]\ntype = \"bool\"\ndefault = false\n\
+                    [flags.\"data.limit\"]\ntype = \"number\"\ndefault = 5\n";
+        let vars = [
+            ("TESSERA_FLAG_MFA_ENABLED", "true"),
+            ("TESSERA_FLAG_DATA_LIMIT", "7.5"),
+        ];
+        let declared = Declared::from_config(&config(text, &vars)).expect("valid");
+        let key = FlagKey::parse("data.limit").expect("key");
+        let (spec, source) = &declared.flags[&key];
+        assert_eq!(spec.default, serde_json::json!(7.5));
+        assert_eq!(source.describe(), "env TESSERA_FLAG_DATA_LIMIT");
+        let key = FlagKey::parse("mfa_enabled").expect("key");
+        assert_eq!(declared.flags[&key].0.default, serde_json::json!(true));
+    }
+
+    #[test]
+    fn bad_flags_and_flag_variables_are_problems_naming_the_flag() {
+        let text = "[flags.ok]\ntype = \"bool\"\ndefault = true\n\
+                    [flags.Bad]\ntype = \"bool\"\ndefault = true\n\
+                    [flags.typo]\ntype = \"bool\"\ndefault = 3\n\
+                    [flags.extra]\ntype = \"bool\"\ndefault = true\nsurprise = 1\n";
+        let vars = [("TESSERA_FLAG_OK", "maybe"), ("TESSERA_FLAG_NOPE", "true")];
+        let found = Declared::from_config(&config(text, &vars)).expect_err("rejected");
+        let keys: Vec<_> = found.iter().map(|p| p.key.as_deref()).collect();
+        for key in ["flags.Bad", "flags.typo", "flags.extra", "flags.ok"] {
+            assert!(keys.contains(&Some(key)), "{key} missing from {found:#?}");
+        }
+        let nope = found
+            .iter()
+            .find(|p| p.source == Some(Source::Env("TESSERA_FLAG_NOPE".into())))
+            .expect("unknown flag variable reported");
+        assert!(nope.message.contains("no flag declared"), "{nope}");
+    }
+
+    #[test]
+    fn a_flag_that_is_not_a_table_is_a_config_problem() {
+        let loaded = load_from(
+            Some((PathBuf::from("tessera.toml"), "flags = 3\n".to_owned())),
+            Vec::new(),
+        );
+        assert!(loaded.is_err());
+    }
 }

@@ -10,9 +10,9 @@ use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::db::Db;
 use crate::http::{ApiError, Json};
+use crate::state::AppState;
 
 /// A readiness probe must answer quickly even when the database hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

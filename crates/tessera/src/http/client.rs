@@ -17,81 +17,35 @@ use axum::http::header::USER_AGENT;
 use axum::http::request::Parts;
 
 use super::request_id::RequestId;
-use crate::audit::Origin;
-use crate::config::ForwardedHeader;
+use crate::config::{Cidr, ForwardedHeader};
 
 /// Longest `User-Agent` kept; browsers send about 150 bytes, anything far longer is noise or
 /// an attempt to bloat the tables.
 const MAX_USER_AGENT: usize = 512;
 
-/// The request's [`Origin`], as an extractor.
-#[derive(Debug, Clone, Default)]
-pub struct Client(pub Origin);
+/// Where a request came from, as audit events and sessions record it; empty for CLI and
+/// background work. An extractor, and [`meta_of`] for code holding the request parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestMeta {
+    /// Client IP as resolved through trusted proxies.
+    pub ip: Option<String>,
+    /// `User-Agent`, truncated.
+    pub user_agent: Option<String>,
+    /// The request id.
+    pub request_id: Option<String>,
+}
 
-impl<S: Send + Sync> FromRequestParts<S> for Client {
+impl<S: Send + Sync> FromRequestParts<S> for RequestMeta {
     type Rejection = Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(origin_of(parts)))
+        Ok(meta_of(parts))
     }
 }
 
 /// The client address of a request, found once by [`resolve`] and kept in its extensions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientIp(pub IpAddr);
-
-/// An address range: `10.0.0.0/8`, `2001:db8::/32`, or one address.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    /// Parses `addr/len` or a bare address.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let invalid = || {
-            format!(
-                "`{}` is not an address or CIDR range (such as 10.0.0.0/8 or ::1)",
-                text.escape_debug()
-            )
-        };
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((addr, prefix)) => (addr, Some(prefix)),
-            None => (text.trim(), None),
-        };
-        let network: IpAddr = addr.parse().map_err(|_| invalid())?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = match prefix {
-            None => max,
-            Some(p) => p
-                .parse::<u8>()
-                .ok()
-                .filter(|p| *p <= max)
-                .ok_or_else(invalid)?,
-        };
-        Ok(Self { network, prefix })
-    }
-
-    /// Whether `ip` is in the range (IPv4-mapped IPv6 addresses count as IPv4).
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.network, ip.to_canonical()) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
 
 /// Which proxies are trusted, and the header they name the client in.
 #[derive(Debug, Clone)]
@@ -182,8 +136,8 @@ pub async fn layer(
     next.run(request).await
 }
 
-/// The [`Origin`] of a request.
-pub fn origin_of(parts: &Parts) -> Origin {
+/// The [`RequestMeta`] of a request.
+pub fn meta_of(parts: &Parts) -> RequestMeta {
     let ip = parts
         .extensions
         .get::<ClientIp>()
@@ -203,7 +157,7 @@ pub fn origin_of(parts: &Parts) -> Origin {
         .extensions
         .get::<RequestId>()
         .map(|id| id.as_str().to_owned());
-    Origin {
+    RequestMeta {
         ip,
         user_agent,
         request_id,

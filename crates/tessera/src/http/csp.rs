@@ -13,9 +13,9 @@ use axum::routing::post;
 use serde_json::Value;
 
 use super::ApiError;
-use super::client::Client;
+use super::client::RequestMeta;
 use super::ratelimit::{ip_subject, limited};
-use crate::AppState;
+use crate::state::AppState;
 
 /// Largest report accepted.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024;
@@ -69,7 +69,7 @@ struct Violation {
 
 async fn report(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

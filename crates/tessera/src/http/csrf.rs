@@ -13,7 +13,7 @@ use url::Url;
 
 use super::error::ApiError;
 use crate::config::Config;
-use crate::keys::master::MasterKey;
+use crate::master::MasterKey;
 
 /// The request header carrying the token.
 pub const HEADER: &str = "x-csrf-token";

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::keys::master::MasterKey;
+use crate::master::MasterKey;
 
 /// What a cursor is bound to besides its position.
 #[derive(Debug, Clone, Copy)]

@@ -20,8 +20,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use subtle::ConstantTimeEq as _;
 
 use super::ApiError;
-use crate::AppState;
 use crate::config::{Config, Environment};
+use crate::state::AppState;
 
 /// Latency buckets in seconds: token checks take microseconds, password hashing tens of
 /// milliseconds, so the low end is dense.

@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod pagination;
 pub mod ratelimit;
 pub mod request_id;
+pub mod tally;
 
 use std::any::Any;
 use std::sync::Arc;
@@ -50,7 +51,7 @@ where
             .http
             .trusted_proxies
             .iter()
-            .filter_map(|text| client::Cidr::parse(text).ok())
+            .filter_map(|text| crate::config::Cidr::parse(text).ok())
             .collect(),
         header: config.http.forwarded_header,
     });
@@ -261,6 +262,19 @@ fn cors(config: &Config) -> CorsLayer {
             name("idempotent-replayed"),
         ])
         .max_age(Duration::from_secs(600))
+}
+
+/// A display name of a client or tenant: 1 to 200 characters, none of them hidden (control,
+/// format or bidi characters: see [`crate::text`]).
+pub fn check_display_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || crate::text::has_hidden(name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "`name` has 1 to 200 characters and no control, format or bidi characters",
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,6 @@
 //! refreshes it every few seconds, and exactly at the next activation or unpublication, so a
 //! rotation by `tessera keys rotate` or another instance is picked up without a restart.
 
-pub mod master;
 pub mod routes;
 pub mod store;
 
@@ -22,7 +21,7 @@ use tessera_token::{
 use crate::config::{Config, SigningAlgorithm};
 use crate::db::Db;
 use crate::health::Check;
-use master::{Generate, MasterKey};
+use crate::master::{self, Generate, MasterKey};
 use store::KeyRow;
 
 /// Longest time a rotation made elsewhere stays unnoticed.

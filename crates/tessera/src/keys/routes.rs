@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
 use axum::routing::get;
 
-use crate::app::AppState;
 use crate::http::etag;
+use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

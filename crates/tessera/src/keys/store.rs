@@ -5,8 +5,8 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use tessera_token::{Algorithm, Jwk, Signer, generate_pkcs8};
 
-use super::master::MasterKey;
 use crate::db::{Backend, Db};
+use crate::master::MasterKey;
 
 /// One row of `signing_keys`, private part still sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,10 +10,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde::Serialize;
 
-use crate::AppState;
 use crate::clients::Client;
 use crate::http::ApiError;
 use crate::rbac::Permission;
+use crate::state::AppState;
 
 /// An RFC 6749 §5.2 error.
 pub struct OAuthError {

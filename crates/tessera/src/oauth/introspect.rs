@@ -16,10 +16,10 @@ use serde_json::{Value, json};
 use tessera_token::unix_now;
 
 use super::client_auth::{self, OAuthError, no_store};
-use crate::AppState;
+use crate::caller::cache::Lookup;
 use crate::clients::Client;
-use crate::rbac::SYSTEM_TENANT_ID;
-use crate::sessions::cache::Lookup;
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The scope a client needs to introspect, and to follow the revocation feed.
 pub const INTROSPECT_SCOPE: &str = "tokens:introspect";
@@ -63,7 +63,7 @@ async fn inspect(state: &AppState, caller: &Client, token: &str) -> Value {
     }
     let usable = match &claims.sid {
         Some(sid) => matches!(
-            state.sessions().cache().get(state.db(), sid, unix_now()).await,
+            state.session_cache().get(state.db(), sid, unix_now()).await,
             Ok(Lookup::Live(info))
                 if info.session.user_id == claims.sub && info.session.tenant_id == claims.tid
         ),

@@ -14,9 +14,9 @@ use axum::response::Response;
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::app::AppState;
 use crate::http::etag;
 use crate::keys::etag_of;
+use crate::state::AppState;
 
 /// Routes of this module.
 pub fn router() -> Router<AppState> {

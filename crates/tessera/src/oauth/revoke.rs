@@ -11,14 +11,16 @@ use axum::response::{IntoResponse, Response};
 use tessera_token::{Revoked, unix_now};
 
 use super::client_auth::{self, OAuthError, no_store};
-use crate::AppState;
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
 use crate::clients::Client;
-use crate::http::client::origin_of;
-use crate::rbac::{Permission, SYSTEM_TENANT_ID};
+use crate::http::client::RequestMeta;
+use crate::http::client::meta_of;
+use crate::rbac::Permission;
 use crate::revocations;
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, Scope};
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The scope that lets a client revoke tokens it was not issued.
 const REVOKE_SCOPE: &str = "tokens:revoke";
@@ -26,7 +28,7 @@ const REVOKE_SCOPE: &str = "tokens:revoke";
 /// The revocation endpoint.
 pub async fn revoke(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
-    let origin = origin_of(&parts);
+    let origin = meta_of(&parts);
     let body = match axum::body::to_bytes(body, 64 * 1024).await {
         Ok(body) => body,
         Err(_) => return OAuthError::invalid_request("the body could not be read").into_response(),
@@ -67,7 +69,7 @@ async fn handle(
     state: &AppState,
     headers: &HeaderMap,
     body: &Bytes,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(), OAuthError> {
     let (client, fields) = client_auth::authenticate(state, headers, body).await?;
     let token = fields

@@ -11,9 +11,9 @@ use serde::Serialize;
 use tessera_token::{AccessClaims, Audience};
 
 use super::client_auth::{self, OAuthError, no_store};
-use crate::AppState;
 use crate::http::ratelimit::Decision;
 use crate::rbac::Permission;
+use crate::state::AppState;
 
 #[derive(Serialize)]
 struct TokenBody {

@@ -26,9 +26,6 @@ use tessera_token::{Revocation, unix_now, unix_now_ms};
 use crate::db::Db;
 use crate::revocations::{self, Feed};
 
-/// Id of the tenant whose platform admins manage every tenant (see migration 0004).
-pub const SYSTEM_TENANT_ID: &str = "00000000-0000-7000-8000-000000000000";
-
 /// The roles every tenant starts with: name, description, permissions (JSON). Migration 0004
 /// seeds the same for the default tenant.
 pub const BUILT_IN_ROLES: [(&str, &str, &str); 3] = [

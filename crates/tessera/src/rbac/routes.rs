@@ -14,12 +14,12 @@ use sqlx::Row as _;
 use tessera_token::unix_now;
 
 use super::{AccessChanged, Permission};
-use crate::AppState;
-use crate::auth::{Authenticated, Target};
-use crate::http::client::Client;
+use crate::caller::{Authenticated, Target};
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::state::AppState;
 
 /// Most permissions one role may hold.
 const MAX_PERMISSIONS: usize = 100;
@@ -198,7 +198,7 @@ struct NewRole {
 
 async fn create(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(new): Json<NewRole>,
 ) -> Result<Response, ApiError> {
@@ -272,7 +272,7 @@ fn built_in_refused() -> ApiError {
 
 async fn update(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(name): Path<String>,
     Json(change): Json<RoleChange>,
@@ -343,7 +343,7 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {

@@ -21,13 +21,13 @@ use tessera_token::{RevocationPage, Revoked};
 use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
-use crate::AppState;
 use crate::clients::{CachedClient, Client};
 use crate::http::ApiError;
 use crate::http::error::db_error;
 use crate::oauth::client_auth::{self, no_store};
 use crate::oauth::introspect::INTROSPECT_SCOPE;
-use crate::rbac::SYSTEM_TENANT_ID;
+use crate::state::AppState;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// Page size unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 500;

@@ -1,9 +1,9 @@
 //! Sessions: one per login, extended by refresh-token rotation, ended by logout, password
 //! change, account disable, refresh-token reuse or an administrator. Every change is written
-//! with its audit event in one transaction; the in-memory [`cache::SessionCache`] learns of
-//! revocations at once, so requests never need the database to know a session is over.
+//! with its audit event in one transaction; the in-memory session cache
+//! ([`crate::caller::cache::SessionCache`], told through [`Watcher`]) learns of revocations at
+//! once, so requests never need the database to know a session is over.
 
-pub mod cache;
 pub mod refresh;
 pub mod routes;
 
@@ -15,12 +15,12 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 use tessera_token::{Revoked as RevokedTarget, unix_now};
 
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
 use crate::config::Config;
 use crate::db::Db;
-use crate::keys::master::MasterKey;
+use crate::http::client::RequestMeta;
+use crate::master::MasterKey;
 use crate::revocations::{self, Feed};
-use cache::SessionCache;
 use refresh::RefreshToken;
 
 /// One session as stored.
@@ -114,7 +114,7 @@ pub struct NewSession<'a> {
     /// Authentication methods used.
     pub amr: &'a [&'a str],
     /// Request context (IP, user agent).
-    pub origin: &'a Origin,
+    pub origin: &'a RequestMeta,
 }
 
 /// Why a refresh was refused.
@@ -153,9 +153,7 @@ impl Revoked {
     /// Marks the sessions revoked in `sessions`' cache and pushes them to the revocation
     /// feed's streams (after the commit).
     pub fn apply(self, sessions: &Sessions) {
-        sessions
-            .cache
-            .revoke(self.0.iter().map(String::as_str), unix_now());
+        sessions.watcher.revoked(&self.0, unix_now());
         if !self.0.is_empty() {
             sessions.feed.wake();
         }
@@ -175,9 +173,18 @@ pub enum Scope<'a> {
     Tenant(&'a str),
 }
 
+/// Told of the sessions this instance ends or extends, so what caches live sessions (the
+/// caller's session cache) stays true without this module knowing it.
+pub trait Watcher: Send + Sync {
+    /// `ids` were revoked at `now` (committed).
+    fn revoked(&self, ids: &[String], now: i64);
+    /// `id` was extended by a refresh: read it again next time.
+    fn extended(&self, id: &str);
+}
+
 /// The session service of one instance.
 pub struct Sessions {
-    cache: Arc<SessionCache>,
+    watcher: Arc<dyn Watcher>,
     feed: Arc<Feed>,
     successor_key: hmac::Key,
     idle_ttl: i64,
@@ -185,9 +192,9 @@ pub struct Sessions {
     grace: i64,
 }
 
-/// `active` is the user's and the tenant's: a session of a disabled tenant is not live, even
+/// The columns of a session (table `s`, its user `u`). `active` is the user's and the tenant's: a session of a disabled tenant is not live, even
 /// one a login racing the disable opened after the tenant's sessions were revoked.
-const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s.last_used_at, \
+pub const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s.last_used_at, \
      s.idle_expires_at, s.absolute_expires_at, s.auth_time, s.amr, s.ip, s.user_agent, \
      s.revoked_at, CASE WHEN u.active = 1 AND EXISTS (SELECT 1 FROM tenants ta \
      WHERE ta.id = s.tenant_id AND ta.active = 1) THEN 1 ELSE 0 END AS active";
@@ -214,7 +221,8 @@ const RECORD_SUCCESSOR: &str = "INSERT INTO refresh_tokens (token_hash, session_
      SELECT $1, id, $2 FROM sessions WHERE refresh_hash = $3 \
      ON CONFLICT (token_hash) DO NOTHING";
 
-fn row_to_session(row: &AnyRow) -> Result<Session, sqlx::Error> {
+/// A session from a row of [`SESSION_COLUMNS`].
+pub fn row_to_session(row: &AnyRow) -> Result<Session, sqlx::Error> {
     let amr: String = row.try_get("amr")?;
     Ok(Session {
         id: row.try_get("id")?,
@@ -239,9 +247,14 @@ fn secs(value: u64) -> i64 {
 
 impl Sessions {
     /// The service with the configured lifetimes, its secret derived from `master`.
-    pub fn new(config: &Config, master: &MasterKey, feed: Arc<Feed>) -> Self {
+    pub fn new(
+        config: &Config,
+        master: &MasterKey,
+        feed: Arc<Feed>,
+        watcher: Arc<dyn Watcher>,
+    ) -> Self {
         Self {
-            cache: Arc::new(SessionCache::new()),
+            watcher,
             feed,
             successor_key: hmac::Key::new(
                 hmac::HMAC_SHA256,
@@ -251,11 +264,6 @@ impl Sessions {
             absolute_ttl: secs(config.auth.session_absolute_ttl_secs),
             grace: secs(config.auth.refresh_grace_secs),
         }
-    }
-
-    /// The cache of session states.
-    pub fn cache(&self) -> &Arc<SessionCache> {
-        &self.cache
     }
 
     /// Opens a session and issues its first refresh token, on `conn` (the login's
@@ -331,7 +339,7 @@ impl Sessions {
         &self,
         db: &Db,
         presented: &RefreshToken,
-        origin: &Origin,
+        origin: &RequestMeta,
     ) -> Result<Rotation, RefreshError> {
         // A token this server never issued is answered from one read, before anything that
         // would queue behind the writers.
@@ -348,7 +356,7 @@ impl Sessions {
         db: &Db,
         session_id: &str,
         presented: &RefreshToken,
-        origin: &Origin,
+        origin: &RequestMeta,
     ) -> Result<Rotation, RefreshError> {
         let now = unix_now();
         let hash = presented.hash();
@@ -370,7 +378,7 @@ impl Sessions {
         drop(turn);
         if let Some(row) = rotated {
             let session = row_to_session(&row)?;
-            self.cache.forget(&session.id);
+            self.watcher.extended(&session.id);
             return Ok(Rotation {
                 token: successor,
                 session,
@@ -510,7 +518,7 @@ pub async fn revoke(
     scope: Scope<'_>,
     reason: &str,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<Revoked, sqlx::Error> {
     let now = unix_now();
     let by = match actor {

@@ -11,12 +11,12 @@ use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::{Scope, SessionView};
-use crate::AppState;
-use crate::auth::{Authenticated, Target};
-use crate::http::client::Client;
+use crate::caller::{Authenticated, Target};
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::state::AppState;
 use crate::users::{self, UserError};
 
 /// The session routes.
@@ -70,7 +70,7 @@ async fn revoke(
     caller: &Authenticated,
     scope: Scope<'_>,
     reason: &str,
-    origin: &crate::audit::Origin,
+    origin: &RequestMeta,
 ) -> Result<usize, ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin)
@@ -84,7 +84,7 @@ async fn revoke(
 
 async fn revoke_mine(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -103,7 +103,7 @@ async fn revoke_mine(
 
 async fn revoke_others(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
 ) -> Result<Json<RevokedCount>, ApiError> {
     let scope = Scope::AllOfExcept(caller.user_id(), caller.session_id());
@@ -142,7 +142,7 @@ async fn list_for_admin(
 
 async fn revoke_all_for_admin(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<RevokedCount>, ApiError> {

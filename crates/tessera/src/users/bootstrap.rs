@@ -6,10 +6,12 @@ use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use super::{DEFAULT_TENANT_ID, Email, NewUser, UserError};
-use crate::audit::{Actor, Origin};
-use crate::auth::password::Passwords;
+use super::{Email, NewUser, UserError};
+use crate::audit::Actor;
 use crate::db::Db;
+use crate::http::client::RequestMeta;
+use crate::passwords::Passwords;
+use crate::tenants::DEFAULT_TENANT_ID;
 
 /// Environment variable naming the bootstrap admin's email.
 pub const EMAIL_VAR: &str = "TESSERA_BOOTSTRAP_ADMIN_EMAIL";
@@ -66,7 +68,7 @@ pub async fn ensure_admin(
         roles: vec!["admin".to_owned()],
     };
     let mut tx = db.pool().begin().await?;
-    match super::create(&mut tx, &new, &Actor::System, &Origin::default()).await {
+    match super::create(&mut tx, &new, &Actor::System, &RequestMeta::default()).await {
         Ok(_) => tx.commit().await?,
         // Another instance bootstrapped at the same moment.
         Err(UserError::Conflict) => return Ok(None),

@@ -1,22 +1,20 @@
 //! Tenants and users: validated identifiers, the queries behind accounts, and the bootstrap
 //! admin created on the first start.
 
-pub mod admin;
 pub mod bootstrap;
 pub mod listing;
+pub mod routes;
 
 use std::fmt;
 
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
 use crate::db::Db;
+use crate::http::client::RequestMeta;
 use crate::revocations;
 use crate::sessions::{self, Revoked, Scope};
-
-/// Id of the tenant every installation starts with (see migration 0002).
-pub const DEFAULT_TENANT_ID: &str = "00000000-0000-7000-8000-000000000001";
 
 /// An email address, checked once; compared by its lowercase form.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,17 +138,6 @@ pub struct User {
     pub last_login_at: Option<i64>,
 }
 
-/// A tenant as the API shows it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Tenant {
-    /// UUIDv7 (the default tenant's is fixed).
-    pub id: String,
-    /// The name typed at login.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-}
-
 /// Why an account could not be written.
 #[derive(Debug, thiserror::Error)]
 pub enum UserError {
@@ -195,7 +182,7 @@ pub async fn create(
     conn: &mut AnyConnection,
     new: &NewUser,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<User, UserError> {
     let now = tessera_token::unix_now();
     let id = uuid::Uuid::now_v7().to_string();
@@ -284,34 +271,6 @@ pub async fn roles(db: &Db, user_id: &str) -> Result<Vec<String>, UserError> {
     )
 }
 
-/// The tenant id for a slug.
-pub async fn tenant_id(db: &Db, slug: &str) -> Result<Option<String>, UserError> {
-    Ok(sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1")
-        .bind(slug.to_lowercase())
-        .fetch_optional(db.pool())
-        .await?)
-}
-
-/// The tenant that self-service registration with `slug` (the default tenant when `None`)
-/// may create an account in: only an active tenant, never the `system` tenant, whose accounts
-/// administer every tenant.
-pub async fn registrable_tenant(db: &Db, slug: Option<&str>) -> Result<Option<String>, UserError> {
-    let row: Option<String> = match slug {
-        Some(slug) => {
-            sqlx::query_scalar("SELECT id FROM tenants WHERE slug = $1 AND active = 1 AND id <> $2")
-                .bind(slug.to_lowercase())
-        }
-        None => {
-            sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1 AND active = 1 AND id <> $2")
-                .bind(DEFAULT_TENANT_ID)
-        }
-    }
-    .bind(crate::rbac::SYSTEM_TENANT_ID)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(row)
-}
-
 /// How many accounts exist.
 pub async fn count(db: &Db) -> Result<i64, UserError> {
     Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
@@ -328,7 +287,7 @@ pub async fn set_password_hash(
     hash: &str,
     action: &'static str,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<Revoked, UserError> {
     let mut tx = db.begin_write().await?;
     replace_password_hash(&mut tx, user, hash, action, actor, origin).await?;
@@ -351,7 +310,7 @@ async fn replace_password_hash(
     hash: &str,
     action: &'static str,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3")
         .bind(hash)
@@ -379,7 +338,7 @@ pub async fn disable(
     db: &Db,
     user: &User,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<Revoked, UserError> {
     let mut tx = db.begin_write().await?;
     sqlx::query("UPDATE users SET active = 0, updated_at = $1 WHERE id = $2")
@@ -503,7 +462,7 @@ pub async fn swap_password_hash(
     hash: &str,
     action: &'static str,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(
         "UPDATE users SET password_hash = $1, updated_at = $2 WHERE id = $3 AND password_hash = $4",
@@ -528,7 +487,7 @@ async fn record_change(
     user: &User,
     action: &'static str,
     actor: &Actor,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(), sqlx::Error> {
     audit::record(
         conn,

@@ -67,7 +67,7 @@ on_each_database! {
         // `profile:*` too: acting on a `user` needs everything a user holds.
         sqlx::query("INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) \
                      VALUES ($1, 'user_manager', '', '[\"profile:*\",\"users:*\"]', 0, 0, 0)")
-            .bind(tessera::users::DEFAULT_TENANT_ID)
+            .bind(tessera::tenants::DEFAULT_TENANT_ID)
             .execute(pool).await.expect("role");
         let manager = app.token_for("mgr@example.com", PASSWORD, &["user_manager"]).await;
         let viewer = app.token_for("vic@example.com", PASSWORD, &["viewer"]).await;

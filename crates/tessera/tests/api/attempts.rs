@@ -40,8 +40,10 @@ async fn locking_app() -> TestApp {
 
 /// Creates ada with her username and `PASSWORD`.
 pub async fn create_ada(app: &TestApp) {
-    use tessera::audit::{Actor, Origin};
-    use tessera::users::{self, DEFAULT_TENANT_ID, Email, NewUser};
+    use tessera::audit::Actor;
+    use tessera::http::client::RequestMeta;
+    use tessera::tenants::DEFAULT_TENANT_ID;
+    use tessera::users::{self, Email, NewUser};
     let hash = app
         .state
         .passwords()
@@ -58,7 +60,7 @@ pub async fn create_ada(app: &TestApp) {
         roles: vec!["user".into()],
     };
     let mut tx = app.state.db().pool().begin().await.expect("tx");
-    users::create(&mut tx, &new, &Actor::System, &Origin::default())
+    users::create(&mut tx, &new, &Actor::System, &RequestMeta::default())
         .await
         .expect("user created");
     tx.commit().await.expect("commit");

@@ -4,7 +4,7 @@
 use reqwest::Method;
 use serde_json::json;
 use tessera::audit::chain::{self, ChainKey, Verdict};
-use tessera::keys::master::{Generate, MasterKey};
+use tessera::master::{Generate, MasterKey};
 
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::on_each_database;
@@ -146,7 +146,7 @@ on_each_database! {
         sqlx::query("INSERT INTO tenants (id, slug, name, active, created_at) VALUES ('t-other', 'other', 'Other', 1, 0)")
             .execute(pool).await.expect("tenant");
         sqlx::query("INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) SELECT 't-other', name, description, permissions, built_in, created_at, updated_at FROM roles WHERE tenant_id = $1")
-            .bind(tessera::users::DEFAULT_TENANT_ID)
+            .bind(tessera::tenants::DEFAULT_TENANT_ID)
             .execute(pool).await.expect("roles");
         {
             use tessera::users::{Email, NewUser};
@@ -161,7 +161,7 @@ on_each_database! {
                 roles: vec!["admin".into()],
             };
             let mut tx = pool.begin().await.expect("tx");
-            tessera::users::create(&mut tx, &boss, &tessera::audit::Actor::System, &tessera::audit::Origin::default()).await.expect("user");
+            tessera::users::create(&mut tx, &boss, &tessera::audit::Actor::System, &tessera::http::client::RequestMeta::default()).await.expect("user");
             tx.commit().await.expect("commit");
         }
         let relogin = app.post_json("/api/v1/auth/login", &json!({"login": "boss@example.com", "password": PASSWORD, "tenant": "other", "delivery": "body"})).await;

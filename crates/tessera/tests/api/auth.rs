@@ -111,7 +111,7 @@ on_each_database! {
             app.state.db(),
             &user,
             &tessera::audit::Actor::System,
-            &tessera::audit::Origin::default(),
+            &tessera::http::client::RequestMeta::default(),
         )
         .await
         .expect("disabled");
@@ -407,7 +407,7 @@ on_each_database! {
             &new_hash,
             "user.password_reset",
             &tessera::audit::Actor::System,
-            &tessera::audit::Origin::default(),
+            &tessera::http::client::RequestMeta::default(),
         )
         .await
         .expect("reset");

@@ -66,7 +66,7 @@ on_each_database! {
         assert_eq!(issued["scope"], "reports:read tokens:introspect");
         let claims = app.state.keys().current().verify(issued["access_token"].as_str().expect("token")).expect("valid");
         assert_eq!((claims.sub.as_str(), claims.client_id.as_str()), (id.as_str(), id.as_str()));
-        assert_eq!(claims.tid, tessera::users::DEFAULT_TENANT_ID);
+        assert_eq!(claims.tid, tessera::tenants::DEFAULT_TENANT_ID);
         assert!(claims.sid.is_none());
         // A service token is not a user session.
         problem(app.get_bearer("/api/v1/auth/me", issued["access_token"].as_str().expect("t")).await, 401, "invalid_token").await;
@@ -112,7 +112,7 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         sqlx::query("INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) \
                      VALUES ($1, 'integrator', '', '[\"clients:*\", \"reports:read\"]', 0, 0, 0)")
-            .bind(tessera::users::DEFAULT_TENANT_ID)
+            .bind(tessera::tenants::DEFAULT_TENANT_ID)
             .execute(app.state.db().pool()).await.expect("role");
         let integrator = app.token_for("int@example.com", PASSWORD, &["integrator"]).await;
         let create = |scopes: serde_json::Value| {

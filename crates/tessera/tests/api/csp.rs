@@ -44,9 +44,7 @@ async fn reports_are_accepted_counted_and_written_once_per_minute() {
     )
     .await;
 
-    app.state
-        .csp_reports()
-        .flush(app.state.db())
+    tessera::audit::tally::flush(app.state.csp_reports(), app.state.db())
         .await
         .expect("flushed");
     let rows: Vec<(String, String)> = sqlx::query_as(

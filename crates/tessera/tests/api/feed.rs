@@ -70,7 +70,7 @@ on_each_database! {
         for item in items {
             let (revoked_at, expires_at) = (item["revoked_at"].as_i64().expect("at"), item["expires_at"].as_i64().expect("exp"));
             assert!(expires_at > revoked_at && expires_at <= revoked_at + longest + 1, "{item}");
-            assert_eq!(item["tid"], tessera::users::DEFAULT_TENANT_ID);
+            assert_eq!(item["tid"], tessera::tenants::DEFAULT_TENANT_ID);
         }
         assert!(items[2]["issued_before"].as_i64().is_some());
         assert!(items[3]["jti"].as_str().is_some());
@@ -133,7 +133,7 @@ on_each_database! {
         sqlx::query("UPDATE clients SET tenant_id = 't-other' WHERE id = $1").bind(&other)
             .execute(pool).await.expect("moved");
         let (platform, platform_secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
-        sqlx::query("UPDATE clients SET tenant_id = $1 WHERE id = $2").bind(tessera::rbac::SYSTEM_TENANT_ID).bind(&platform)
+        sqlx::query("UPDATE clients SET tenant_id = $1 WHERE id = $2").bind(tessera::tenants::SYSTEM_TENANT_ID).bind(&platform)
             .execute(pool).await.expect("moved");
 
         let session = app.login("root@example.com", PASSWORD).await;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tessera::config::{Config, load_from};
-use tessera::rbac::SYSTEM_TENANT_ID;
+use tessera::tenants::SYSTEM_TENANT_ID;
 
 use crate::clients::token_request;
 use crate::feed::next_event;

@@ -282,8 +282,10 @@ impl TestApp {
         roles: &[&str],
         stored_hash: Option<&str>,
     ) -> tessera::users::User {
-        use tessera::audit::{Actor, Origin};
-        use tessera::users::{self, DEFAULT_TENANT_ID, Email, NewUser};
+        use tessera::audit::Actor;
+        use tessera::http::client::RequestMeta;
+        use tessera::tenants::DEFAULT_TENANT_ID;
+        use tessera::users::{self, Email, NewUser};
         let hash = match stored_hash {
             Some(hash) => hash.to_owned(),
             None => self
@@ -303,7 +305,7 @@ impl TestApp {
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         };
         let mut tx = self.state.db().pool().begin().await.expect("tx");
-        let user = users::create(&mut tx, &new, &Actor::System, &Origin::default())
+        let user = users::create(&mut tx, &new, &Actor::System, &RequestMeta::default())
             .await
             .expect("user created");
         tx.commit().await.expect("commit");

@@ -1,8 +1,9 @@
 //! Signing keys, the JWKS and the authorization-server metadata.
 
 use tessera::config::{Environment, Secret, SigningAlgorithm};
+use tessera::keys::max_token_lifetime;
 use tessera::keys::store;
-use tessera::keys::{master::MasterKey, max_token_lifetime};
+use tessera::master::MasterKey;
 use tessera_token::{
     AccessClaims, Algorithm, Audience, Jwks, KeySet, Verifier, VerifyError, unix_now,
 };
@@ -119,7 +120,7 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         let state = &app.state;
         let config = state.config();
-        let master = MasterKey::load(config, tessera::keys::master::Generate::Never).expect("master");
+        let master = MasterKey::load(config, tessera::master::Generate::Never).expect("master");
         let now = unix_now();
         let old = state.keys().current();
         let old_token = old.signer.sign(&claims_for(&app, now)).expect("signs");
@@ -154,7 +155,7 @@ on_each_database! {
     async fn an_immediate_rotation_overrides_one_still_waiting(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let state = &app.state;
-        let master = MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+        let master = MasterKey::load(state.config(), tessera::master::Generate::Never).expect("master");
         let now = unix_now();
         let waiting = store::rotate(state.db(), &master, Algorithm::EdDSA, now, 300).await.expect("rotate");
         // An emergency: the current key must stop now, whatever was planned.
@@ -357,7 +358,7 @@ on_each_database! {
     async fn jwks_caches_expire_before_a_waiting_key_signs(db: TestDatabase) {
         let app = spawn_app_with(db, |_| {}).await;
         let state = &app.state;
-        let master = MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+        let master = MasterKey::load(state.config(), tessera::master::Generate::Never).expect("master");
         let now = unix_now();
         store::rotate(state.db(), &master, Algorithm::EdDSA, now, 60).await.expect("rotate");
         state.keys().refresh_at(state.db(), now).await.expect("refresh");
@@ -376,8 +377,7 @@ on_each_database! {
 async fn the_schedule_advances_while_the_database_cannot_be_read() {
     let app = spawn_app().await;
     let state = &app.state;
-    let master =
-        MasterKey::load(state.config(), tessera::keys::master::Generate::Never).expect("master");
+    let master = MasterKey::load(state.config(), tessera::master::Generate::Never).expect("master");
     let now = unix_now();
     let new = store::rotate(state.db(), &master, Algorithm::EdDSA, now, 300)
         .await

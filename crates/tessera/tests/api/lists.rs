@@ -49,7 +49,7 @@ async fn other_tenant_admin(app: &TestApp) -> String {
     sqlx::query("INSERT INTO tenants (id, slug, name, active, created_at) VALUES ('t-other', 'other', 'Other', 1, 0)")
         .execute(pool).await.expect("tenant");
     sqlx::query("INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) SELECT 't-other', name, description, permissions, built_in, created_at, updated_at FROM roles WHERE tenant_id = $1")
-        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .bind(tessera::tenants::DEFAULT_TENANT_ID)
         .execute(pool).await.expect("roles");
     let hash = app
         .state
@@ -71,7 +71,7 @@ async fn other_tenant_admin(app: &TestApp) -> String {
         &mut tx,
         &boss,
         &tessera::audit::Actor::System,
-        &tessera::audit::Origin::default(),
+        &tessera::http::client::RequestMeta::default(),
     )
     .await
     .expect("user");
@@ -173,7 +173,7 @@ on_each_database! {
                  OR username_normalized LIKE $2 ESCAPE '\\' OR LOWER(first_name) LIKE $2 ESCAPE '\\' \
                  OR LOWER(last_name) LIKE $2 ESCAPE '\\')",
             )
-            .bind(tessera::users::DEFAULT_TENANT_ID)
+            .bind(tessera::tenants::DEFAULT_TENANT_ID)
             .bind(&pattern)
             .fetch_all(app.state.db().pool())
             .await

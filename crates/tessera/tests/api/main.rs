@@ -19,6 +19,7 @@ mod health;
 mod interop;
 mod introspection;
 mod keys;
+mod layers;
 mod lists;
 mod mfa;
 mod migrations;

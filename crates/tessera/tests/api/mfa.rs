@@ -26,8 +26,8 @@ fn code(secret: &str, unix: i64) -> String {
             );
             eprintln!("pyotp missing (pip install pyotp); using Tessera's own TOTP");
             let bytes = decode_base32(secret);
-            let step = u64::try_from(tessera::mfa::totp::step_at(unix)).expect("step");
-            tessera::mfa::totp::format_code(tessera::mfa::totp::hotp(&bytes, step))
+            let step = u64::try_from(tessera::auth::mfa::totp::step_at(unix)).expect("step");
+            tessera::auth::mfa::totp::format_code(tessera::auth::mfa::totp::hotp(&bytes, step))
         }
     }
 }
@@ -146,7 +146,7 @@ async fn enroll(app: &TestApp) -> (String, Vec<String>, i64) {
     let recovery: Vec<String> =
         serde_json::from_value(confirmed["recovery_codes"].clone()).expect("codes");
     assert_eq!(recovery.len(), 10);
-    (secret, recovery, tessera::mfa::totp::step_at(now))
+    (secret, recovery, tessera::auth::mfa::totp::step_at(now))
 }
 
 #[tokio::test]
@@ -461,7 +461,7 @@ async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
     app.create_user("bob@example.com", PASSWORD, &["user"], None)
         .await;
     sqlx::query("UPDATE tenants SET mfa_required_roles = '[\"admin\"]' WHERE id = $1")
-        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .bind(tessera::tenants::DEFAULT_TENANT_ID)
         .execute(app.state.db().pool())
         .await
         .expect("policy");
@@ -538,7 +538,7 @@ async fn a_password_reset_ends_logins_waiting_for_a_code() {
         .to_owned();
     let user = tessera::users::find_by_email(
         app.state.db(),
-        tessera::users::DEFAULT_TENANT_ID,
+        tessera::tenants::DEFAULT_TENANT_ID,
         &tessera::users::Email::parse("ada@example.com").expect("email"),
     )
     .await
@@ -555,7 +555,7 @@ async fn a_password_reset_ends_logins_waiting_for_a_code() {
         &hash,
         "user.password_reset",
         &tessera::audit::Actor::System,
-        &tessera::audit::Origin::default(),
+        &tessera::http::client::RequestMeta::default(),
     )
     .await
     .expect("reset");
@@ -801,7 +801,7 @@ async fn an_older_enrollment_challenge_after_mfa_was_confirmed_is_a_conflict_not
     app.create_user("ada@example.com", PASSWORD, &["admin"], None)
         .await;
     sqlx::query("UPDATE tenants SET mfa_required_roles = '[\"admin\"]' WHERE id = $1")
-        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .bind(tessera::tenants::DEFAULT_TENANT_ID)
         .execute(app.state.db().pool())
         .await
         .expect("policy");

@@ -61,10 +61,7 @@ async fn headers_count_down_on_every_answer_and_a_429_carries_them_all() {
         login(&app, "nobody@example.com", "wrong password!", None).await;
     }
     // Under attack the audit log gets one aggregated event, not one per refusal.
-    app.state
-        .limiter()
-        .refusals()
-        .flush(app.state.db())
+    tessera::audit::tally::flush(app.state.limiter().refusals(), app.state.db())
         .await
         .expect("flushed");
     let details: Vec<String> =

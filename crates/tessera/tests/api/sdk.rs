@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tessera::keys::master::{Generate, MasterKey};
 use tessera::keys::store;
+use tessera::master::{Generate, MasterKey};
 use tessera_client::{AuthError, Verifier};
 use tessera_token::{Algorithm, unix_now};
 

@@ -258,7 +258,7 @@ on_each_database! {
             "INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, updated_at) \
              VALUES ($1, 'support', 'Looks at sessions', '[\"sessions:read\"]', 0, 0, 0)",
         )
-        .bind(tessera::users::DEFAULT_TENANT_ID)
+        .bind(tessera::tenants::DEFAULT_TENANT_ID)
         .execute(app.state.db().pool())
         .await
         .expect("custom role");
@@ -276,7 +276,7 @@ on_each_database! {
             problem(app.post_bearer(&revoke_all, &token).await, 403, "forbidden").await;
         }
         let roles: Vec<String> = sqlx::query_scalar("SELECT name FROM roles WHERE tenant_id = $1 ORDER BY name")
-            .bind(tessera::rbac::SYSTEM_TENANT_ID)
+            .bind(tessera::tenants::SYSTEM_TENANT_ID)
             .fetch_all(app.state.db().pool())
             .await
             .expect("system roles");

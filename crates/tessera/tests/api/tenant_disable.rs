@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use tessera::rbac::SYSTEM_TENANT_ID;
+use tessera::tenants::SYSTEM_TENANT_ID;
 use tessera_client::{AuthError, Verifier};
 use tessera_token::{AccessClaims, Revocation};
 

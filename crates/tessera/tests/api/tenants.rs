@@ -3,7 +3,7 @@
 
 use reqwest::Method;
 use serde_json::json;
-use tessera::rbac::SYSTEM_TENANT_ID;
+use tessera::tenants::SYSTEM_TENANT_ID;
 
 use crate::helpers::{TestApp, problem, spawn_app_with};
 use crate::on_each_database;

@@ -1,7 +1,9 @@
 //! Accounts: the bootstrap admin, case-insensitive uniqueness, audited writes, legacy imports.
 
-use tessera::audit::{Actor, Origin};
-use tessera::users::{self, DEFAULT_TENANT_ID, Email, NewUser, UserError};
+use tessera::audit::Actor;
+use tessera::http::client::RequestMeta;
+use tessera::tenants::DEFAULT_TENANT_ID;
+use tessera::users::{self, Email, NewUser, UserError};
 
 use crate::helpers::spawn_app_with;
 use crate::on_each_database;
@@ -47,14 +49,14 @@ on_each_database! {
             roles: vec!["user".into()],
         };
         let mut tx = pool.begin().await.expect("tx");
-        users::create(&mut tx, &new("ada@example.com"), &Actor::System, &Origin::default())
+        users::create(&mut tx, &new("ada@example.com"), &Actor::System, &RequestMeta::default())
             .await
             .expect("created");
         tx.commit().await.expect("commit");
 
         let mut tx = pool.begin().await.expect("tx");
         let duplicate =
-            users::create(&mut tx, &new("ADA@Example.com"), &Actor::System, &Origin::default()).await;
+            users::create(&mut tx, &new("ADA@Example.com"), &Actor::System, &RequestMeta::default()).await;
         assert!(matches!(duplicate, Err(UserError::Conflict)), "{duplicate:?}");
         drop(tx);
         assert_eq!(users::count(app.state.db()).await.expect("count"), 2, "admin + ada only");

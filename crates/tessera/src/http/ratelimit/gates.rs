@@ -47,8 +47,8 @@ impl Gates {
     }
 }
 
-/// A place to verify one secret of a key, from [`Limiter::begin_attempt`]. Say how it went
-/// with [`Limiter::failed`] or [`Limiter::passed`]; dropped without either (the hashing
+/// A place to verify one secret of a key, from [`Limiter::begin_attempt`](super::Limiter::begin_attempt). Say how it went
+/// with [`Limiter::failed`](super::Limiter::failed) or [`Limiter::passed`](super::Limiter::passed); dropped without either (the hashing
 /// pool was full, the database failed, the client went away) nothing is counted.
 pub struct AttemptPlace {
     pub(super) key: String,

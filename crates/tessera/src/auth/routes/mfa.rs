@@ -8,19 +8,19 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{CHALLENGE_TTL_SECS, CodeError, Purpose, otpauth_uri, qr_svg_data_url};
-use crate::AppState;
-use crate::audit::{self, Actor, Origin};
-use crate::auth::Authenticated;
+use super::login::open_session;
+use crate::audit::{self, Actor};
 use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
-use crate::auth::login::open_session;
+use crate::auth::mfa::{CHALLENGE_TTL_SECS, CodeError, Purpose, otpauth_uri, qr_svg_data_url};
 use crate::auth::tokens::Delivery;
+use crate::caller::Authenticated;
 use crate::db::WriteTx;
-use crate::http::client::Client;
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::{self, Scope};
+use crate::state::AppState;
 use crate::users::{self, User};
 
 /// The MFA routes.
@@ -62,7 +62,7 @@ async fn record(
     action: &'static str,
     user: &User,
     success: bool,
-    origin: &Origin,
+    origin: &RequestMeta,
     details: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
     audit::record(
@@ -92,7 +92,7 @@ struct SetupRequest {
 /// must not bind the thief's authenticator to the account.
 async fn setup(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(request): Json<SetupRequest>,
 ) -> Result<Response, ApiError> {
@@ -136,7 +136,7 @@ fn already_enabled() -> ApiError {
 async fn begin_enrollment(
     state: &AppState,
     user: &User,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<Response, ApiError> {
     let Some(secret) = state
         .mfa()
@@ -152,7 +152,7 @@ async fn begin_enrollment(
     tx.commit().await.map_err(db_error)?;
     Ok(no_store(
         Json(json!({
-            "secret": super::totp::base32(&secret),
+            "secret": crate::auth::mfa::totp::base32(&secret),
             "otpauth_uri": uri,
             "qr_svg": qr_svg_data_url(&uri),
         }))
@@ -168,7 +168,7 @@ struct CodeRequest {
 
 async fn confirm(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(request): Json<CodeRequest>,
 ) -> Result<Response, ApiError> {
@@ -184,7 +184,7 @@ async fn finish_enrollment(
     state: &AppState,
     user: &User,
     code: &str,
-    origin: &Origin,
+    origin: &RequestMeta,
     keep: Option<&str>,
 ) -> Result<Response, ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
@@ -233,7 +233,7 @@ struct DisableRequest {
 
 async fn disable(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(request): Json<DisableRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -291,7 +291,7 @@ async fn password_right(
     caller: &Authenticated,
     password: String,
     action: &'static str,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<bool, ApiError> {
     let user = &caller.info.user;
     let check = SecretCheck::begin(state, Factor::Password, Subject::Account(user)).await?;
@@ -321,7 +321,7 @@ pub(crate) async fn challenge(
     mut tx: WriteTx,
     user: &User,
     delivery: Delivery,
-    origin: &Origin,
+    origin: &RequestMeta,
     purpose: Purpose,
 ) -> Result<Response, ApiError> {
     let kind = match delivery {
@@ -385,7 +385,7 @@ async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
 /// `setup` gives it to a signed-in user.
 async fn enroll_setup(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     Json(request): Json<EnrollRequest>,
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
@@ -397,7 +397,7 @@ async fn enroll_setup(
 /// shown, and the login starts again (password, then a code).
 async fn enroll_confirm(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     Json(request): Json<EnrollRequest>,
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
@@ -431,7 +431,7 @@ struct VerifyRequest {
 /// challenge is known every answer carries the rate-limit headers.
 async fn verify(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     headers: HeaderMap,
     Json(request): Json<VerifyRequest>,
 ) -> Response {
@@ -447,7 +447,7 @@ async fn verify(
 
 async fn complete(
     state: &AppState,
-    origin: Origin,
+    origin: RequestMeta,
     headers: &HeaderMap,
     request: VerifyRequest,
     decision: &mut Option<Decision>,
@@ -477,7 +477,7 @@ async fn complete(
         .ok_or_else(expired)?;
     *decision = Some(Decision {
         allowed: true,
-        limit: u32::try_from(super::CHALLENGE_ATTEMPTS).unwrap_or(0),
+        limit: u32::try_from(crate::auth::mfa::CHALLENGE_ATTEMPTS).unwrap_or(0),
         remaining: u32::try_from(challenge.attempts_left).unwrap_or(0),
         reset: challenge.expires_at,
         retry_after: 0,

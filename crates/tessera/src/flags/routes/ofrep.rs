@@ -28,11 +28,11 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 
-use super::caller::Caller;
-use super::eval::{Context, Evaluation, Reason};
-use super::set::FlagSet;
-use super::{Flags, StreamSlot};
 use crate::AppState;
+use crate::flags::caller::Caller;
+use crate::flags::eval::{Context, Evaluation, Reason};
+use crate::flags::set::FlagSet;
+use crate::flags::{Flags, MAX_STREAMS_PER_CALLER, StreamSlot};
 use crate::http::{ApiError, etag};
 
 /// Most attributes an evaluation context may hold.
@@ -193,7 +193,7 @@ async fn evaluate_one(
     let (_, context, set) = prepare(&state, caller, &body)?;
     let Some(entry) = set.get(&key) else {
         // Only a well-formed key is echoed back.
-        let shown = super::model::FlagKey::parse(&key).ok();
+        let shown = crate::flags::model::FlagKey::parse(&key).ok();
         return Err(failure(
             StatusCode::NOT_FOUND,
             "flag_not_found",
@@ -320,7 +320,7 @@ async fn events(
             "too_many_streams",
             format!(
                 "a caller may hold {} change streams open at once",
-                super::MAX_STREAMS_PER_CALLER
+                MAX_STREAMS_PER_CALLER
             ),
         )
         .retry_after(KEEP_ALIVE.as_secs())

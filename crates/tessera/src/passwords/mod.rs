@@ -9,6 +9,8 @@
 //! (token validation, `/me`) go first and logins absorb the wait; on an idle machine hashing
 //! still gets every core.
 
+mod argon;
+
 use std::sync::{Arc, OnceLock};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordVerifier as _, Version};
@@ -59,7 +61,7 @@ pub struct Passwords {
     argon: Arc<Argon2<'static>>,
     min_length: u32,
     /// The hashing threads' queue.
-    jobs: std::sync::mpsc::Sender<Job>,
+    jobs: flume::Sender<Job>,
     /// Running plus waiting: beyond this, refuse.
     admitted: Arc<Semaphore>,
     /// A hash of a random password with the configured cost, verified for unknown accounts so
@@ -186,19 +188,20 @@ impl Passwords {
 /// One unit of work for the hashing pool.
 type Job = Box<dyn FnOnce() + Send>;
 
+/// How long a hashing thread keeps its Argon2 memory without a job before giving it back to
+/// the system. A flood reuses it; a quiet server returns to its idle footprint soon after.
+const KEEP_MEMORY_IDLE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Starts `workers` hashing threads; they end when the returned sender is dropped.
-fn spawn_pool(workers: usize) -> anyhow::Result<std::sync::mpsc::Sender<Job>> {
-    let (sender, receiver) = std::sync::mpsc::channel::<Job>();
-    let receiver = Arc::new(std::sync::Mutex::new(receiver));
+fn spawn_pool(workers: usize) -> anyhow::Result<flume::Sender<Job>> {
+    let (sender, receiver) = flume::unbounded::<Job>();
     for n in 0..workers {
-        let receiver = Arc::clone(&receiver);
+        let receiver = receiver.clone();
         std::thread::Builder::new()
             .name(format!("tessera-hash-{n}"))
             .spawn(move || {
                 lower_priority();
-                loop {
-                    let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok(job) = next else { return };
+                while let Some(job) = next_job(&receiver) {
                     // A panicking job drops its result sender (the caller gets an error);
                     // the thread lives on for the next one.
                     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
@@ -206,6 +209,19 @@ fn spawn_pool(workers: usize) -> anyhow::Result<std::sync::mpsc::Sender<Job>> {
             })?;
     }
     Ok(sender)
+}
+
+/// The next job for a hashing thread, releasing the thread's Argon2 memory when none came for
+/// [`KEEP_MEMORY_IDLE`]; `None` once the pool is dropped.
+fn next_job(receiver: &flume::Receiver<Job>) -> Option<Job> {
+    match receiver.recv_timeout(KEEP_MEMORY_IDLE) {
+        Ok(job) => Some(job),
+        Err(flume::RecvTimeoutError::Timeout) => {
+            argon::release_memory();
+            receiver.recv().ok()
+        }
+        Err(flume::RecvTimeoutError::Disconnected) => None,
+    }
 }
 
 /// Gives the calling hashing thread the lowest normal priority (nice 19 on Linux): it runs
@@ -243,7 +259,7 @@ impl From<PasswordError> for ApiError {
 }
 
 fn argon_hash(argon: &Argon2<'_>, password: &[u8]) -> Result<String, PasswordError> {
-    super::argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
+    argon::hash(argon, Algorithm::Argon2id, password).map_err(PasswordError::Internal)
 }
 
 /// Whether `password` matches `stored`, and whether a match should be re-hashed.
@@ -252,7 +268,7 @@ fn verify_stored(argon: &Argon2<'_>, password: &[u8], stored: &str) -> (bool, bo
         let Ok(hash) = PasswordHash::new(stored) else {
             return (false, false);
         };
-        let ok = super::argon::verify(&hash, password);
+        let ok = argon::verify(&hash, password);
         let current = argon.params();
         let same_cost = hash.algorithm.as_str() == "argon2id"
             && Params::try_from(&hash).is_ok_and(|p| {

@@ -6,18 +6,19 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::Authenticated;
-use super::attempts::{Factor, Failure, SecretCheck, Subject};
-use super::tokens::{self, Delivery};
-use crate::AppState;
 use crate::audit;
-use crate::http::client::Client;
+use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
+use crate::auth::tokens::{self, Delivery};
+use crate::caller::Authenticated;
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, RefreshError, Scope, SessionView};
-use crate::users::{self, Tenant, User};
+use crate::state::AppState;
+use crate::tenants::Tenant;
+use crate::users::{self, User};
 
 /// The refresh request; the body may be empty when the token is in the cookie.
 #[derive(Debug, Default, Deserialize)]
@@ -80,7 +81,7 @@ fn refresh_refused(error: RefreshError) -> ApiError {
 /// issues a new access token.
 pub async fn refresh(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -186,7 +187,7 @@ pub async fn refresh(
 /// `POST /api/v1/auth/logout`: revokes the current session and clears the cookies.
 pub async fn logout(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
 ) -> Result<Response, ApiError> {
     let actor = caller.actor();
@@ -265,7 +266,7 @@ pub struct ChangePassword {
 /// stays.
 pub async fn change_password(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(request): Json<ChangePassword>,
 ) -> Result<StatusCode, ApiError> {

@@ -11,8 +11,8 @@ use axum::response::Response;
 use axum::routing::get;
 use serde_json::{Map, Value, json};
 
-use super::caller::Caller;
 use crate::AppState;
+use crate::flags::caller::Caller;
 use crate::http::{ApiError, etag};
 
 /// The route.

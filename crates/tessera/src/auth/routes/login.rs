@@ -11,20 +11,21 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tessera_token::unix_now;
 
-use super::attempts::{Factor, Failure, SecretCheck, Subject};
-use super::password::MAX_PASSWORD_BYTES;
-use super::tokens::{self, Delivery};
-use crate::AppState;
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
+use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
+use crate::auth::mfa;
+use crate::auth::tokens::{self, Delivery};
 use crate::config::Registration;
 use crate::db::WriteTx;
-use crate::http::client::Client;
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::ratelimit::{Decision, ip_subject, limited};
 use crate::http::{ApiError, Json};
-use crate::mfa;
+use crate::passwords::MAX_PASSWORD_BYTES;
 use crate::sessions::NewSession;
-use crate::users::{self, DEFAULT_TENANT_ID, Email, NewUser, User, UserError};
+use crate::state::AppState;
+use crate::tenants::{self, DEFAULT_TENANT_ID};
+use crate::users::{self, Email, NewUser, User, UserError};
 
 /// Longest login name or email considered; longer input cannot name an account.
 const MAX_LOGIN_BYTES: usize = 320;
@@ -51,7 +52,7 @@ fn invalid_credentials() -> ApiError {
 /// answer carries the rate-limit headers.
 pub async fn login(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Response {
@@ -98,14 +99,14 @@ fn tenant_name(slug: Option<&str>) -> String {
 
 async fn attempt_login(
     state: &AppState,
-    origin: Origin,
+    origin: RequestMeta,
     headers: HeaderMap,
     request: LoginRequest,
     ip: &str,
     decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
     if request.password.len() > MAX_PASSWORD_BYTES {
-        return Err(super::password::PasswordError::TooLong.into());
+        return Err(crate::passwords::PasswordError::TooLong.into());
     }
     if request.login.len() > MAX_LOGIN_BYTES {
         return Err(ApiError::new(
@@ -129,7 +130,7 @@ async fn attempt_login(
     let db = state.db();
     let tenant_id = match request.tenant.as_deref() {
         None => Some(DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) if slug.len() <= 64 => users::tenant_id(db, slug).await.map_err(db_error)?,
+        Some(slug) if slug.len() <= 64 => tenants::tenant_id(db, slug).await.map_err(db_error)?,
         Some(_) => None,
     };
     let account = match &tenant_id {
@@ -252,7 +253,7 @@ async fn attempt_login(
                 .then_some(mfa::Purpose::Enroll)
         };
         if let Some(purpose) = purpose {
-            return mfa::routes::challenge(state, tx, &user, request.delivery, &origin, purpose)
+            return super::mfa::challenge(state, tx, &user, request.delivery, &origin, purpose)
                 .await;
         }
     }
@@ -276,7 +277,7 @@ pub(crate) async fn open_session(
     user: &User,
     amr: &[&str],
     delivery: Delivery,
-    origin: &Origin,
+    origin: &RequestMeta,
     details: Option<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     let (session, refresh) = state
@@ -319,7 +320,7 @@ async fn login_failed(
     tenant_id: Option<&str>,
     user: Option<&User>,
     reason: &str,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(), ApiError> {
     let mut tx = state.db().begin_write().await.map_err(db_error)?;
     audit::record(
@@ -362,7 +363,7 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
 /// Creates an account when `auth.registration = "open"`; limited per client IP.
 pub async fn register(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     Json(request): Json<RegisterRequest>,
 ) -> Response {
     let decision = match state.limiter().policies().register_per_ip {
@@ -382,7 +383,7 @@ pub async fn register(
 
 async fn create_account(
     state: AppState,
-    origin: Origin,
+    origin: RequestMeta,
     request: RegisterRequest,
 ) -> Result<Response, ApiError> {
     if state.config().auth.registration == Registration::Closed {
@@ -407,7 +408,7 @@ async fn create_account(
     }
     let db = state.db();
     // A disabled tenant and the `system` tenant answer exactly like a missing one.
-    let tenant_id = users::registrable_tenant(db, request.tenant.as_deref())
+    let tenant_id = tenants::registrable_tenant(db, request.tenant.as_deref())
         .await
         .map_err(db_error)?
         .ok_or_else(|| {
@@ -458,7 +459,7 @@ fn registration_accepted() -> Response {
 async fn record_taken(
     db: &crate::db::Db,
     tenant_id: &str,
-    origin: &Origin,
+    origin: &RequestMeta,
 ) -> Result<(), ApiError> {
     let mut tx = db.begin_write().await.map_err(db_error)?;
     audit::record(

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use sqlx::Row as _;
 
-use super::{SESSION_COLUMNS, Session, row_to_session};
 use crate::db::Db;
-use crate::users::{Tenant, User};
+use crate::sessions::{SESSION_COLUMNS, Session, Watcher, row_to_session};
+use crate::tenants::Tenant;
+use crate::users::User;
 
 /// How long an entry is trusted before it is read again, in seconds. Revocations do not wait
 /// for this (they are applied or polled); it bounds how stale the user details shown by
@@ -176,6 +177,16 @@ impl SessionCache {
                 }
             }
         });
+    }
+}
+
+impl Watcher for SessionCache {
+    fn revoked(&self, ids: &[String], now: i64) {
+        self.revoke(ids.iter().map(String::as_str), now);
+    }
+
+    fn extended(&self, id: &str) {
+        self.forget(id);
     }
 }
 

@@ -5,8 +5,8 @@
 //! allocator keeps what a login flood frees (glibc raises its mmap threshold after the first
 //! large free, so later blocks come from arenas it never returns): resident memory climbed
 //! to about 250 MiB after a few seconds of logins and stayed there. A hashing thread instead
-//! keeps one buffer for its whole life, so the hashing pool holds at most
-//! `threads × m_cost` whatever the load.
+//! keeps one buffer while it is busy, so the hashing pool holds at most `threads × m_cost`
+//! whatever the load, and gives it back once it has been idle for a while.
 
 use std::cell::RefCell;
 
@@ -25,6 +25,12 @@ thread_local! {
     /// This thread's Argon2 working memory, grown to the largest cost seen (up to
     /// [`MAX_KEPT_BLOCKS`]) and reused by every hash the thread computes.
     static BLOCKS: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives this thread's Argon2 memory back to the system (an idle hashing thread does), so
+/// the next hash allocates it again.
+pub fn release_memory() {
+    BLOCKS.with_borrow_mut(|blocks| *blocks = Vec::new());
 }
 
 /// Runs Argon2 `argon` over `password` and `salt` into `out`, in this thread's memory.
@@ -126,5 +132,9 @@ mod tests {
         let b = hash(&argon, Algorithm::Argon2id, b"same").expect("hash");
         assert_ne!(a, b);
         assert_eq!(BLOCKS.with_borrow(Vec::len), 1024);
+        release_memory();
+        assert_eq!(BLOCKS.with_borrow(Vec::capacity), 0);
+        let c = hash(&argon, Algorithm::Argon2id, b"same").expect("hash after a release");
+        assert!(verify(&PasswordHash::new(&c).expect("PHC"), b"same"));
     }
 }

@@ -16,9 +16,8 @@ use tessera_token::unix_now;
 
 use super::listing::ListQuery;
 use super::{Email, NewUser, User, UserError};
-use crate::AppState;
-use crate::auth::{Authenticated, Target};
-use crate::http::client::Client;
+use crate::caller::{Authenticated, Target};
+use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
 use crate::http::error::db_error;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
@@ -26,6 +25,7 @@ use crate::http::{ApiError, Json};
 use crate::rbac::AccessChanged;
 use crate::revocations;
 use crate::sessions::{self, Scope};
+use crate::state::AppState;
 
 /// Most roles one account may hold.
 const MAX_ROLES: usize = 32;
@@ -270,7 +270,7 @@ struct NewAccount {
 
 async fn create(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(new): Json<NewAccount>,
 ) -> Result<Response, ApiError> {
@@ -316,7 +316,7 @@ struct AccountChange {
 
 async fn update(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
     Json(change): Json<AccountChange>,
@@ -461,7 +461,7 @@ async fn update(
 /// Lifts every lockout of the account (wrong passwords and wrong codes), audited.
 async fn unlock(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -478,7 +478,7 @@ async fn unlock(
 /// Deleting disables the account and ends its sessions; the row stays for the audit trail.
 async fn remove(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
@@ -500,7 +500,7 @@ struct PasswordReset {
 
 async fn reset_password(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(id): Path<String>,
     Json(reset): Json<PasswordReset>,

@@ -17,18 +17,17 @@ use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
-use super::caller::{FLAGS_READ, FLAGS_WRITE};
-use super::model::{Flag, FlagKey, FlagSpec};
-use super::set::{Defined, Entry, ValuePatch, ValueSource};
-use super::store::{self, Origin};
 use crate::AppState;
-use crate::audit::Origin as RequestOrigin;
-use crate::auth::Authenticated;
-use crate::http::client::Client;
+use crate::caller::Authenticated;
+use crate::flags::caller::{FLAGS_READ, FLAGS_WRITE};
+use crate::flags::model::{Flag, FlagKey, FlagSpec};
+use crate::flags::set::{Defined, Entry, ValuePatch, ValueSource};
+use crate::flags::store::{self, Origin};
+use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
-use crate::rbac::SYSTEM_TENANT_ID;
+use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The admin routes.
 pub fn router() -> Router<AppState> {
@@ -178,7 +177,7 @@ fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
 
 async fn create(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Json(body): Json<Value>,
 ) -> Result<Response, ApiError> {
@@ -238,7 +237,7 @@ async fn create(
 
 async fn update(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(key): Path<String>,
     Json(body): Json<Value>,
@@ -315,7 +314,7 @@ async fn update(
 
 async fn remove(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -374,7 +373,7 @@ async fn tenant_admin(
 
 async fn set_override(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path((key, tenant_id)): Path<(String, String)>,
     Json(body): Json<OverrideBody>,
@@ -413,7 +412,7 @@ async fn set_override(
 
 async fn clear_override(
     State(state): State<AppState>,
-    Client(origin): Client,
+    origin: RequestMeta,
     caller: Authenticated,
     Path((key, tenant_id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
@@ -452,7 +451,7 @@ async fn record(
     conn: &mut sqlx::AnyConnection,
     action: &'static str,
     key: &str,
-    origin: &RequestOrigin,
+    origin: &RequestMeta,
     details: Value,
 ) -> Result<(), ApiError> {
     caller

@@ -12,7 +12,6 @@
 //! one step of clock skew either way. Secrets are sealed under a key derived from the master
 //! key; recovery codes are stored as keyed hashes.
 
-pub mod routes;
 pub mod totp;
 
 use aws_lc_rs::hmac;
@@ -24,7 +23,7 @@ use tessera_token::unix_now;
 
 use crate::db::Db;
 use crate::digest::{hex, sha256_hex};
-use crate::keys::master::MasterKey;
+use crate::master::MasterKey;
 
 /// How long a login may take between its password and its code.
 pub const CHALLENGE_TTL_SECS: i64 = 300;

@@ -6,20 +6,26 @@
 //! administrative action on another subject passes the one containment check,
 //! [`Authenticated::ensure_may_act_on`].
 
+pub mod cache;
+
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use tessera_token::{AccessClaims, Credential, extract_token, unix_now};
 
-use super::tokens::SESSION_CLIENT_ID;
-use crate::AppState;
-use crate::audit::{self, Actor, Origin};
+use crate::audit::{self, Actor};
+use crate::caller::cache::{Lookup, SessionInfo};
 use crate::clients::Client;
 use crate::http::ApiError;
+use crate::http::client::RequestMeta;
 use crate::rbac::{self, Permission};
-use crate::sessions::cache::{Lookup, SessionInfo};
+use crate::state::AppState;
 use crate::users::User;
+
+/// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one); only those
+/// act for a user at the session endpoints.
+pub const SESSION_CLIENT_ID: &str = "tessera";
 
 /// A request made within a live session.
 #[derive(Debug, Clone)]
@@ -60,7 +66,7 @@ impl Authenticated {
         conn: &mut sqlx::AnyConnection,
         action: &'static str,
         target: (&'static str, &str),
-        origin: &Origin,
+        origin: &RequestMeta,
         details: Option<serde_json::Value>,
     ) -> Result<(), ApiError> {
         audit::record(
@@ -237,8 +243,7 @@ impl FromRequestParts<AppState> for Authenticated {
         };
         let now = unix_now();
         let lookup = state
-            .sessions()
-            .cache()
+            .session_cache()
             .get(state.db(), sid, now)
             .await
             .map_err(ApiError::internal)?;
