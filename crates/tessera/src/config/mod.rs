@@ -218,6 +218,9 @@ pub struct RateLimitConfig {
     pub token_per_client: String,
     /// CSP violation reports per client IP.
     pub csp_report_per_ip: String,
+    /// OFREP evaluations per caller (user or service account). Off by default: services
+    /// should evaluate in bulk and keep the values (as `tessera-client` does).
+    pub flags_per_caller: String,
     /// Consecutive wrong passwords (or, counted apart, codes) of one account, from any IP and
     /// at any endpoint that checks them, after which each further attempt waits, doubling
     /// from one second up to `lockout_max_secs`. 0 turns lockout off.
@@ -236,6 +239,7 @@ impl Default for RateLimitConfig {
             refresh_per_session: "60/min".to_owned(),
             token_per_client: "600/min".to_owned(),
             csp_report_per_ip: "60/min".to_owned(),
+            flags_per_caller: "off".to_owned(),
             lockout_after: 10,
             lockout_max_secs: 900,
         }

@@ -487,3 +487,22 @@ on_each_database! {
         assert_eq!(set.changes.last().map(|c| c.flag_key.as_str()), Some("banner_text"));
     }
 }
+
+on_each_database! {
+    async fn ofrep_answers_429_with_retry_after_past_the_callers_rate(db: TestDatabase) {
+        let app = spawn_app_with(db, |c| {
+            apply_flags(c, TEST_FLAGS, &[]);
+            "3/min".clone_into(&mut c.rate_limits.flags_per_caller);
+        })
+        .await;
+        let ann = app.token_for("ann@example.com", PASSWORD, &["user"]).await;
+        let bob = app.token_for("bob@example.com", PASSWORD, &["user"]).await;
+        for _ in 0..3 {
+            assert_eq!(ofrep(&app, &ann, "dark_mode", json!({})).await.status(), 200);
+        }
+        let refused = bulk(&app, &ann, json!({}), None).await;
+        assert!(refused.headers().contains_key("retry-after"));
+        problem(refused, 429, "rate_limited").await;
+        assert_eq!(ofrep(&app, &bob, "dark_mode", json!({})).await.status(), 200, "each caller has its own allowance");
+    }
+}

@@ -171,14 +171,24 @@ fn json_response(body: Vec<u8>) -> Response {
     response
 }
 
-/// What every evaluation starts from: an authenticated caller, the context of the request
-/// with the caller's identity in it, and the current flag set.
-fn prepare(
+/// What every evaluation starts from: an authenticated caller within its rate
+/// (`rate_limits.flags_per_caller`: 429 with `Retry-After` beyond it), the context of the
+/// request with the caller's identity in it, and the current flag set.
+async fn prepare(
     state: &AppState,
     caller: Caller,
     body: &[u8],
 ) -> Result<(Caller, Context, Arc<FlagSet>), ApiError> {
     let caller = caller.required()?;
+    if let Some(policy) = state.limiter().policies().flags_per_caller {
+        let decision = state
+            .limiter()
+            .check(policy, &format!("flags:{}", caller.subject()))
+            .await;
+        if !decision.allowed {
+            return Err(decision.refusal());
+        }
+    }
     let (targeting_key, attributes) = parse_request(body)?;
     let context = caller.context(targeting_key, attributes);
     Ok((caller, context, state.flags().snapshot()))
@@ -190,7 +200,7 @@ async fn evaluate_one(
     caller: Caller,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (_, context, set) = prepare(&state, caller, &body)?;
+    let (_, context, set) = prepare(&state, caller, &body).await?;
     let Some(entry) = set.get(&key) else {
         // Only a well-formed key is echoed back.
         let shown = crate::flags::model::FlagKey::parse(&key).ok();
@@ -266,7 +276,7 @@ async fn evaluate_all(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let (caller, context, set) = prepare(&state, caller, &body)?;
+    let (caller, context, set) = prepare(&state, caller, &body).await?;
     let tag = bulk_etag(&set, &caller, &context);
     let cache_control = HeaderValue::from_static("private, no-cache");
     if etag::matches(&headers, &tag) {
