@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tessera_token::unix_now;
 
-use crate::db::{Backend, Db};
+use crate::db::{Db, Job};
 use crate::revocations;
 
 /// How long an ended session is kept, in seconds.
@@ -20,9 +20,6 @@ pub const KEEP_ENDED_SESSIONS_SECS: i64 = 7 * 86_400;
 
 /// How often cleanup runs.
 const EVERY: Duration = Duration::from_secs(3600);
-
-/// Lock key shared by every instance (`tessera` cleanup).
-const LOCK_KEY: i64 = 7_465_737_366;
 
 /// What one run deleted.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -38,16 +35,9 @@ pub struct Removed {
 /// Deletes what can no longer matter as of `now`. `None` when another instance holds the
 /// cleanup lock.
 pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    if db.backend() == Backend::Postgres {
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !ours {
-            return Ok(None);
-        }
-    }
+    let Some(mut tx) = db.try_job_lock(Job::Cleanup).await? else {
+        return Ok(None);
+    };
     let cutoff = now - KEEP_ENDED_SESSIONS_SECS;
     let ended = "revoked_at < $1 OR absolute_expires_at < $1 OR idle_expires_at < $1";
     sqlx::query(sqlx::AssertSqlSafe(format!(

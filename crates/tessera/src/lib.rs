@@ -21,6 +21,7 @@ pub mod keys;
 pub mod master;
 pub mod oauth;
 pub mod passwords;
+pub mod permissions;
 pub mod rbac;
 pub mod revocations;
 pub mod sessions;

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row as _};
 
-use crate::db::{Backend, Db};
+use crate::db::{Db, Job};
 use crate::digest::hex;
 use crate::master::MasterKey;
 
@@ -27,9 +27,6 @@ const BATCH: i64 = 1_000;
 
 /// How often the sealer looks for new events.
 const EVERY: Duration = Duration::from_secs(1);
-
-/// Lock key of the sealer (`tessera` audit).
-const LOCK_KEY: i64 = 7_465_737_367;
 
 /// The hash before the first event.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -109,16 +106,9 @@ async fn tip(conn: &mut AnyConnection) -> Result<(i64, String), sqlx::Error> {
 
 /// Seals up to one batch of events. `None` when another instance holds the sealer lock.
 pub async fn seal_once(db: &Db, key: &ChainKey) -> Result<Option<u64>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    if db.backend() == Backend::Postgres {
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !ours {
-            return Ok(None);
-        }
-    }
+    let Some(mut tx) = db.try_job_lock(Job::AuditChain).await? else {
+        return Ok(None);
+    };
     let (mut seq, mut previous) = tip(&mut tx).await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM audit_events WHERE seq IS NULL ORDER BY occurred_at, id LIMIT $1"
@@ -150,16 +140,9 @@ pub async fn seal_once(db: &Db, key: &ChainKey) -> Result<Option<u64>, sqlx::Err
 /// Deletes sealed events that occurred before `cutoff_ms`, oldest first and never past an
 /// event still to keep, leaving a checkpoint. How many were deleted (`None`: not our turn).
 pub async fn expire(db: &Db, cutoff_ms: i64) -> Result<Option<u64>, sqlx::Error> {
-    let mut tx = db.begin_write().await?;
-    if db.backend() == Backend::Postgres {
-        let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(LOCK_KEY)
-            .fetch_one(&mut *tx)
-            .await?;
-        if !ours {
-            return Ok(None);
-        }
-    }
+    let Some(mut tx) = db.try_job_lock(Job::AuditChain).await? else {
+        return Ok(None);
+    };
     // The chain's prefix that is old enough: up to the first sealed event to keep.
     let keep_from: Option<i64> = sqlx::query_scalar(
         "SELECT MIN(seq) FROM audit_events WHERE seq IS NOT NULL AND occurred_at >= $1",

@@ -4,6 +4,7 @@
 
 pub mod chain;
 pub mod routes;
+pub mod store;
 pub mod tally;
 
 use serde_json::Value;
@@ -54,6 +55,81 @@ pub struct Event<'a> {
     pub origin: &'a RequestMeta,
     /// Further facts.
     pub details: Option<Value>,
+}
+
+impl<'a> Event<'a> {
+    /// A successful `action` by `actor`, from the request `origin`: no tenant, target, reason
+    /// or details until the methods below add them.
+    pub fn new(action: &'static str, actor: &'a Actor, origin: &'a RequestMeta) -> Self {
+        Self {
+            action,
+            actor,
+            tenant_id: None,
+            target: None,
+            success: true,
+            reason: None,
+            origin,
+            details: None,
+        }
+    }
+
+    /// In the tenant `tenant_id`.
+    pub fn in_tenant(self, tenant_id: &'a str) -> Self {
+        self.tenant(Some(tenant_id))
+    }
+
+    /// In `tenant_id`, when known (none: an event of the whole installation).
+    pub fn tenant(mut self, tenant_id: Option<&'a str>) -> Self {
+        self.tenant_id = tenant_id;
+        self
+    }
+
+    /// On the `kind` with this `id` (`("user", id)`).
+    pub fn on(mut self, kind: &'static str, id: &'a str) -> Self {
+        self.target = Some((kind, id));
+        self
+    }
+
+    /// On `target`, when there is one.
+    pub fn target(mut self, target: Option<(&'static str, &'a str)>) -> Self {
+        self.target = target;
+        self
+    }
+
+    /// A failure, and why (never a secret).
+    pub fn failed(self, reason: &'a str) -> Self {
+        self.failure(Some(reason))
+    }
+
+    /// A failure, and why when there is a reason to give.
+    pub fn failure(mut self, reason: Option<&'a str>) -> Self {
+        self.success = false;
+        self.reason = reason;
+        self
+    }
+
+    /// Whether it succeeded, decided at run time.
+    pub fn succeeded(mut self, success: bool) -> Self {
+        self.success = success;
+        self
+    }
+
+    /// Why a successful change was made (a revocation's cause).
+    pub fn because(mut self, reason: &'a str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    /// Further facts.
+    pub fn details(mut self, details: impl Into<Option<Value>>) -> Self {
+        self.details = details.into();
+        self
+    }
+
+    /// Writes the event on `conn`, normally a transaction that also holds the change.
+    pub async fn record(&self, conn: &mut AnyConnection) -> Result<(), sqlx::Error> {
+        record(conn, self).await
+    }
 }
 
 /// Writes `event` on `conn`, normally a transaction that also holds the change.

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Actor, Event, record};
+use super::{Actor, Event};
 use crate::db::Db;
 use crate::http::client::RequestMeta;
 use crate::http::tally::Tally;
@@ -20,24 +20,15 @@ pub async fn flush(tally: &Tally, db: &Db) -> Result<(), sqlx::Error> {
     }
     let mut tx = db.begin_write().await?;
     for (group, count) in &groups {
-        record(
-            &mut tx,
-            &Event {
-                action: tally.action(),
-                actor: &Actor::Anonymous,
-                tenant_id: None,
-                target: None,
-                success: false,
-                reason: Some(group),
-                origin: &RequestMeta::default(),
-                details: Some(serde_json::json!({
-                    "count": count.count,
-                    "samples": count.samples,
-                    "window_secs": FLUSH_EVERY.as_secs(),
-                })),
-            },
-        )
-        .await?;
+        Event::new(tally.action(), &Actor::Anonymous, &RequestMeta::default())
+            .failed(group)
+            .details(serde_json::json!({
+                "count": count.count,
+                "samples": count.samples,
+                "window_secs": FLUSH_EVERY.as_secs(),
+            }))
+            .record(&mut tx)
+            .await?;
     }
     tx.commit().await
 }

@@ -27,7 +27,6 @@ use axum::http::StatusCode;
 use crate::audit::{self, Actor};
 use crate::http::ApiError;
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::ratelimit::{AttemptPlace, AttemptRefused};
 use crate::state::AppState;
 use crate::users::User;
@@ -155,40 +154,23 @@ impl<'a> SecretCheck<'a> {
         let failures = self.state.limiter().failed(self.place).await;
         let after = self.state.config().rate_limits.lockout_after;
         let target = self.user_id.as_deref().map(|id| ("user", id));
-        let mut tx = self.state.db().begin_write().await.map_err(db_error)?;
+        let mut tx = self.state.db().begin_write().await?;
         if after > 0 && failures == after {
-            audit::record(
-                &mut tx,
-                &audit::Event {
-                    action: self.factor.lockout_action(),
-                    actor: failure.actor,
-                    tenant_id: self.tenant_id.as_deref(),
-                    target,
-                    success: false,
-                    reason: Some("too_many_failures"),
-                    origin: failure.origin,
-                    details: None,
-                },
-            )
-            .await
-            .map_err(db_error)?;
+            audit::Event::new(self.factor.lockout_action(), failure.actor, failure.origin)
+                .tenant(self.tenant_id.as_deref())
+                .target(target)
+                .failed("too_many_failures")
+                .record(&mut tx)
+                .await?;
         }
-        audit::record(
-            &mut tx,
-            &audit::Event {
-                action: failure.action,
-                actor: failure.actor,
-                tenant_id: self.tenant_id.as_deref(),
-                target,
-                success: false,
-                reason: failure.reason,
-                origin: failure.origin,
-                details: failure.details,
-            },
-        )
-        .await
-        .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        audit::Event::new(failure.action, failure.actor, failure.origin)
+            .tenant(self.tenant_id.as_deref())
+            .target(target)
+            .failure(failure.reason)
+            .details(failure.details)
+            .record(&mut tx)
+            .await?;
+        Ok(tx.commit().await?)
     }
 }
 

@@ -4,12 +4,12 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use tessera_token::{AccessClaims, Audience, unix_now};
+use tessera_token::unix_now;
 
 use super::cookies::Issue;
 use crate::caller::SESSION_CLIENT_ID;
 use crate::http::ApiError;
-use crate::http::error::db_error;
+use crate::keys::{Grant, access_claims};
 use crate::sessions::Session;
 use crate::sessions::refresh::RefreshToken;
 use crate::state::AppState;
@@ -39,13 +39,8 @@ pub async fn access_token(
     let scope = state
         .rbac()
         .scope(state.db(), &session.tenant_id, &roles)
-        .await
-        .map_err(db_error)?;
-    let config = state.config();
-    let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
-    let claims = AccessClaims {
-        iss: config.issuer(),
-        aud: Audience::one(config.token.audience.clone()),
+        .await?;
+    let grant = Grant {
         sub: session.user_id.clone(),
         client_id: SESSION_CLIENT_ID.to_owned(),
         sid: Some(session.id.clone()),
@@ -54,12 +49,10 @@ pub async fn access_token(
         scope,
         amr: session.amr.clone(),
         auth_time: Some(session.auth_time),
-        iat: now,
-        nbf: Some(now),
-        // Never beyond the session: a token must not outlive what it stands for.
-        exp: now.saturating_add(ttl).min(session.absolute_expires_at),
-        jti: uuid::Uuid::new_v4().simple().to_string(),
+        // A token must not outlive the session it stands for.
+        expires_by: Some(session.absolute_expires_at),
     };
+    let claims = access_claims(state.config(), grant, now);
     let token = state
         .keys()
         .current()

@@ -19,6 +19,7 @@ use crate::caller::cache::{Lookup, SessionInfo};
 use crate::clients::Client;
 use crate::http::ApiError;
 use crate::http::client::RequestMeta;
+use crate::permissions::Perm;
 use crate::rbac::{self, Permission};
 use crate::state::AppState;
 use crate::users::User;
@@ -69,21 +70,13 @@ impl Authenticated {
         origin: &RequestMeta,
         details: Option<serde_json::Value>,
     ) -> Result<(), ApiError> {
-        audit::record(
-            conn,
-            &audit::Event {
-                action,
-                actor: &self.actor(),
-                tenant_id: Some(self.tenant_id()),
-                target: Some(target),
-                success: true,
-                reason: None,
-                origin,
-                details,
-            },
-        )
-        .await
-        .map_err(ApiError::internal)
+        audit::Event::new(action, &self.actor(), origin)
+            .in_tenant(self.tenant_id())
+            .target(Some(target))
+            .details(details)
+            .record(conn)
+            .await
+            .map_err(ApiError::internal)
     }
 
     /// The roles the caller holds now. Not the token's: a role taken away counts at once on
@@ -164,8 +157,8 @@ impl Authenticated {
 
     /// Succeeds when one of the caller's current roles grants `wanted` (`resource:action`) in
     /// the caller's tenant; otherwise 403 naming the permission.
-    pub async fn require(&self, state: &AppState, wanted: &str) -> Result<(), ApiError> {
-        let permission = Permission::parse(wanted).map_err(ApiError::internal)?;
+    pub async fn require(&self, state: &AppState, wanted: Perm) -> Result<(), ApiError> {
+        let permission = wanted.permission().map_err(ApiError::internal)?;
         let roles = self.roles(state).await?;
         let allowed = state
             .rbac()

@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use super::AuditAction;
 use crate::audit::chain::{self, ChainKey, Verdict};
-use crate::audit::routes::export_lines;
+use crate::audit::store::export_lines;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::master::{Generate, MasterKey};

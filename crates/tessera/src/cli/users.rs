@@ -56,8 +56,16 @@ pub(super) async fn run(config: &Config, action: UsersAction) -> anyhow::Result<
         UsersAction::Disable { email, tenant } => {
             let user = find(&db, &email, tenant.as_deref()).await?;
             // A running server learns of the revoked sessions within a second (it polls).
-            let revoked =
-                users::disable(&db, &user, &Actor::System, &RequestMeta::default()).await?;
+            let mut tx = db.begin_write().await?;
+            let revoked = users::set_active(
+                &mut tx,
+                &user,
+                false,
+                &Actor::System,
+                &RequestMeta::default(),
+            )
+            .await?;
+            tx.commit().await?;
             println!(
                 "disabled {} and revoked {} session(s)",
                 user.email,

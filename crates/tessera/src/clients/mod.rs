@@ -17,7 +17,7 @@ use subtle::ConstantTimeEq as _;
 use tessera_token::{Revocation, unix_now};
 
 use crate::audit::{self, Actor};
-use crate::db::Db;
+use crate::db::{Db, Param};
 use crate::http::client::RequestMeta;
 use crate::rbac::Permission;
 use crate::revocations::{self, Feed};
@@ -114,16 +114,10 @@ fn audit_event<'a>(
     client: &'a Client,
     origin: &'a RequestMeta,
 ) -> audit::Event<'a> {
-    audit::Event {
-        action,
-        actor,
-        tenant_id: Some(&client.tenant_id),
-        target: Some(("client", &client.id)),
-        success: true,
-        reason: None,
-        origin,
-        details: Some(serde_json::json!({ "name": client.name, "scopes": client.scopes })),
-    }
+    audit::Event::new(action, actor, origin)
+        .in_tenant(client.tenant_id.as_str())
+        .on("client", &client.id)
+        .details(serde_json::json!({ "name": client.name, "scopes": client.scopes }))
 }
 
 /// Creates a client with a new secret on `conn` (a transaction), audited there.
@@ -159,7 +153,9 @@ pub async fn create(
     .bind(now)
     .execute(&mut *conn)
     .await?;
-    audit::record(conn, &audit_event("client.created", actor, &client, origin)).await?;
+    audit_event("client.created", actor, &client, origin)
+        .record(conn)
+        .await?;
     Ok((client, secret))
 }
 
@@ -185,22 +181,16 @@ pub async fn list(
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<Client>, i64), sqlx::Error> {
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM clients WHERE tenant_id = $1")
-        .bind(tenant_id)
-        .fetch_one(db.pool())
-        .await?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM clients WHERE tenant_id = $1 \
-         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant_id)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(db.pool())
-        .await?;
-    let clients = rows.iter().map(row_to_client).collect::<Result<_, _>>()?;
-    Ok((clients, total))
+    db.paginate(
+        "SELECT COUNT(*) FROM clients WHERE tenant_id = $1",
+        &format!(
+            "SELECT {COLUMNS} FROM clients WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC"
+        ),
+        &[Param::Text(tenant_id)],
+        (limit, offset),
+        row_to_client,
+    )
+    .await
 }
 
 /// Replaces the client's secret; the old one stops working at once, and so do the tokens it
@@ -224,11 +214,9 @@ pub async fn rotate_secret(
     .bind(&client.id)
     .execute(&mut *tx)
     .await?;
-    audit::record(
-        &mut tx,
-        &audit_event("client.secret_rotated", actor, client, origin),
-    )
-    .await?;
+    audit_event("client.secret_rotated", actor, client, origin)
+        .record(&mut tx)
+        .await?;
     let revoked = revocations::record_subject(
         &mut tx,
         &client.tenant_id,
@@ -279,7 +267,9 @@ pub async fn update(
     } else {
         "client.disabled"
     };
-    audit::record(&mut tx, &audit_event(action, actor, client, origin)).await?;
+    audit_event(action, actor, client, origin)
+        .record(&mut tx)
+        .await?;
     let margin = if !client.active {
         // Its tokens stop working here at once (the cache is told); services verifying
         // locally, and other instances' caches, learn it from the feed. The margin covers

@@ -16,9 +16,9 @@ use tessera_token::Revocation;
 use super::Client;
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 
 /// The client routes.
@@ -51,12 +51,11 @@ async fn administered(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<Client, ApiError> {
     caller.require(state, permission).await?;
     super::find(state.db(), id, Some(caller.tenant_id()))
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(ApiError::not_found)
 }
 
@@ -66,7 +65,7 @@ async fn acted_on(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<Client, ApiError> {
     let client = administered(state, caller, id, permission).await?;
     caller
@@ -93,10 +92,9 @@ async fn list(
     caller: Authenticated,
     page: PageRequest,
 ) -> Result<Json<Page<Client>>, ApiError> {
-    caller.require(&state, "clients:read").await?;
-    let (clients, total) = super::list(state.db(), caller.tenant_id(), page.limit(), page.offset())
-        .await
-        .map_err(db_error)?;
+    caller.require(&state, Perm::ClientsRead).await?;
+    let (clients, total) =
+        super::list(state.db(), caller.tenant_id(), page.limit(), page.offset()).await?;
     Ok(Json(page.page(clients, total)))
 }
 
@@ -106,7 +104,7 @@ async fn show(
     Path(id): Path<String>,
 ) -> Result<Json<Client>, ApiError> {
     Ok(Json(
-        administered(&state, &caller, &id, "clients:read").await?,
+        administered(&state, &caller, &id, Perm::ClientsRead).await?,
     ))
 }
 
@@ -146,11 +144,11 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewClient>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "clients:create").await?;
+    caller.require(&state, Perm::ClientsCreate).await?;
     crate::http::check_display_name(&new.name)?;
     let scopes = grantable(&state, &caller, &new.scopes).await?;
     let parsed = super::parse_scopes(&scopes).map_err(|e| invalid("invalid_scope", e))?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     let (client, secret) = super::create(
         &mut tx,
         caller.tenant_id(),
@@ -159,9 +157,8 @@ async fn create(
         &caller.actor(),
         &origin,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     Ok(with_secret(StatusCode::CREATED, client, &secret))
 }
 
@@ -181,7 +178,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<ClientChange>,
 ) -> Result<Json<Client>, ApiError> {
-    let mut client = acted_on(&state, &caller, &id, "clients:update").await?;
+    let mut client = acted_on(&state, &caller, &id, Perm::ClientsUpdate).await?;
     if let Some(name) = change.name {
         crate::http::check_display_name(&name)?;
         client.name = name.trim().to_owned();
@@ -192,9 +189,7 @@ async fn update(
     if let Some(active) = change.active {
         client.active = active;
     }
-    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, revoked);
     Ok(Json(client))
 }
@@ -206,11 +201,9 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut client = acted_on(&state, &caller, &id, "clients:delete").await?;
+    let mut client = acted_on(&state, &caller, &id, Perm::ClientsDelete).await?;
     client.active = false;
-    let revoked = super::update(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let revoked = super::update(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, revoked);
     Ok(StatusCode::NO_CONTENT)
 }
@@ -221,10 +214,9 @@ async fn rotate(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let client = acted_on(&state, &caller, &id, "clients:update").await?;
-    let (secret, revoked) = super::rotate_secret(state.db(), &client, &caller.actor(), &origin)
-        .await
-        .map_err(db_error)?;
+    let client = acted_on(&state, &caller, &id, Perm::ClientsUpdate).await?;
+    let (secret, revoked) =
+        super::rotate_secret(state.db(), &client, &caller.actor(), &origin).await?;
     changed(&state, &client, Some(revoked));
     Ok(with_secret(StatusCode::OK, client, &secret))
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::Once;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, ConnectOptions, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -100,6 +100,37 @@ pub struct Db {
     writer: Arc<Mutex<()>>,
 }
 
+/// A parameter of a list's statements (see [`Db::paginate`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Param<'a> {
+    /// A text value.
+    Text(&'a str),
+    /// An integer value.
+    Int(i64),
+}
+
+/// The jobs that run on one instance at a time, each under its own PostgreSQL advisory lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Job {
+    /// Sealing and expiring the audit chain.
+    AuditChain,
+    /// Deleting what can no longer matter (ended sessions, expired deny-list entries).
+    Cleanup,
+    /// Adding and retiring signing keys.
+    KeyRotation,
+}
+
+impl Job {
+    /// The advisory-lock key: fixed numbers, so instances of different versions agree.
+    fn lock_key(self) -> i64 {
+        match self {
+            Self::KeyRotation => 7_465_737_365,
+            Self::Cleanup => 7_465_737_366,
+            Self::AuditChain => 7_465_737_367,
+        }
+    }
+}
+
 /// A write transaction: on SQLite it also holds this process's writer turn until it ends.
 pub struct WriteTx {
     // Declared first so it ends (commit or rollback on drop) before the turn is released.
@@ -182,6 +213,72 @@ impl Db {
         let turn = self.write_turn().await;
         let tx = self.pool.begin().await?;
         Ok(WriteTx { tx, _turn: turn })
+    }
+
+    /// Begins the write transaction of one run of a singleton `job`, holding its lock until
+    /// the transaction ends; `None` when another instance holds it (its run covers this one).
+    /// SQLite serves one instance, whose jobs need no lock.
+    pub async fn try_job_lock(&self, job: Job) -> Result<Option<WriteTx>, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            let ours: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+                .bind(job.lock_key())
+                .fetch_one(&mut *tx)
+                .await?;
+            if !ours {
+                return Ok(None);
+            }
+        }
+        Ok(Some(tx))
+    }
+
+    /// Like [`try_job_lock`](Self::try_job_lock), but waits for another instance's run to end
+    /// instead of skipping: each run must see what the previous one left.
+    pub async fn job_lock(&self, job: Job) -> Result<WriteTx, sqlx::Error> {
+        let mut tx = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(job.lock_key())
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok(tx)
+    }
+
+    /// One page of a count-then-page list: `count_sql` (`SELECT COUNT(*) …`) gives the total,
+    /// `rows_sql` (a `SELECT … ORDER BY …`, completed here with `LIMIT` and `OFFSET`) the page,
+    /// each row read by `row`. Both statements take `params` as `$1`, `$2`, ….
+    pub async fn paginate<T>(
+        &self,
+        count_sql: &str,
+        rows_sql: &str,
+        params: &[Param<'_>],
+        (limit, offset): (i64, i64),
+        row: impl Fn(&AnyRow) -> Result<T, sqlx::Error>,
+    ) -> Result<(Vec<T>, i64), sqlx::Error> {
+        let count = sqlx::query_scalar(sqlx::AssertSqlSafe(count_sql.to_owned()));
+        let total: i64 = params
+            .iter()
+            .fold(count, |q, p| match *p {
+                Param::Text(text) => q.bind(text),
+                Param::Int(n) => q.bind(n),
+            })
+            .fetch_one(&self.pool)
+            .await?;
+        let next = params.len() + 1;
+        let sql = format!("{rows_sql} LIMIT ${next} OFFSET ${}", next + 1);
+        let rows = params
+            .iter()
+            .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), |q, p| match *p {
+                Param::Text(text) => q.bind(text),
+                Param::Int(n) => q.bind(n),
+            })
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(&self.pool)
+            .await?;
+        let items = rows.iter().map(row).collect::<Result<_, _>>()?;
+        Ok((items, total))
     }
 
     /// This process's turn to write, for single-statement writes outside a transaction;

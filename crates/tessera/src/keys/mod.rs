@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::http::HeaderValue;
 use tessera_token::{
-    AccessClaims, Algorithm, Jwks, KeySet, Signer, TokenCache, Validation, Verifier, VerifyError,
-    unix_now,
+    AccessClaims, Algorithm, Audience, Jwks, KeySet, Signer, TokenCache, Validation, Verifier,
+    VerifyError, unix_now,
 };
 
 use crate::config::{Config, SigningAlgorithm};
@@ -222,6 +222,53 @@ impl Keys {
                 }
             }
         });
+    }
+}
+
+/// What one access token grants, beyond what every token says.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The user or service account.
+    pub sub: String,
+    /// The OAuth client it was issued to.
+    pub client_id: String,
+    /// The session, for a user's token.
+    pub sid: Option<String>,
+    /// The tenant.
+    pub tid: String,
+    /// Role names.
+    pub roles: Vec<String>,
+    /// Space-separated permissions.
+    pub scope: String,
+    /// How the user authenticated.
+    pub amr: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: Option<i64>,
+    /// The latest the token may expire (its session's end), if anything bounds it.
+    pub expires_by: Option<i64>,
+}
+
+/// The claims of an access token for `grant`, issued at `now` for the configured lifetime,
+/// never past `grant.expires_by`: every access token is built here.
+pub fn access_claims(config: &Config, grant: Grant, now: i64) -> AccessClaims {
+    let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
+    let exp = now.saturating_add(ttl);
+    AccessClaims {
+        iss: config.issuer(),
+        aud: Audience::one(config.token.audience.clone()),
+        sub: grant.sub,
+        client_id: grant.client_id,
+        sid: grant.sid,
+        tid: grant.tid,
+        roles: grant.roles,
+        scope: grant.scope,
+        amr: grant.amr,
+        auth_time: grant.auth_time,
+        iat: now,
+        nbf: Some(now),
+        // Never beyond what it stands for.
+        exp: grant.expires_by.map_or(exp, |end| exp.min(end)),
+        jti: uuid::Uuid::new_v4().simple().to_string(),
     }
 }
 

@@ -5,7 +5,7 @@ use sqlx::Row as _;
 use sqlx::any::AnyRow;
 use tessera_token::{Algorithm, Jwk, Signer, generate_pkcs8};
 
-use crate::db::{Backend, Db};
+use crate::db::{Db, Job};
 use crate::master::MasterKey;
 
 /// One row of `signing_keys`, private part still sealed.
@@ -132,14 +132,9 @@ pub async fn rotate(
         kid: Some(kid.clone()),
         ..public_jwk
     };
-    let mut tx = db.begin_write().await?;
-    if db.backend() == Backend::Postgres {
-        // Rotations from several instances or the CLI at once take turns, so each sees the
-        // schedule the previous one left and no two keys end up signing open-ended.
-        sqlx::query("SELECT pg_advisory_xact_lock(7465737365)")
-            .execute(&mut *tx)
-            .await?;
-    }
+    // Rotations from several instances or the CLI at once take turns, so each sees the
+    // schedule the previous one left and no two keys end up signing open-ended.
+    let mut tx = db.job_lock(Job::KeyRotation).await?;
     let signing: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM signing_keys WHERE activated_at <= $1")
             .bind(now)

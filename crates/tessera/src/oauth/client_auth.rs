@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::clients::Client;
 use crate::http::ApiError;
+use crate::permissions::Perm;
 use crate::rbac::Permission;
 use crate::state::AppState;
 
@@ -225,8 +226,8 @@ async fn find(
 }
 
 /// Succeeds when one of `client`'s allowed scopes covers `wanted` (a valid permission).
-pub fn require_scope(client: &Client, wanted: &'static str) -> Result<(), OAuthError> {
-    let allowed = Permission::parse(wanted).is_ok_and(|wanted| {
+pub fn require_scope(client: &Client, wanted: Perm) -> Result<(), OAuthError> {
+    let allowed = wanted.permission().is_ok_and(|wanted| {
         client
             .scopes
             .iter()

@@ -22,6 +22,27 @@ pub struct DenyList {
     denied: RwLock<HashMap<String, i64>>,
 }
 
+/// Writes a revoked token (once: a repeat changes nothing), on `conn` (the revocation's
+/// transaction). Instances learn of it by their poll; the caller adds it here after the commit.
+pub async fn insert(
+    conn: &mut sqlx::AnyConnection,
+    jti: &str,
+    tenant_id: &str,
+    expires_at: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind(jti)
+    .bind(tenant_id)
+    .bind(expires_at)
+    .bind(unix_now())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 impl DenyList {
     /// The list with every unexpired revocation in the database.
     pub async fn load(db: &Db) -> Result<Arc<Self>, sqlx::Error> {

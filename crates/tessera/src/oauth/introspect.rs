@@ -18,11 +18,9 @@ use tessera_token::unix_now;
 use super::client_auth::{self, OAuthError, no_store};
 use crate::caller::cache::Lookup;
 use crate::clients::Client;
+use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
-
-/// The scope a client needs to introspect, and to follow the revocation feed.
-pub const INTROSPECT_SCOPE: &str = "tokens:introspect";
 
 /// The introspection endpoint.
 pub async fn introspect(
@@ -42,7 +40,7 @@ pub async fn introspect(
 
 async fn answer(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Value, OAuthError> {
     let (client, fields) = client_auth::authenticate(state, headers, body).await?;
-    client_auth::require_scope(&client, INTROSPECT_SCOPE)?;
+    client_auth::require_scope(&client, Perm::TokensIntrospect)?;
     let token = fields
         .get("token")
         .ok_or(OAuthError::invalid_request("token is required"))?;

@@ -8,22 +8,21 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tessera_token::{Revoked, unix_now};
+use tessera_token::Revoked;
 
 use super::client_auth::{self, OAuthError, no_store};
+use super::denylist;
 use crate::audit::{self, Actor};
 use crate::clients::Client;
 use crate::http::client::RequestMeta;
 use crate::http::client::meta_of;
+use crate::permissions::Perm;
 use crate::rbac::Permission;
 use crate::revocations;
 use crate::sessions::refresh::RefreshToken;
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
-
-/// The scope that lets a client revoke tokens it was not issued.
-const REVOKE_SCOPE: &str = "tokens:revoke";
 
 /// The revocation endpoint.
 pub async fn revoke(State(state): State<AppState>, request: axum::extract::Request) -> Response {
@@ -54,7 +53,7 @@ fn server_error(error: impl std::fmt::Display) -> OAuthError {
 
 /// Whether `client` may revoke tokens of `tenant_id` it was not issued.
 fn may_revoke_for(client: &Client, tenant_id: &str) -> bool {
-    let Ok(wanted) = Permission::parse(REVOKE_SCOPE) else {
+    let Ok(wanted) = Perm::TokensRevoke.permission() else {
         return false;
     };
     let scoped = client
@@ -118,38 +117,22 @@ async fn handle(
         return Ok(());
     }
     let mut tx = db.begin_write().await.map_err(server_error)?;
-    sqlx::query(
-        "INSERT INTO revoked_tokens (jti, tenant_id, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4) ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind(&claims.jti)
-    .bind(&claims.tid)
-    .bind(claims.exp)
-    .bind(unix_now())
-    .execute(&mut *tx)
-    .await
-    .map_err(server_error)?;
+    denylist::insert(&mut tx, &claims.jti, &claims.tid, claims.exp)
+        .await
+        .map_err(server_error)?;
     let target = Revoked::Token {
         jti: claims.jti.clone(),
     };
     revocations::record(&mut tx, &claims.tid, &target, claims.exp)
         .await
         .map_err(server_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "token.revoked",
-            actor: &actor,
-            tenant_id: Some(&claims.tid),
-            target: Some(("token", &claims.jti)),
-            success: true,
-            reason: None,
-            origin,
-            details: Some(serde_json::json!({ "sub": claims.sub, "client_id": claims.client_id })),
-        },
-    )
-    .await
-    .map_err(server_error)?;
+    audit::Event::new("token.revoked", &actor, origin)
+        .in_tenant(&claims.tid)
+        .on("token", &claims.jti)
+        .details(serde_json::json!({ "sub": claims.sub, "client_id": claims.client_id }))
+        .record(&mut tx)
+        .await
+        .map_err(server_error)?;
     tx.commit().await.map_err(server_error)?;
     state.denylist().add([(claims.jti.clone(), claims.exp)]);
     state.feed().wake();

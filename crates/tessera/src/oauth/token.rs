@@ -8,10 +8,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tessera_token::{AccessClaims, Audience};
 
 use super::client_auth::{self, OAuthError, no_store};
 use crate::http::ratelimit::Decision;
+use crate::keys::{Grant, access_claims};
 use crate::rbac::Permission;
 use crate::state::AppState;
 
@@ -110,10 +110,7 @@ async fn issue(
     // Past any revocation of the client (disabled, or a scope taken away), so services accept
     // the token.
     let now = state.rbac().issue_time(&client.id).await;
-    let ttl = i64::try_from(config.token.access_ttl_secs).unwrap_or(600);
-    let claims = AccessClaims {
-        iss: config.issuer(),
-        aud: Audience::one(config.token.audience.clone()),
+    let grant = Grant {
         sub: client.id.clone(),
         client_id: client.id,
         sid: None,
@@ -122,11 +119,10 @@ async fn issue(
         scope: scope.clone(),
         amr: Vec::new(),
         auth_time: None,
-        iat: now,
-        nbf: Some(now),
-        exp: now + ttl,
-        jti: uuid::Uuid::new_v4().simple().to_string(),
+        expires_by: None,
     };
+    let claims = access_claims(config, grant, now);
+    let ttl = claims.exp - now;
     if state.feed().covers(&claims) {
         // Born revoked: the client or its tenant was disabled within the issuing margin
         // (another instance has not seen it yet, or it was enabled again a moment ago).

@@ -13,6 +13,7 @@
 //! the tokens before it.
 
 pub mod routes;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

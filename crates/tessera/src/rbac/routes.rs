@@ -9,16 +9,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
+use serde::Deserialize;
 use tessera_token::unix_now;
 
+use super::store::{self, RoleView};
 use super::{AccessChanged, Permission};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 
 /// Most permissions one role may hold.
@@ -36,37 +36,6 @@ pub fn router() -> Router<AppState> {
             get(show).patch(update).delete(remove),
         )
 }
-
-/// A role as the API shows it.
-#[derive(Debug, Clone, Serialize)]
-pub struct RoleView {
-    /// Name users hold.
-    pub name: String,
-    /// What it is for.
-    pub description: String,
-    /// `resource:action` strings.
-    pub permissions: Vec<String>,
-    /// Whether it is one of the built-in roles.
-    pub built_in: bool,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Unix seconds.
-    pub updated_at: i64,
-}
-
-fn row_to_view(row: &sqlx::any::AnyRow) -> Result<RoleView, sqlx::Error> {
-    let permissions: String = row.try_get("permissions")?;
-    Ok(RoleView {
-        name: row.try_get("name")?,
-        description: row.try_get("description")?,
-        permissions: serde_json::from_str(&permissions).unwrap_or_default(),
-        built_in: row.try_get::<i32, _>("built_in")? != 0,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-    })
-}
-
-const COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
@@ -136,15 +105,9 @@ fn parse_stored(texts: &[String]) -> Vec<Permission> {
 }
 
 async fn find(state: &AppState, tenant_id: &str, name: &str) -> Result<RoleView, ApiError> {
-    let sql = format!("SELECT {COLUMNS} FROM roles WHERE tenant_id = $1 AND name = $2");
-    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(tenant_id)
-        .bind(name)
-        .fetch_optional(state.db().pool())
-        .await
-        .map_err(db_error)?
-        .ok_or_else(ApiError::not_found)?;
-    row_to_view(&row).map_err(db_error)
+    store::find(state.db(), tenant_id, name)
+        .await?
+        .ok_or_else(ApiError::not_found)
 }
 
 async fn list(
@@ -152,28 +115,8 @@ async fn list(
     caller: Authenticated,
     page: PageRequest,
 ) -> Result<Json<Page<RoleView>>, ApiError> {
-    caller.require(&state, "roles:read").await?;
-    let pool = state.db().pool();
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM roles WHERE tenant_id = $1")
-        .bind(caller.tenant_id())
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?;
-    let sql = format!(
-        "SELECT {COLUMNS} FROM roles WHERE tenant_id = $1 ORDER BY name LIMIT $2 OFFSET $3"
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(caller.tenant_id())
-        .bind(page.limit())
-        .bind(page.offset())
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
-    let items = rows
-        .iter()
-        .map(row_to_view)
-        .collect::<Result<_, _>>()
-        .map_err(db_error)?;
+    caller.require(&state, Perm::RolesRead).await?;
+    let (items, total) = store::page(state.db(), caller.tenant_id(), &page).await?;
     Ok(Json(page.page(items, total)))
 }
 
@@ -182,7 +125,7 @@ async fn show(
     caller: Authenticated,
     Path(name): Path<String>,
 ) -> Result<Json<RoleView>, ApiError> {
-    caller.require(&state, "roles:read").await?;
+    caller.require(&state, Perm::RolesRead).await?;
     Ok(Json(find(&state, caller.tenant_id(), &name).await?))
 }
 
@@ -202,47 +145,11 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewRole>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "roles:create").await?;
+    caller.require(&state, Perm::RolesCreate).await?;
     check_name(&new.name)?;
     check_description(&new.description)?;
     let permissions = grantable(&state, &caller, &new.permissions).await?;
     let now = unix_now();
-    let encoded = serde_json::to_string(&permissions).map_err(ApiError::internal)?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let inserted = sqlx::query(
-        "INSERT INTO roles (tenant_id, name, description, permissions, built_in, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, 0, $5, $5)",
-    )
-    .bind(caller.tenant_id())
-    .bind(&new.name)
-    .bind(&new.description)
-    .bind(&encoded)
-    .bind(now)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "role_exists",
-                "the tenant already has a role with this name",
-            ));
-        }
-        Err(e) => return Err(db_error(e)),
-    }
-    let details = serde_json::json!({ "permissions": permissions });
-    caller
-        .record(
-            &mut tx,
-            "role.created",
-            ("role", &new.name),
-            &origin,
-            Some(details),
-        )
-        .await?;
-    tx.commit().await.map_err(db_error)?;
-    state.rbac().invalidate(caller.tenant_id());
     let view = RoleView {
         name: new.name,
         description: new.description,
@@ -251,6 +158,26 @@ async fn create(
         created_at: now,
         updated_at: now,
     };
+    let mut tx = state.db().begin_write().await?;
+    if !store::insert(&mut tx, caller.tenant_id(), &view).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "role_exists",
+            "the tenant already has a role with this name",
+        ));
+    }
+    let details = serde_json::json!({ "permissions": view.permissions });
+    caller
+        .record(
+            &mut tx,
+            "role.created",
+            ("role", &view.name),
+            &origin,
+            Some(details),
+        )
+        .await?;
+    tx.commit().await?;
+    state.rbac().invalidate(caller.tenant_id());
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -277,7 +204,7 @@ async fn update(
     Path(name): Path<String>,
     Json(change): Json<RoleChange>,
 ) -> Result<Json<RoleView>, ApiError> {
-    caller.require(&state, "roles:update").await?;
+    caller.require(&state, Perm::RolesUpdate).await?;
     let mut role = find(&state, caller.tenant_id(), &name).await?;
     if role.built_in {
         return Err(built_in_refused());
@@ -299,30 +226,12 @@ async fn update(
     let narrowed =
         super::first_uncovered(&parse_stored(&role.permissions), &parse_stored(&before)).is_some();
     role.updated_at = unix_now();
-    let encoded = serde_json::to_string(&role.permissions).map_err(ApiError::internal)?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    sqlx::query(
-        "UPDATE roles SET description = $1, permissions = $2, updated_at = $3 \
-         WHERE tenant_id = $4 AND name = $5 AND built_in = 0",
-    )
-    .bind(&role.description)
-    .bind(&encoded)
-    .bind(role.updated_at)
-    .bind(caller.tenant_id())
-    .bind(&name)
-    .execute(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    store::update(&mut tx, caller.tenant_id(), &role).await?;
     let mut changed = AccessChanged::default();
     if narrowed {
-        for holder in super::holders(&mut tx, caller.tenant_id(), &name)
-            .await
-            .map_err(db_error)?
-        {
-            changed
-                .record(&mut tx, caller.tenant_id(), &holder)
-                .await
-                .map_err(db_error)?;
+        for holder in super::holders(&mut tx, caller.tenant_id(), &name).await? {
+            changed.record(&mut tx, caller.tenant_id(), &holder).await?;
         }
     }
     let details = serde_json::json!({ "permissions": role.permissions });
@@ -335,7 +244,7 @@ async fn update(
             Some(details),
         )
         .await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     state.rbac().invalidate(caller.tenant_id());
     changed.apply(state.rbac(), state.feed());
     Ok(Json(role))
@@ -347,7 +256,7 @@ async fn remove(
     caller: Authenticated,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    caller.require(&state, "roles:delete").await?;
+    caller.require(&state, Perm::RolesDelete).await?;
     let role = find(&state, caller.tenant_id(), &name).await?;
     if role.built_in {
         return Err(built_in_refused());
@@ -355,16 +264,8 @@ async fn remove(
     caller
         .ensure_may_act_on(&state, Target::Role(&role.permissions))
         .await?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let holders: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM user_roles r JOIN users u ON u.id = r.user_id \
-         WHERE u.tenant_id = $1 AND r.role = $2",
-    )
-    .bind(caller.tenant_id())
-    .bind(&name)
-    .fetch_one(&mut *tx)
-    .await
-    .map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let holders = store::holder_count(&mut tx, caller.tenant_id(), &name).await?;
     if holders > 0 {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -372,16 +273,11 @@ async fn remove(
             format!("{holders} account(s) still hold this role; take it from them first"),
         ));
     }
-    sqlx::query("DELETE FROM roles WHERE tenant_id = $1 AND name = $2 AND built_in = 0")
-        .bind(caller.tenant_id())
-        .bind(&name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+    store::delete(&mut tx, caller.tenant_id(), &name).await?;
     caller
         .record(&mut tx, "role.deleted", ("role", &name), &origin, None)
         .await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     state.rbac().invalidate(caller.tenant_id());
     Ok(StatusCode::NO_CONTENT)
 }

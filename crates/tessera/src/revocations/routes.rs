@@ -23,9 +23,8 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
 use crate::clients::{CachedClient, Client};
 use crate::http::ApiError;
-use crate::http::error::db_error;
 use crate::oauth::client_auth::{self, no_store};
-use crate::oauth::introspect::INTROSPECT_SCOPE;
+use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
 
@@ -57,7 +56,7 @@ struct PageQuery {
 /// The client following the feed.
 async fn follower(state: &AppState, headers: &HeaderMap) -> Result<Client, ApiError> {
     let client = client_auth::authenticate_basic(state, headers).await?;
-    client_auth::require_scope(&client, INTROSPECT_SCOPE)?;
+    client_auth::require_scope(&client, Perm::TokensIntrospect)?;
     Ok(client)
 }
 
@@ -104,9 +103,7 @@ async fn page(
                 )
             })?,
     };
-    let read = read_after(state.db(), after, limit)
-        .await
-        .map_err(db_error)?;
+    let read = read_after(state.db(), after, limit).await?;
     let body = RevocationPage {
         items: read
             .entries
@@ -154,8 +151,7 @@ async fn stream(
     let opened = state
         .clients()
         .get(state.db(), &client.id)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| ApiError::client_unauthorized("client authentication failed"))?;
     tokio::spawn(async move {
         let _slot = slot;
@@ -201,7 +197,7 @@ async fn still_allowed(state: &AppState, opened: &CachedClient) -> bool {
         Ok(Some(now)) => {
             now.usable()
                 && now.same_secret(opened)
-                && client_auth::require_scope(&now.client, INTROSPECT_SCOPE).is_ok()
+                && client_auth::require_scope(&now.client, Perm::TokensIntrospect).is_ok()
         }
         Ok(None) => false,
         // Unknown right now: keep serving revocations rather than cut off every service.

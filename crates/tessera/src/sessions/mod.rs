@@ -17,7 +17,7 @@ use tessera_token::{Revoked as RevokedTarget, unix_now};
 
 use crate::audit::{self, Actor};
 use crate::config::Config;
-use crate::db::Db;
+use crate::db::{Db, Param};
 use crate::http::client::RequestMeta;
 use crate::master::MasterKey;
 use crate::revocations::{self, Feed};
@@ -410,19 +410,14 @@ impl Sessions {
             // The other tab's refresh: the same successor. On record, since a copy of the token
             // in other hands would also get here within the window.
             let mut tx = db.begin_write().await?;
-            audit::record(
-                &mut tx,
-                &audit::Event {
-                    action: "refresh.grace",
-                    actor: &Actor::User(session.user_id.clone()),
-                    tenant_id: Some(&session.tenant_id),
-                    target: Some(("session", &session.id)),
-                    success: true,
-                    reason: None,
-                    origin,
-                    details: None,
-                },
+            audit::Event::new(
+                "refresh.grace",
+                &Actor::User(session.user_id.clone()),
+                origin,
             )
+            .in_tenant(&session.tenant_id)
+            .on("session", &session.id)
+            .record(&mut tx)
             .await?;
             tx.commit().await?;
             return Ok(Rotation {
@@ -435,23 +430,16 @@ impl Sessions {
             return Err(RefreshError::SessionEnded);
         }
         let mut tx = db.begin_write().await?;
-        audit::record(
-            &mut tx,
-            &audit::Event {
-                action: "refresh.reuse_detected",
-                actor: &Actor::Anonymous,
-                tenant_id: Some(&session.tenant_id),
-                target: Some(("session", &session.id)),
-                success: false,
-                reason: Some("refresh_reuse"),
-                origin,
-                details: Some(serde_json::json!({
-                    "user_id": session.user_id,
-                    "last_refreshed_at": refreshed_at,
-                })),
-            },
-        )
-        .await?;
+        audit::Event::new("refresh.reuse_detected", &Actor::Anonymous, origin)
+            .in_tenant(&session.tenant_id)
+            .on("session", &session.id)
+            .failed("refresh_reuse")
+            .details(serde_json::json!({
+                "user_id": session.user_id,
+                "last_refreshed_at": refreshed_at,
+            }))
+            .record(&mut tx)
+            .await?;
         let revoked = revoke(
             &mut tx,
             Scope::One(&session.id),
@@ -490,25 +478,17 @@ pub async fn list_live(
     let now = unix_now();
     let live = "s.user_id = $1 AND s.revoked_at IS NULL \
                 AND s.idle_expires_at > $2 AND s.absolute_expires_at > $2";
-    let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM sessions s WHERE {live}"
-    )))
-    .bind(user_id)
-    .bind(now)
-    .fetch_one(db.pool())
-    .await?;
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
-         WHERE {live} ORDER BY s.created_at DESC, s.id DESC LIMIT $3 OFFSET $4"
-    )))
-    .bind(user_id)
-    .bind(now)
-    .bind(limit)
-    .bind(offset)
-    .fetch_all(db.pool())
-    .await?;
-    let sessions = rows.iter().map(row_to_session).collect::<Result<_, _>>()?;
-    Ok((sessions, total))
+    db.paginate(
+        &format!("SELECT COUNT(*) FROM sessions s WHERE {live}"),
+        &format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE {live} ORDER BY s.created_at DESC, s.id DESC"
+        ),
+        &[Param::Text(user_id), Param::Int(now)],
+        (limit, offset),
+        row_to_session,
+    )
+    .await
 }
 
 /// Revokes the sessions in `scope` that are not revoked yet, each with a `session.revoked`
@@ -556,20 +536,13 @@ pub async fn revoke(
         let target = RevokedTarget::Session { sid: id.clone() };
         let expires_at = ends.min(now.saturating_add(revocations::MAX_TOKEN_TTL_SECS));
         revocations::record(conn, &tenant_id, &target, expires_at).await?;
-        audit::record(
-            conn,
-            &audit::Event {
-                action: "session.revoked",
-                actor,
-                tenant_id: Some(&tenant_id),
-                target: Some(("session", &id)),
-                success: true,
-                reason: Some(reason),
-                origin,
-                details: Some(serde_json::json!({ "user_id": user_id })),
-            },
-        )
-        .await?;
+        audit::Event::new("session.revoked", actor, origin)
+            .in_tenant(&tenant_id)
+            .on("session", &id)
+            .because(reason)
+            .details(serde_json::json!({ "user_id": user_id }))
+            .record(conn)
+            .await?;
         ids.push(id);
     }
     Ok(Revoked(ids))

@@ -16,6 +16,7 @@ use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::users::{self, UserError};
 
@@ -45,9 +46,8 @@ async fn page_of(
     current: Option<&str>,
     page: PageRequest,
 ) -> Result<Page<SessionView>, ApiError> {
-    let (sessions, total) = super::list_live(state.db(), user_id, page.limit(), page.offset())
-        .await
-        .map_err(db_error)?;
+    let (sessions, total) =
+        super::list_live(state.db(), user_id, page.limit(), page.offset()).await?;
     let items = sessions.iter().map(|s| s.view(current)).collect();
     Ok(page.page(items, total))
 }
@@ -72,11 +72,9 @@ async fn revoke(
     reason: &str,
     origin: &RequestMeta,
 ) -> Result<usize, ApiError> {
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin)
-        .await
-        .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let revoked = super::revoke(&mut tx, scope, reason, &caller.actor(), origin).await?;
+    tx.commit().await?;
     let count = revoked.0.len();
     revoked.apply(state.sessions());
     Ok(count)
@@ -88,10 +86,9 @@ async fn revoke_mine(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
+    let mut conn = state.db().pool().acquire().await?;
     let owned = super::fetch(&mut conn, &id)
-        .await
-        .map_err(db_error)?
+        .await?
         .is_some_and(|s| s.user_id == caller.user_id() && s.revoked_at.is_none());
     drop(conn);
     if !owned {
@@ -117,7 +114,7 @@ async fn administered_user(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<users::User, ApiError> {
     caller.require(state, permission).await?;
     let user = match users::find_in_tenant(state.db(), caller.tenant_id(), id).await {
@@ -135,7 +132,7 @@ async fn list_for_admin(
     Path(id): Path<String>,
     page: PageRequest,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let user = administered_user(&state, &caller, &id, "sessions:read").await?;
+    let user = administered_user(&state, &caller, &id, Perm::SessionsRead).await?;
     let page = page_of(&state, &user.id, Some(caller.session_id()), page).await?;
     Ok(Json(page))
 }
@@ -146,7 +143,7 @@ async fn revoke_all_for_admin(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<RevokedCount>, ApiError> {
-    let user = administered_user(&state, &caller, &id, "sessions:revoke").await?;
+    let user = administered_user(&state, &caller, &id, Perm::SessionsRevoke).await?;
     let revoked = revoke(
         &state,
         &caller,

@@ -3,6 +3,7 @@
 //! administration over HTTP is [`routes`].
 
 pub mod routes;
+pub mod store;
 
 use crate::db::Db;
 

@@ -12,20 +12,19 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::{Deserialize, Serialize};
-use sqlx::Row as _;
+use serde::Deserialize;
 use tessera_token::unix_now;
 
+use super::SYSTEM_TENANT_ID;
+use super::store::{self, TenantView};
 use crate::caller::Authenticated;
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
-use crate::rbac::BUILT_IN_ROLES;
+use crate::permissions::Perm;
 use crate::revocations;
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
-use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The tenant routes.
 pub fn router() -> Router<AppState> {
@@ -37,35 +36,6 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-/// A tenant as platform admins see it.
-#[derive(Debug, Clone, Serialize)]
-pub struct TenantView {
-    /// UUIDv7 (fixed for `default` and `system`).
-    pub id: String,
-    /// Typed at login.
-    pub slug: String,
-    /// Display name.
-    pub name: String,
-    /// Whether its accounts may log in.
-    pub active: bool,
-    /// Unix seconds.
-    pub created_at: i64,
-    /// Roles whose holders must use a second factor.
-    pub mfa_required_roles: Vec<String>,
-}
-
-fn row_to_view(row: &sqlx::any::AnyRow) -> Result<TenantView, sqlx::Error> {
-    Ok(TenantView {
-        id: row.try_get("id")?,
-        slug: row.try_get("slug")?,
-        name: row.try_get("name")?,
-        active: row.try_get::<i32, _>("active")? != 0,
-        created_at: row.try_get("created_at")?,
-        mfa_required_roles: serde_json::from_str(&row.try_get::<String, _>("mfa_required_roles")?)
-            .unwrap_or_default(),
-    })
-}
-
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
@@ -75,7 +45,7 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
 async fn platform_admin(
     state: &AppState,
     caller: &Authenticated,
-    permission: &str,
+    permission: Perm,
 ) -> Result<(), ApiError> {
     if caller.tenant_id() != SYSTEM_TENANT_ID {
         return Err(ApiError::forbidden(
@@ -103,15 +73,9 @@ fn check_slug(slug: &str) -> Result<(), ApiError> {
 }
 
 async fn find(state: &AppState, id: &str) -> Result<TenantView, ApiError> {
-    let row = sqlx::query(
-        "SELECT id, slug, name, active, created_at, mfa_required_roles FROM tenants WHERE id = $1",
-    )
-    .bind(id)
-    .fetch_optional(state.db().pool())
-    .await
-    .map_err(db_error)?
-    .ok_or_else(ApiError::not_found)?;
-    row_to_view(&row).map_err(db_error)
+    store::find(state.db(), id)
+        .await?
+        .ok_or_else(ApiError::not_found)
 }
 
 async fn list(
@@ -119,25 +83,8 @@ async fn list(
     caller: Authenticated,
     page: PageRequest,
 ) -> Result<Json<Page<TenantView>>, ApiError> {
-    platform_admin(&state, &caller, "tenants:read").await?;
-    let pool = state.db().pool();
-    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tenants")
-        .fetch_one(pool)
-        .await
-        .map_err(db_error)?;
-    let rows = sqlx::query(
-        "SELECT id, slug, name, active, created_at, mfa_required_roles FROM tenants ORDER BY slug LIMIT $1 OFFSET $2",
-    )
-    .bind(page.limit())
-    .bind(page.offset())
-    .fetch_all(pool)
-    .await
-    .map_err(db_error)?;
-    let items = rows
-        .iter()
-        .map(row_to_view)
-        .collect::<Result<_, _>>()
-        .map_err(db_error)?;
+    platform_admin(&state, &caller, Perm::TenantsRead).await?;
+    let (items, total) = store::page(state.db(), &page).await?;
     Ok(Json(page.page(items, total)))
 }
 
@@ -146,7 +93,7 @@ async fn show(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<TenantView>, ApiError> {
-    platform_admin(&state, &caller, "tenants:read").await?;
+    platform_admin(&state, &caller, Perm::TenantsRead).await?;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -164,7 +111,7 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewTenant>,
 ) -> Result<Response, ApiError> {
-    platform_admin(&state, &caller, "tenants:create").await?;
+    platform_admin(&state, &caller, Perm::TenantsCreate).await?;
     check_slug(&new.slug)?;
     crate::http::check_display_name(&new.name)?;
     let view = TenantView {
@@ -175,41 +122,15 @@ async fn create(
         created_at: unix_now(),
         mfa_required_roles: Vec::new(),
     };
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let inserted = sqlx::query(
-        "INSERT INTO tenants (id, slug, name, active, created_at) VALUES ($1, $2, $3, 1, $4)",
-    )
-    .bind(&view.id)
-    .bind(&view.slug)
-    .bind(&view.name)
-    .bind(view.created_at)
-    .execute(&mut *tx)
-    .await;
-    match inserted {
-        Ok(_) => {}
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant_exists",
-                "a tenant with this slug already exists",
-            ));
-        }
-        Err(e) => return Err(db_error(e)),
+    let mut tx = state.db().begin_write().await?;
+    if !store::insert(&mut tx, &view).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "tenant_exists",
+            "a tenant with this slug already exists",
+        ));
     }
-    for (name, description, permissions) in BUILT_IN_ROLES {
-        sqlx::query(
-            "INSERT INTO roles (tenant_id, name, description, permissions, built_in, \
-             created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)",
-        )
-        .bind(&view.id)
-        .bind(name)
-        .bind(description)
-        .bind(permissions)
-        .bind(view.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
-    }
+    crate::rbac::store::insert_built_in(&mut tx, &view.id, view.created_at).await?;
     let details = serde_json::json!({ "slug": view.slug });
     caller
         .record(
@@ -220,7 +141,7 @@ async fn create(
             Some(details),
         )
         .await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -252,17 +173,12 @@ async fn apply(
             "the system tenant cannot be disabled: no one could manage tenants afterwards",
         ));
     }
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     let mut revoked = sessions::Revoked::default();
     let mut tenant_revoked = None;
     if let Some(name) = change.name {
         tenant.name = name.trim().to_owned();
-        sqlx::query("UPDATE tenants SET name = $1 WHERE id = $2")
-            .bind(&tenant.name)
-            .bind(&tenant.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        store::set_name(&mut tx, &tenant.id, &tenant.name).await?;
         caller
             .record(
                 &mut tx,
@@ -282,12 +198,7 @@ async fn apply(
         }
         roles.sort();
         roles.dedup();
-        sqlx::query("UPDATE tenants SET mfa_required_roles = $1 WHERE id = $2")
-            .bind(serde_json::to_string(&roles).unwrap_or_else(|_| "[]".into()))
-            .bind(&tenant.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        store::set_mfa_required_roles(&mut tx, &tenant.id, &roles).await?;
         let details = serde_json::json!({ "mfa_required_roles": roles });
         caller
             .record(
@@ -303,12 +214,7 @@ async fn apply(
     if let Some(active) = change.active
         && active != tenant.active
     {
-        sqlx::query("UPDATE tenants SET active = $1 WHERE id = $2")
-            .bind(i32::from(active))
-            .bind(&tenant.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
+        store::set_active(&mut tx, &tenant.id, active).await?;
         let action = if active {
             "tenant.enabled"
         } else {
@@ -325,19 +231,14 @@ async fn apply(
                 &caller.actor(),
                 origin,
             )
-            .await
-            .map_err(db_error)?;
+            .await?;
             // Last before the commit: caches that read the tenant while this transaction
             // was open know from this entry's time to read it again.
-            tenant_revoked = Some(
-                revocations::record_tenant(&mut tx, &tenant.id)
-                    .await
-                    .map_err(db_error)?,
-            );
+            tenant_revoked = Some(revocations::record_tenant(&mut tx, &tenant.id).await?);
         }
         tenant.active = active;
     }
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     state.feed().learn_all(tenant_revoked);
     // Enabled or disabled, its clients are read again here at once.
@@ -352,7 +253,7 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<TenantChange>,
 ) -> Result<Json<TenantView>, ApiError> {
-    platform_admin(&state, &caller, "tenants:update").await?;
+    platform_admin(&state, &caller, Perm::TenantsUpdate).await?;
     let tenant = find(&state, &id).await?;
     Ok(Json(apply(&state, &caller, &origin, tenant, change).await?))
 }
@@ -364,7 +265,7 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    platform_admin(&state, &caller, "tenants:delete").await?;
+    platform_admin(&state, &caller, Perm::TenantsDelete).await?;
     let tenant = find(&state, &id).await?;
     let change = TenantChange {
         name: None,

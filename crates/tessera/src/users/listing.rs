@@ -10,7 +10,8 @@
 
 use sqlx::Row as _;
 
-use super::{USER_COLUMNS, User, row_to_user};
+use super::User;
+use super::store::{USER_COLUMNS, row_to_user};
 use crate::db::{Backend, Db};
 
 /// The plain list's total is exact up to this many accounts, an estimate past it.

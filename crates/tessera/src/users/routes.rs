@@ -12,19 +12,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
-use tessera_token::unix_now;
 
 use super::listing::ListQuery;
-use super::{Email, NewUser, User, UserError};
+use super::{Email, NewUser, User};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
-use crate::http::error::db_error;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::rbac::AccessChanged;
-use crate::revocations;
-use crate::sessions::{self, Scope};
+use crate::sessions;
 use crate::state::AppState;
 
 /// Most roles one account may hold.
@@ -59,29 +57,15 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, detail)
 }
 
-fn user_error(error: UserError) -> ApiError {
-    match error {
-        UserError::NotFound => ApiError::not_found(),
-        UserError::Conflict => ApiError::new(
-            StatusCode::CONFLICT,
-            "account_exists",
-            "an account with this email or username already exists in the tenant",
-        ),
-        UserError::Database(e) => db_error(e),
-    }
-}
-
 /// The account `id` of the caller's tenant, after checking `permission`.
 async fn administered(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<User, ApiError> {
     caller.require(state, permission).await?;
-    super::find_in_tenant(state.db(), caller.tenant_id(), id)
-        .await
-        .map_err(user_error)
+    Ok(super::find_in_tenant(state.db(), caller.tenant_id(), id).await?)
 }
 
 /// The account `id` the caller is about to act on: `permission`, the tenant, and the
@@ -90,7 +74,7 @@ async fn acted_on(
     state: &AppState,
     caller: &Authenticated,
     id: &str,
-    permission: &str,
+    permission: Perm,
 ) -> Result<User, ApiError> {
     let user = administered(state, caller, id, permission).await?;
     caller.ensure_may_act_on(state, Target::User(&user)).await?;
@@ -124,11 +108,7 @@ async fn grantable_roles(
     }
     let rbac = state.rbac();
     for role in roles {
-        let Some(permissions) = rbac
-            .role(state.db(), caller.tenant_id(), role)
-            .await
-            .map_err(db_error)?
-        else {
+        let Some(permissions) = rbac.role(state.db(), caller.tenant_id(), role).await? else {
             return Err(invalid(
                 "unknown_role",
                 format!("the tenant has no role `{}`", role.escape_debug()),
@@ -149,31 +129,6 @@ struct Search {
     q: String,
 }
 
-async fn roles_of(state: &AppState, users: &[User]) -> Result<Vec<Vec<String>>, ApiError> {
-    if users.is_empty() {
-        return Ok(Vec::new());
-    }
-    let placeholders: Vec<String> = (1..=users.len()).map(|i| format!("${i}")).collect();
-    let sql = format!(
-        "SELECT user_id, role FROM user_roles WHERE user_id IN ({}) ORDER BY role",
-        placeholders.join(", ")
-    );
-    let mut query = sqlx::query_as::<_, (String, String)>(sqlx::AssertSqlSafe(sql));
-    for user in users {
-        query = query.bind(&user.id);
-    }
-    let rows = query.fetch_all(state.db().pool()).await.map_err(db_error)?;
-    Ok(users
-        .iter()
-        .map(|u| {
-            rows.iter()
-                .filter(|(id, _)| id == &u.id)
-                .map(|(_, role)| role.clone())
-                .collect()
-        })
-        .collect())
-}
-
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -181,7 +136,7 @@ async fn list(
     After(after): After,
     Query(search): Query<Search>,
 ) -> Result<Json<Page<UserView>>, ApiError> {
-    caller.require(&state, "users:read").await?;
+    caller.require(&state, Perm::UsersRead).await?;
     if search.q.chars().count() > MAX_QUERY {
         return Err(invalid(
             "validation_failed",
@@ -209,8 +164,7 @@ async fn list(
             limit: page.limit(),
         },
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     let offset = if position.is_some() { 0 } else { page.offset() };
     let total = capped_total(
         listing.counted,
@@ -225,7 +179,7 @@ async fn list(
         }
         _ => None,
     };
-    let roles = roles_of(&state, &listing.users).await?;
+    let roles = super::store::roles_of_each(state.db(), &listing.users).await?;
     let items = listing
         .users
         .into_iter()
@@ -245,10 +199,8 @@ async fn show(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<Json<UserView>, ApiError> {
-    let user = administered(&state, &caller, &id, "users:read").await?;
-    let roles = super::roles(state.db(), &user.id)
-        .await
-        .map_err(user_error)?;
+    let user = administered(&state, &caller, &id, Perm::UsersRead).await?;
+    let roles = super::roles(state.db(), &user.id).await?;
     Ok(Json(UserView { user, roles }))
 }
 
@@ -274,7 +226,7 @@ async fn create(
     caller: Authenticated,
     Json(new): Json<NewAccount>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, "users:create").await?;
+    caller.require(&state, Perm::UsersCreate).await?;
     let email = Email::parse(&new.email).map_err(|e| invalid("invalid_email", e))?;
     if let Some(username) = &new.username {
         super::check_username(username).map_err(|e| invalid("invalid_username", e))?;
@@ -296,11 +248,9 @@ async fn create(
         password_hash,
         roles: roles.clone(),
     };
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let user = super::create(&mut tx, &account, &caller.actor(), &origin)
-        .await
-        .map_err(user_error)?;
-    tx.commit().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let user = super::create(&mut tx, &account, &caller.actor(), &origin).await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(UserView { user, roles })).into_response())
 }
 
@@ -321,13 +271,11 @@ async fn update(
     Path(id): Path<String>,
     Json(change): Json<AccountChange>,
 ) -> Result<Json<UserView>, ApiError> {
-    let mut user = acted_on(&state, &caller, &id, "users:update").await?;
+    let mut user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     if change.active == Some(false) {
         not_self(&caller, &user)?;
     }
-    let current_roles = super::roles(state.db(), &user.id)
-        .await
-        .map_err(user_error)?;
+    let current_roles = super::roles(state.db(), &user.id).await?;
     let new_roles = match &change.roles {
         Some(roles) => {
             // Only roles being added need the caller's permissions; taking one away does not.
@@ -359,9 +307,7 @@ async fn update(
         }
     }
 
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    let mut revoked = sessions::Revoked::default();
-    let mut changed = AccessChanged::default();
+    let mut tx = state.db().begin_write().await?;
     if change.first_name.is_some() || change.last_name.is_some() {
         user.first_name = change
             .first_name
@@ -369,75 +315,24 @@ async fn update(
         user.last_name = change
             .last_name
             .map_or(user.last_name, |n| n.trim().to_owned());
-        sqlx::query(
-            "UPDATE users SET first_name = $1, last_name = $2, updated_at = $3 WHERE id = $4",
-        )
-        .bind(&user.first_name)
-        .bind(&user.last_name)
-        .bind(unix_now())
-        .bind(&user.id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_error)?;
+        super::store::set_names(&mut tx, &user.id, &user.first_name, &user.last_name).await?;
         caller
             .record(&mut tx, "user.updated", ("user", &user.id), &origin, None)
             .await?;
     }
+    let mut revoked = sessions::Revoked::default();
     if let Some(active) = change.active
         && active != user.active
     {
-        sqlx::query("UPDATE users SET active = $1, updated_at = $2 WHERE id = $3")
-            .bind(i32::from(active))
-            .bind(unix_now())
-            .bind(&user.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
-        let action = if active {
-            "user.enabled"
-        } else {
-            "user.disabled"
-        };
-        caller
-            .record(&mut tx, action, ("user", &user.id), &origin, None)
-            .await?;
-        if !active {
-            revoked = sessions::revoke(
-                &mut tx,
-                Scope::AllOf(&user.id),
-                "user_disabled",
-                &caller.actor(),
-                &origin,
-            )
-            .await
-            .map_err(db_error)?;
-            // After the session rows: every revoking transaction locks in that order.
-            revocations::record_subject(&mut tx, &user.tenant_id, &user.id, 0)
-                .await
-                .map_err(db_error)?;
-        }
+        revoked = super::set_active(&mut tx, &user, active, &caller.actor(), &origin).await?;
         user.active = active;
     }
+    let mut changed = AccessChanged::default();
     let roles = match new_roles {
         Some(roles) if roles != current_roles => {
-            sqlx::query("DELETE FROM user_roles WHERE user_id = $1")
-                .bind(&user.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_error)?;
-            for role in &roles {
-                sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
-                    .bind(&user.id)
-                    .bind(role)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_error)?;
-            }
+            super::store::set_roles(&mut tx, &user.id, &roles).await?;
             // Tokens carry roles and scope: services must stop trusting the old ones.
-            changed
-                .record(&mut tx, &user.tenant_id, &user.id)
-                .await
-                .map_err(db_error)?;
+            changed.record(&mut tx, &user.tenant_id, &user.id).await?;
             let details = serde_json::json!({ "from": current_roles, "to": roles });
             caller
                 .record(
@@ -452,7 +347,7 @@ async fn update(
         }
         _ => current_roles,
     };
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     changed.apply(state.rbac(), state.feed());
     Ok(Json(UserView { user, roles }))
@@ -465,13 +360,13 @@ async fn unlock(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     crate::auth::attempts::unlock(&state, &user.id).await;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     caller
         .record(&mut tx, "user.unlocked", ("user", &user.id), &origin, None)
         .await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -482,11 +377,11 @@ async fn remove(
     caller: Authenticated,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:delete").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersDelete).await?;
     not_self(&caller, &user)?;
-    let revoked = super::disable(state.db(), &user, &caller.actor(), &origin)
-        .await
-        .map_err(user_error)?;
+    let mut tx = state.db().begin_write().await?;
+    let revoked = super::set_active(&mut tx, &user, false, &caller.actor(), &origin).await?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
 }
@@ -505,7 +400,7 @@ async fn reset_password(
     Path(id): Path<String>,
     Json(reset): Json<PasswordReset>,
 ) -> Result<StatusCode, ApiError> {
-    let user = acted_on(&state, &caller, &id, "users:update").await?;
+    let user = acted_on(&state, &caller, &id, Perm::UsersUpdate).await?;
     let hash = state.passwords().hash(reset.new_password).await?;
     let revoked = super::set_password_hash(
         state.db(),
@@ -515,8 +410,7 @@ async fn reset_password(
         &caller.actor(),
         &origin,
     )
-    .await
-    .map_err(user_error)?;
+    .await?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -107,14 +107,17 @@ on_each_database! {
         let app = spawn_app_with(db, |_| {}).await;
         let user = app.create_user("ada@example.com", PASSWORD, &["user"], None).await;
         let tokens = app.login("ada@example.com", PASSWORD).await;
-        let revoked = tessera::users::disable(
-            app.state.db(),
+        let mut tx = app.state.db().begin_write().await.expect("transaction");
+        let revoked = tessera::users::set_active(
+            &mut tx,
             &user,
+            false,
             &tessera::audit::Actor::System,
             &tessera::http::client::RequestMeta::default(),
         )
         .await
         .expect("disabled");
+        tx.commit().await.expect("committed");
         revoked.apply(app.state.sessions());
 
         let wrong = app.post_json("/api/v1/auth/login", &json!({"login": "ada@example.com", "password": "not the one!"})).await;

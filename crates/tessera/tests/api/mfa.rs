@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tessera_token::unix_now;
 
 use crate::helpers::{TestApp, TestDatabase, problem, spawn_app_with};
+use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -573,6 +574,37 @@ async fn a_password_reset_ends_logins_waiting_for_a_code() {
         "invalid_mfa_token",
     )
     .await;
+}
+
+on_each_database! {
+    async fn an_admin_disabling_an_account_ends_its_logins_waiting_for_a_code(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let (secret, _, _) = enroll(&app).await;
+        let pending = login(&app).await["mfa_token"].as_str().expect("mfa token").to_owned();
+        let admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
+        let user = tessera::users::find_by_email(
+            app.state.db(),
+            tessera::tenants::DEFAULT_TENANT_ID,
+            &tessera::users::Email::parse("ada@example.com").expect("email"),
+        )
+        .await
+        .expect("user");
+
+        let disabled = app
+            .send(
+                reqwest::Method::PATCH,
+                &format!("/api/v1/admin/users/{}", user.id),
+                &admin,
+                Some(json!({"active": false})),
+            )
+            .await;
+        assert_eq!(disabled.status(), 200);
+
+        // The challenge itself is gone, not merely refused for a disabled account.
+        let verify = json!({"mfa_token": pending, "code": code(&secret, unix_now() + 30)});
+        let answer = post(&app, "/api/v1/auth/mfa/verify", None, verify).await;
+        problem(answer, 401, "invalid_mfa_token").await;
+    }
 }
 
 #[tokio::test]

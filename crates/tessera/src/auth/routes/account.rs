@@ -131,8 +131,7 @@ pub async fn refresh(
         let session_id = state
             .sessions()
             .session_of(state.db(), &token)
-            .await
-            .map_err(db_error)?
+            .await?
             .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
         if from_cookie {
             // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
@@ -155,9 +154,7 @@ pub async fn refresh(
             .rotate_known(state.db(), &session_id, &token, &origin)
             .await
             .map_err(refresh_refused)?;
-        let roles = users::roles(state.db(), &rotation.session.user_id)
-            .await
-            .map_err(db_error)?;
+        let roles = users::roles(state.db(), &rotation.session.user_id).await?;
         tokens::deliver(
             &state,
             delivery,
@@ -191,22 +188,12 @@ pub async fn logout(
     caller: Authenticated,
 ) -> Result<Response, ApiError> {
     let actor = caller.actor();
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "logout",
-            actor: &actor,
-            tenant_id: Some(caller.tenant_id()),
-            target: Some(("session", caller.session_id())),
-            success: true,
-            reason: None,
-            origin: &origin,
-            details: None,
-        },
-    )
-    .await
-    .map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
+    audit::Event::new("logout", &actor, &origin)
+        .in_tenant(caller.tenant_id())
+        .on("session", caller.session_id())
+        .record(&mut tx)
+        .await?;
     let revoked = sessions::revoke(
         &mut tx,
         Scope::One(caller.session_id()),
@@ -214,9 +201,8 @@ pub async fn logout(
         &actor,
         &origin,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     let mut response = StatusCode::NO_CONTENT.into_response();
     state.auth().cookies.clear(response.headers_mut());
@@ -276,9 +262,7 @@ pub async fn change_password(
     let actor = caller.actor();
     let user = &caller.info.user;
     let check = SecretCheck::begin(&state, Factor::Password, Subject::Account(user)).await?;
-    let stored = users::password_hash(db, caller.user_id())
-        .await
-        .map_err(db_error)?;
+    let stored = users::password_hash(db, caller.user_id()).await?;
     let verified = passwords
         .verify(request.current_password, stored.clone())
         .await?;
@@ -301,7 +285,7 @@ pub async fn change_password(
     // run more hashes at once than the account's checks allow.
     let hash = passwords.hash(request.new_password).await?;
     check.passed().await;
-    let mut tx = db.begin_write().await.map_err(db_error)?;
+    let mut tx = db.begin_write().await?;
     let swapped = users::swap_password_hash(
         &mut tx,
         user,
@@ -311,8 +295,7 @@ pub async fn change_password(
         &actor,
         &origin,
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !swapped {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -327,9 +310,8 @@ pub async fn change_password(
         &actor,
         &origin,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     Ok(StatusCode::NO_CONTENT)
 }

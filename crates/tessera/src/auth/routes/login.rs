@@ -130,13 +130,11 @@ async fn attempt_login(
     let db = state.db();
     let tenant_id = match request.tenant.as_deref() {
         None => Some(DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) if slug.len() <= 64 => tenants::tenant_id(db, slug).await.map_err(db_error)?,
+        Some(slug) if slug.len() <= 64 => tenants::tenant_id(db, slug).await?,
         Some(_) => None,
     };
     let account = match &tenant_id {
-        Some(tenant_id) => users::find_for_login(db, tenant_id, &request.login)
-            .await
-            .map_err(db_error)?,
+        Some(tenant_id) => users::find_for_login(db, tenant_id, &request.login).await?,
         None => None,
     };
     // Limits and lockout count the account, whatever name reached it; a name that reaches
@@ -211,7 +209,7 @@ async fn attempt_login(
         ));
     }
 
-    let mut tx = db.begin_write().await.map_err(db_error)?;
+    let mut tx = db.begin_write().await?;
     let still_valid = users::record_login(
         &mut tx,
         &user.id,
@@ -219,8 +217,7 @@ async fn attempt_login(
         verified.upgraded.as_deref(),
         unix_now(),
     )
-    .await
-    .map_err(db_error)?;
+    .await?;
     if !still_valid {
         // The password was reset or the account disabled while this login was verifying.
         drop(tx);
@@ -239,17 +236,11 @@ async fn attempt_login(
         .is_some()
         .then(|| serde_json::json!({ "password_hash_upgraded": true }));
     if state.config().features.mfa_enabled {
-        let purpose = if state
-            .mfa()
-            .enabled(&mut tx, &user.id)
-            .await
-            .map_err(db_error)?
-        {
+        let purpose = if state.mfa().enabled(&mut tx, &user.id).await? {
             Some(mfa::Purpose::Verify)
         } else {
             mfa::required_for(&mut tx, &user.tenant_id, &user.id)
-                .await
-                .map_err(db_error)?
+                .await?
                 .then_some(mfa::Purpose::Enroll)
         };
         if let Some(purpose) = purpose {
@@ -291,26 +282,16 @@ pub(crate) async fn open_session(
                 origin,
             },
         )
-        .await
-        .map_err(db_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "login.succeeded",
-            actor: &Actor::User(user.id.clone()),
-            tenant_id: Some(&user.tenant_id),
-            target: Some(("session", &session.id)),
-            success: true,
-            reason: None,
-            origin,
-            details,
-        },
-    )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+        .await?;
+    audit::Event::new("login.succeeded", &Actor::User(user.id.clone()), origin)
+        .in_tenant(&user.tenant_id)
+        .on("session", &session.id)
+        .details(details)
+        .record(&mut tx)
+        .await?;
+    tx.commit().await?;
 
-    let roles = users::roles(state.db(), &user.id).await.map_err(db_error)?;
+    let roles = users::roles(state.db(), &user.id).await?;
     tokens::deliver(state, delivery, &session, &refresh, roles, Some(user)).await
 }
 
@@ -322,23 +303,14 @@ async fn login_failed(
     reason: &str,
     origin: &RequestMeta,
 ) -> Result<(), ApiError> {
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "login.failed",
-            actor: &Actor::Anonymous,
-            tenant_id,
-            target: user.map(|u| ("user", u.id.as_str())),
-            success: false,
-            reason: Some(reason),
-            origin,
-            details: None,
-        },
-    )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)
+    let mut tx = state.db().begin_write().await?;
+    audit::Event::new("login.failed", &Actor::Anonymous, origin)
+        .tenant(tenant_id)
+        .target(user.map(|u| ("user", u.id.as_str())))
+        .failed(reason)
+        .record(&mut tx)
+        .await?;
+    Ok(tx.commit().await?)
 }
 
 /// The self-service registration request.
@@ -409,8 +381,7 @@ async fn create_account(
     let db = state.db();
     // A disabled tenant and the `system` tenant answer exactly like a missing one.
     let tenant_id = tenants::registrable_tenant(db, request.tenant.as_deref())
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| {
             invalid(
                 "unknown_tenant",
@@ -428,9 +399,9 @@ async fn create_account(
         password_hash: Some(hash),
         roles: vec!["user".to_owned()],
     };
-    let mut tx = db.begin_write().await.map_err(db_error)?;
+    let mut tx = db.begin_write().await?;
     match users::create(&mut tx, &new, &Actor::Anonymous, &origin).await {
-        Ok(_) => tx.commit().await.map_err(db_error)?,
+        Ok(_) => tx.commit().await?,
         Err(UserError::Conflict) => {
             drop(tx);
             record_taken(db, &new.tenant_id, &origin).await?;
@@ -461,21 +432,11 @@ async fn record_taken(
     tenant_id: &str,
     origin: &RequestMeta,
 ) -> Result<(), ApiError> {
-    let mut tx = db.begin_write().await.map_err(db_error)?;
-    audit::record(
-        &mut tx,
-        &audit::Event {
-            action: "user.registration_refused",
-            actor: &Actor::Anonymous,
-            tenant_id: Some(tenant_id),
-            target: None,
-            success: false,
-            reason: Some("account_exists"),
-            origin,
-            details: None,
-        },
-    )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)
+    let mut tx = db.begin_write().await?;
+    audit::Event::new("user.registration_refused", &Actor::Anonymous, origin)
+        .in_tenant(tenant_id)
+        .failed("account_exists")
+        .record(&mut tx)
+        .await?;
+    Ok(tx.commit().await?)
 }

@@ -16,7 +16,6 @@ use crate::auth::tokens::Delivery;
 use crate::caller::Authenticated;
 use crate::db::WriteTx;
 use crate::http::client::RequestMeta;
-use crate::http::error::db_error;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::{self, Scope};
@@ -65,21 +64,14 @@ async fn record(
     origin: &RequestMeta,
     details: Option<serde_json::Value>,
 ) -> Result<(), ApiError> {
-    audit::record(
-        tx,
-        &audit::Event {
-            action,
-            actor: &Actor::User(user.id.clone()),
-            tenant_id: Some(&user.tenant_id),
-            target: Some(("user", &user.id)),
-            success,
-            reason: None,
-            origin,
-            details,
-        },
-    )
-    .await
-    .map_err(db_error)
+    audit::Event::new(action, &Actor::User(user.id.clone()), origin)
+        .in_tenant(&user.tenant_id)
+        .on("user", &user.id)
+        .succeeded(success)
+        .details(details)
+        .record(tx)
+        .await?;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -112,13 +104,8 @@ async fn setup(
             "the password is wrong",
         ));
     }
-    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
-    if state
-        .mfa()
-        .enabled(&mut conn, &user.id)
-        .await
-        .map_err(db_error)?
-    {
+    let mut conn = state.db().pool().acquire().await?;
+    if state.mfa().enabled(&mut conn, &user.id).await? {
         return Err(already_enabled());
     }
     drop(conn);
@@ -138,18 +125,13 @@ async fn begin_enrollment(
     user: &User,
     origin: &RequestMeta,
 ) -> Result<Response, ApiError> {
-    let Some(secret) = state
-        .mfa()
-        .begin(state.db(), &user.id)
-        .await
-        .map_err(db_error)?
-    else {
+    let Some(secret) = state.mfa().begin(state.db(), &user.id).await? else {
         return Err(already_enabled());
     };
     let uri = otpauth_uri("Tessera", user.email.as_str(), &secret);
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     record(&mut tx, "mfa.setup_started", user, true, origin, None).await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(no_store(
         Json(json!({
             "secret": crate::auth::mfa::totp::base32(&secret),
@@ -187,22 +169,17 @@ async fn finish_enrollment(
     origin: &RequestMeta,
     keep: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     let accepted = state
         .mfa()
         .accept_code(&mut tx, &user.id, code, true)
-        .await
-        .map_err(db_error)?;
+        .await?;
     if accepted == Err(CodeError::Rejected) {
         record(&mut tx, "mfa.confirm_failed", user, false, origin, None).await?;
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         return Err(invalid_code());
     }
-    let codes = state
-        .mfa()
-        .new_recovery_codes(&mut tx, &user.id)
-        .await
-        .map_err(db_error)?;
+    let codes = state.mfa().new_recovery_codes(&mut tx, &user.id).await?;
     record(&mut tx, "mfa.enabled", user, true, origin, None).await?;
     let scope = match keep {
         Some(keep) => Scope::AllOfExcept(&user.id, keep),
@@ -215,9 +192,8 @@ async fn finish_enrollment(
         &Actor::User(user.id.clone()),
         origin,
     )
-    .await
-    .map_err(db_error)?;
-    tx.commit().await.map_err(db_error)?;
+    .await?;
+    tx.commit().await?;
     revoked.apply(state.sessions());
     Ok(no_store(
         Json(json!({ "enabled": true, "recovery_codes": codes })).into_response(),
@@ -253,12 +229,11 @@ async fn disable(
         return Err(refused());
     }
     let check = SecretCheck::begin(&state, Factor::Code, Subject::Account(&user)).await?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     let code_ok = state
         .mfa()
         .accept_code(&mut tx, &user.id, &request.code, false)
-        .await
-        .map_err(db_error)?
+        .await?
         .is_ok();
     if !code_ok {
         drop(tx);
@@ -274,13 +249,9 @@ async fn disable(
         return Err(refused());
     }
     check.passed().await;
-    state
-        .mfa()
-        .remove(&mut tx, &user.id)
-        .await
-        .map_err(db_error)?;
+    state.mfa().remove(&mut tx, &user.id).await?;
     record(&mut tx, "mfa.disabled", &user, true, &origin, None).await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -295,9 +266,7 @@ async fn password_right(
 ) -> Result<bool, ApiError> {
     let user = &caller.info.user;
     let check = SecretCheck::begin(state, Factor::Password, Subject::Account(user)).await?;
-    let stored = users::password_hash(state.db(), &user.id)
-        .await
-        .map_err(db_error)?;
+    let stored = users::password_hash(state.db(), &user.id).await?;
     if state.passwords().verify(password, stored).await?.ok {
         check.passed().await;
         return Ok(true);
@@ -331,14 +300,13 @@ pub(crate) async fn challenge(
     let token = state
         .mfa()
         .challenge(&mut tx, &user.id, kind, purpose)
-        .await
-        .map_err(db_error)?;
+        .await?;
     let (action, flag) = match purpose {
         Purpose::Verify => ("login.mfa_required", "mfa_required"),
         Purpose::Enroll => ("login.mfa_enrollment_required", "mfa_enrollment_required"),
     };
     record(&mut tx, action, user, true, origin, None).await?;
-    tx.commit().await.map_err(db_error)?;
+    tx.commit().await?;
     Ok(no_store(
         Json(json!({
             flag: true,
@@ -361,17 +329,14 @@ async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
     let challenge = state
         .mfa()
         .count_attempt(state.db(), token, Purpose::Enroll)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(|| {
             ApiError::unauthorized(
                 "invalid_mfa_token",
                 "the login expired or used up its attempts; log in again",
             )
         })?;
-    let user = users::find_for_login_by_id(state.db(), &challenge.user_id)
-        .await
-        .map_err(db_error)?;
+    let user = users::find_for_login_by_id(state.db(), &challenge.user_id).await?;
     if !user.active {
         return Err(ApiError::forbidden(
             "account_disabled",
@@ -410,12 +375,8 @@ async fn enroll_confirm(
     })?;
     let user = enrolling(&state, &request.mfa_token).await?;
     let response = finish_enrollment(&state, &user, &code, &origin, None).await?;
-    let mut conn = state.db().pool().acquire().await.map_err(db_error)?;
-    state
-        .mfa()
-        .finish(&mut conn, &request.mfa_token)
-        .await
-        .map_err(db_error)?;
+    let mut conn = state.db().pool().acquire().await?;
+    state.mfa().finish(&mut conn, &request.mfa_token).await?;
     Ok(response)
 }
 
@@ -472,8 +433,7 @@ async fn complete(
     let challenge = state
         .mfa()
         .count_attempt(state.db(), &request.mfa_token, Purpose::Verify)
-        .await
-        .map_err(db_error)?
+        .await?
         .ok_or_else(expired)?;
     *decision = Some(Decision {
         allowed: true,
@@ -497,20 +457,13 @@ async fn complete(
     } else {
         Delivery::Body
     };
-    let user = users::find_for_login_by_id(state.db(), &user_id)
-        .await
-        .map_err(db_error)?;
+    let user = users::find_for_login_by_id(state.db(), &user_id).await?;
     // Codes are counted per account across challenges, like passwords: logging in again for
     // a fresh challenge does not buy more guesses.
     let check = SecretCheck::begin(state, Factor::Code, Subject::Account(&user)).await?;
-    let mut tx = state.db().begin_write().await.map_err(db_error)?;
+    let mut tx = state.db().begin_write().await?;
     // Claimed first, so a challenge completes one login however many codes race on it.
-    if !state
-        .mfa()
-        .finish(&mut tx, &request.mfa_token)
-        .await
-        .map_err(db_error)?
-    {
+    if !state.mfa().finish(&mut tx, &request.mfa_token).await? {
         return Err(expired());
     }
     let (accepted, method) = match (&request.code, &request.recovery_code) {
@@ -518,8 +471,7 @@ async fn complete(
             state
                 .mfa()
                 .accept_code(&mut tx, &user_id, code, false)
-                .await
-                .map_err(db_error)?
+                .await?
                 .is_ok(),
             "totp",
         ),
@@ -527,8 +479,7 @@ async fn complete(
             state
                 .mfa()
                 .use_recovery_code(&mut tx, &user_id, code)
-                .await
-                .map_err(db_error)?,
+                .await?,
             "recovery_code",
         ),
         _ => (false, "none"),
@@ -551,9 +502,9 @@ async fn complete(
     check.passed().await;
     if !user.active {
         drop(tx);
-        let mut tx = state.db().begin_write().await.map_err(db_error)?;
+        let mut tx = state.db().begin_write().await?;
         record(&mut tx, "login.mfa_failed", &user, false, &origin, details).await?;
-        tx.commit().await.map_err(db_error)?;
+        tx.commit().await?;
         return Err(invalid_code());
     }
     open_session(
