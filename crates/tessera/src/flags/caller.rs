@@ -14,13 +14,8 @@ use super::eval::{Context, attr};
 use crate::AppState;
 use crate::caller::{Authenticated, SESSION_CLIENT_ID};
 use crate::http::ApiError;
+use crate::permissions::Perm;
 use crate::tenants::SYSTEM_TENANT_ID;
-
-/// The permission a service account's token needs to read flags.
-pub const FLAGS_READ: &str = "flags:read";
-
-/// The permission that changes flags.
-pub const FLAGS_WRITE: &str = "flags:write";
 
 /// A caller of the flag endpoints.
 #[derive(Debug, Clone)]
@@ -173,7 +168,7 @@ async fn service(
     if !usable {
         return Err(revoked());
     }
-    let wanted = Permission::parse(FLAGS_READ).map_err(ApiError::internal)?;
+    let wanted = Perm::FlagsRead.permission().map_err(ApiError::internal)?;
     if !Permission::allowed_by_scope(&claims.scope, &wanted) {
         return Err(ApiError::forbidden(
             "insufficient_scope",

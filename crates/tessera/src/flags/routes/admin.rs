@@ -19,7 +19,6 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::caller::Authenticated;
-use crate::flags::caller::{FLAGS_READ, FLAGS_WRITE};
 use crate::flags::model::{Flag, FlagKey, FlagSpec};
 use crate::flags::set::{Defined, Entry, ValuePatch, ValueSource};
 use crate::flags::store::{self, Origin};
@@ -27,6 +26,7 @@ use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
+use crate::permissions::Perm;
 use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The admin routes.
@@ -90,7 +90,7 @@ fn flag_not_found() -> ApiError {
 
 /// Global changes: `flags:write` held by a platform administrator.
 async fn platform_admin(state: &AppState, caller: &Authenticated) -> Result<(), ApiError> {
-    caller.require(state, FLAGS_WRITE).await?;
+    caller.require(state, Perm::FlagsWrite).await?;
     if caller.tenant_id() != SYSTEM_TENANT_ID {
         return Err(ApiError::forbidden(
             "platform_admin_only",
@@ -119,7 +119,7 @@ async fn list(
     page: PageRequest,
     Query(filter): Query<ListFilter>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, FLAGS_READ).await?;
+    caller.require(&state, Perm::FlagsRead).await?;
     let set = state.flags().snapshot();
     let tenant = Some(caller.tenant_id());
     let matching: Vec<_> = set
@@ -157,7 +157,7 @@ async fn show(
     caller: Authenticated,
     Path(key): Path<String>,
 ) -> Result<Response, ApiError> {
-    caller.require(&state, FLAGS_READ).await?;
+    caller.require(&state, Perm::FlagsRead).await?;
     let set = state.flags().snapshot();
     let entry = set.get(&key).ok_or_else(flag_not_found)?;
     let found = set.override_of(Some(caller.tenant_id()), &key);
@@ -351,7 +351,7 @@ async fn tenant_admin(
     caller: &Authenticated,
     tenant_id: &str,
 ) -> Result<(), ApiError> {
-    caller.require(state, FLAGS_WRITE).await?;
+    caller.require(state, Perm::FlagsWrite).await?;
     if caller.tenant_id() == tenant_id {
         return Ok(());
     }
@@ -361,12 +361,9 @@ async fn tenant_admin(
             "tenant overrides are set within your own tenant",
         ));
     }
-    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM tenants WHERE id = $1")
-        .bind(tenant_id)
-        .fetch_optional(state.db().pool())
+    crate::tenants::store::find(state.db(), tenant_id)
         .await
-        .map_err(db_error)?;
-    exists
+        .map_err(db_error)?
         .map(|_| ())
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", "no such tenant"))
 }
