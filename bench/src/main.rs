@@ -10,6 +10,7 @@ mod flags;
 mod hello;
 mod load;
 mod phases;
+mod realtime;
 mod report;
 mod scale;
 mod server;
@@ -53,7 +54,7 @@ struct Cli {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=100_000))]
     scale_samples: Option<u64>,
     /// Use the `tessera` binary beside this one as it is, without `cargo build --release`.
-    #[arg(long)]
+    #[arg(long, global = true)]
     no_build: bool,
 }
 
@@ -61,6 +62,9 @@ struct Cli {
 enum Command {
     /// Serve the bare hello server (the ceiling) on a free loopback port.
     Hello,
+    /// The real-time hub: idle WebSockets (RSS per connection), fan-out latency, revoke to
+    /// close latency.
+    Realtime(realtime::Args),
 }
 
 /// How a run is paced.
@@ -84,6 +88,10 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Some(Command::Hello) => runtime.block_on(hello::serve()),
+        Some(Command::Realtime(args)) => {
+            let binary = tessera_binary(cli.no_build)?;
+            runtime.block_on(realtime::run(binary, args))
+        }
         None => runtime.block_on(bench(cli)),
     }
 }

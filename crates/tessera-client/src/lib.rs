@@ -39,9 +39,11 @@ mod introspection;
 mod keys;
 mod revocations;
 mod sse;
+mod tickets;
 mod verifier;
 
 pub use error::{AuthError, SetupError};
 pub use flags::{Flags, FlagsBuilder, FlagsError};
 pub use tessera_token;
+pub use tickets::{RedeemedTicket, TicketError, TicketRedeemer};
 pub use verifier::{Authenticated, Builder, Verifier};

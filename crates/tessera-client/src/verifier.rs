@@ -182,6 +182,32 @@ impl Verifier {
             .map(|feed| feed.silence_secs())
     }
 
+    /// Whether the session behind a redeemed real-time ticket has ended by what the
+    /// revocation feed says: the session revoked, or its user or tenant revoked since the
+    /// ticket was redeemed (a service closes the socket then; the browser reconnects with a
+    /// new ticket if it still may). `None` without a feed to tell. Session expiry is
+    /// `session.session_expires_at`.
+    pub fn session_ended(&self, session: &crate::RedeemedTicket) -> Option<bool> {
+        let feed = self.inner.revocations.as_ref()?;
+        let claims = AccessClaims {
+            iss: String::new(),
+            aud: tessera_token::Audience::one(String::new()),
+            sub: session.sub.clone(),
+            client_id: String::new(),
+            sid: Some(session.sid.clone()),
+            tid: session.tid.clone(),
+            roles: Vec::new(),
+            scope: String::new(),
+            amr: Vec::new(),
+            auth_time: Some(session.auth_time),
+            iat: session.redeemed_at,
+            nbf: None,
+            exp: session.session_expires_at,
+            jti: String::new(),
+        };
+        Some(feed.covers(&claims))
+    }
+
     /// How many revocations are held (0 without a feed).
     pub fn revocation_count(&self) -> usize {
         self.inner.revocations.as_ref().map_or(0, |feed| feed.len())

@@ -9,29 +9,33 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tokio_util::sync::DropGuard;
 
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Create, Db};
 use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
+use crate::jobs::Jobs;
 use crate::keys::Keys;
 use crate::master::{Generate, MasterKey};
 use crate::oauth::denylist::DenyList;
 use crate::passwords::Passwords;
 use crate::rbac::Rbac;
+use crate::realtime::Realtime;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, revocations, sessions,
-    tenants,
+    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, realtime, revocations,
+    sessions, tenants,
 };
 
 /// A server ready to run: connected, migrated, routes built.
@@ -42,12 +46,23 @@ pub struct Application {
     /// The separate `/metrics` listener (`metrics.bind`), bound at build so a taken port
     /// fails the start rather than the first scrape.
     metrics_listener: Option<TcpListener>,
+    /// Every background loop (pollers, flushers, sealer, cleanup, key refresh); `run` stops
+    /// and awaits them at shutdown.
+    jobs: Jobs,
+    /// Stops the loops if the application is dropped without running.
+    _stop_jobs: DropGuard,
 }
 
 impl Application {
     /// Connects to the database, brings the schema up to date (or refuses an outdated one when
-    /// `database.migrate_on_start` is off) and builds the router.
+    /// `database.migrate_on_start` is off) and builds the router, on the system clock.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Clock::system()).await
+    }
+
+    /// [`build`](Self::build) with the time read from `clock` by every service that decides
+    /// by it (tests pass a manual clock and advance it).
+    pub async fn build_with_clock(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let metrics_listener = match config.metrics.bind {
             Some(bind) => Some(
                 TcpListener::bind(bind)
@@ -78,8 +93,9 @@ impl Application {
                  run `tessera migrate up` first"
             );
         }
+        let jobs = Jobs::new();
         let keys = Keys::start(&config, &db).await?;
-        keys.spawn_refresher(db.clone());
+        keys.spawn_refresher(&jobs, db.clone());
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
         let feed = Feed::load(&db)
@@ -88,35 +104,38 @@ impl Application {
         // Subscribed before the feed's first poll, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
-        feed.spawn_poller(db.clone());
+        let realtime = Realtime::start(&config, &db, &feed, &jobs)
+            .await
+            .context("cannot read the real-time event log")?;
+        feed.spawn_poller(&jobs, db.clone());
         let session_cache = Arc::new(SessionCache::new());
-        session_cache.spawn_poller(db.clone());
+        session_cache.spawn_poller(&jobs, db.clone());
         let sessions = Arc::new(Sessions::new(
             &config,
             &master,
             Arc::clone(&feed),
             Arc::clone(&session_cache) as Arc<dyn sessions::Watcher>,
         ));
-        cleanup::spawn(db.clone(), Arc::downgrade(&sessions));
+        cleanup::spawn(&jobs, db.clone());
         let auth = Arc::new(Auth::new(&config, &master));
         audit::chain::spawn_sealer(
+            &jobs,
             db.clone(),
             audit::chain::ChainKey::new(&master),
             config.audit.retention_days,
-            Arc::downgrade(&sessions),
         );
         let denylist = DenyList::load(&db)
             .await
             .context("cannot read the revoked tokens")?;
-        denylist.spawn_poller(db.clone());
-        let limiter = Arc::new(Limiter::new(&config).await?);
-        audit::tally::spawn_flusher(limiter.refusals(), db.clone());
+        denylist.spawn_poller(&jobs, db.clone());
+        let limiter = Arc::new(Limiter::new(&config, clock.clone()).await?);
+        audit::tally::spawn_flusher(&jobs, limiter.refusals(), db.clone());
         let flags = Flags::load(&config, &db)
             .await
             .context("cannot read the feature flags")?;
         flags.spawn_poller(db.clone());
         let csp_reports = Tally::new("csp.violation");
-        audit::tally::spawn_flusher(&csp_reports, db.clone());
+        audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(
             &db,
             &passwords,
@@ -140,9 +159,11 @@ impl Application {
             feed,
             limiter,
             csp_reports,
-            mfa: Arc::new(Mfa::new(&master)),
+            mfa: Arc::new(Mfa::new(&master, clock.clone())),
             cursors: Arc::new(Cursors::new(&master)),
             flags,
+            realtime,
+            clock,
         });
         let router = router(state.clone());
         Ok(Self {
@@ -150,6 +171,8 @@ impl Application {
             router,
             bootstrap,
             metrics_listener,
+            _stop_jobs: jobs.drop_guard(),
+            jobs,
         })
     }
 
@@ -180,14 +203,17 @@ impl Application {
         let service = self
             .router
             .into_make_service_with_connect_info::<SocketAddr>();
-        // Open revocation streams never end by themselves; shutting down ends them.
+        // Open revocation streams and real-time connections never end by themselves; shutting
+        // down ends them.
         let feed = Arc::clone(self.state.feed());
         let flags = Arc::clone(self.state.flags());
+        let realtime = Arc::clone(self.state.realtime());
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
             flags.close();
+            realtime.close();
             stopping.send_replace(true);
         };
         let metrics = self.metrics_listener.map(|listener| {
@@ -210,6 +236,7 @@ impl Application {
         if let Some(metrics) = metrics {
             let _ = metrics.await;
         }
+        self.jobs.shutdown().await;
         served?;
         self.state.db().close().await;
         Ok(())
@@ -232,6 +259,7 @@ fn router(state: AppState) -> Router {
         .merge(audit::routes::router())
         .merge(http::csp::router())
         .merge(flags::routes::router())
+        .merge(realtime::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -7,12 +7,12 @@
 //! - revoked access tokens, and revocation-feed entries, once no token they cover can be
 //!   valid: nothing can present such a token any more.
 
-use std::sync::Weak;
 use std::time::Duration;
 
 use tessera_token::unix_now;
 
 use crate::db::{Db, Job};
+use crate::jobs::Jobs;
 use crate::revocations;
 
 /// How long an ended session is kept, in seconds.
@@ -73,16 +73,11 @@ pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error>
     }))
 }
 
-/// Runs cleanup every hour until `db` closes or `alive` is dropped (the application).
-pub fn spawn<T: Send + Sync + 'static>(db: Db, alive: Weak<T>) {
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(EVERY);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            ticker.tick().await;
-            if alive.upgrade().is_none() || db.pool().is_closed() {
-                return;
-            }
+/// Runs cleanup every hour until shutdown.
+pub fn spawn(jobs: &Jobs, db: Db) {
+    jobs.every(EVERY, false, move || {
+        let db = db.clone();
+        async move {
             match run_once(&db, unix_now()).await {
                 Ok(Some(removed)) if removed != Removed::default() => {
                     tracing::info!(?removed, "cleanup removed rows that can no longer matter");

@@ -8,6 +8,7 @@ use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
 use crate::flags::Flags;
@@ -18,6 +19,7 @@ use crate::keys::Keys;
 use crate::oauth::denylist::DenyList;
 use crate::passwords::Passwords;
 use crate::rbac::Rbac;
+use crate::realtime::Realtime;
 use crate::revocations::Feed;
 use crate::sessions::Sessions;
 
@@ -61,6 +63,10 @@ pub struct Services {
     pub cursors: Arc<Cursors>,
     /// Feature flags: the current set, kept current across instances.
     pub flags: Arc<Flags>,
+    /// The real-time hub: connections bound to sessions, the event log, history.
+    pub realtime: Arc<Realtime>,
+    /// The time every expiry, limit and lockout is decided by.
+    pub clock: Clock,
 }
 
 impl AppState {
@@ -149,5 +155,15 @@ impl AppState {
     /// Feature flags.
     pub fn flags(&self) -> &Arc<Flags> {
         &self.inner.flags
+    }
+
+    /// The real-time hub.
+    pub fn realtime(&self) -> &Arc<Realtime> {
+        &self.inner.realtime
+    }
+
+    /// The time every expiry, limit and lockout is decided by.
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 }

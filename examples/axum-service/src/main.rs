@@ -7,10 +7,11 @@
 //! ```
 //!
 //! The client is a Tessera service account allowed `tokens:introspect`
-//! (`tessera clients create --name reports --scope tokens:introspect`).
+//! (`tessera clients create --name reports --scope tokens:introspect`); its id is also the
+//! `audience` browsers name when they ask Tessera for a ticket to `GET /chat`.
 
 use anyhow::Context as _;
-use tessera_client::Verifier;
+use tessera_client::{TicketRedeemer, Verifier};
 
 fn var(name: &str) -> anyhow::Result<String> {
     std::env::var(name).with_context(|| format!("{name} must be set"))
@@ -19,8 +20,14 @@ fn var(name: &str) -> anyhow::Result<String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().init();
-    let verifier = Verifier::builder(var("TESSERA_ISSUER")?, var("TESSERA_AUDIENCE")?)
-        .client_credentials(var("TESSERA_CLIENT_ID")?, var("TESSERA_CLIENT_SECRET")?)
+    let (issuer, client_id, secret) = (
+        var("TESSERA_ISSUER")?,
+        var("TESSERA_CLIENT_ID")?,
+        var("TESSERA_CLIENT_SECRET")?,
+    );
+    let redeemer = TicketRedeemer::new(&issuer, &client_id, &secret);
+    let verifier = Verifier::builder(issuer, var("TESSERA_AUDIENCE")?)
+        .client_credentials(client_id, secret)
         .build()
         .await
         .context("cannot reach Tessera")?;
@@ -29,6 +36,9 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {bind}"))?;
     tracing::info!(%bind, "reports service listening");
-    axum::serve(listener, tessera_example_axum_service::router(verifier)).await?;
+    let app = tessera_example_axum_service::router(verifier.clone()).merge(
+        tessera_example_axum_service::chat_router(verifier, redeemer),
+    );
+    axum::serve(listener, app).await?;
     Ok(())
 }

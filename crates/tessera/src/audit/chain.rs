@@ -10,7 +10,6 @@
 //! Retention deletes the oldest sealed events and keeps a checkpoint (the last deleted
 //! event's position and hash), so what remains still verifies.
 
-use std::sync::Weak;
 use std::time::Duration;
 
 use aws_lc_rs::hmac;
@@ -20,6 +19,7 @@ use sqlx::{AnyConnection, Row as _};
 
 use crate::db::{Db, Job};
 use crate::digest::hex;
+use crate::jobs::Jobs;
 use crate::master::MasterKey;
 
 /// Events sealed per transaction.
@@ -289,22 +289,14 @@ pub async fn verify(db: &Db, key: &ChainKey) -> Result<Verdict, sqlx::Error> {
 }
 
 /// Seals every second, and applies retention (`retention_days`, 0 keeps everything) every
-/// hour, until `db` closes or `alive` is dropped.
-pub fn spawn_sealer<T: Send + Sync + 'static>(
-    db: Db,
-    key: ChainKey,
-    retention_days: u32,
-    alive: Weak<T>,
-) {
-    tokio::spawn(async move {
+/// hour, until shutdown.
+pub fn spawn_sealer(jobs: &Jobs, db: Db, key: ChainKey, retention_days: u32) {
+    jobs.spawn(async move {
         let mut ticker = tokio::time::interval(EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut ticks: u64 = 0;
         loop {
             ticker.tick().await;
-            if alive.upgrade().is_none() || db.pool().is_closed() {
-                return;
-            }
             // Seal everything there is, a batch per transaction.
             loop {
                 match seal_once(&db, &key).await {

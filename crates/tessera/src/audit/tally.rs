@@ -8,6 +8,7 @@ use super::{Actor, Event};
 use crate::db::Db;
 use crate::http::client::RequestMeta;
 use crate::http::tally::Tally;
+use crate::jobs::Jobs;
 
 /// How often tallies are written.
 pub const FLUSH_EVERY: Duration = Duration::from_secs(60);
@@ -33,18 +34,12 @@ pub async fn flush(tally: &Tally, db: &Db) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Flushes every minute until `db` closes or the tally is dropped.
-pub fn spawn_flusher(tally: &Arc<Tally>, db: Db) {
-    let weak = Arc::downgrade(tally);
-    tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(FLUSH_EVERY);
-        ticker.tick().await;
-        loop {
-            ticker.tick().await;
-            let Some(tally) = weak.upgrade() else { return };
-            if db.pool().is_closed() {
-                return;
-            }
+/// Flushes every minute until shutdown.
+pub fn spawn_flusher(jobs: &Jobs, tally: &Arc<Tally>, db: Db) {
+    let tally = Arc::clone(tally);
+    jobs.every(FLUSH_EVERY, true, move || {
+        let (tally, db) = (Arc::clone(&tally), db.clone());
+        async move {
             if let Err(e) = flush(&tally, &db).await {
                 tracing::warn!(error = %e, action = tally.action(), "writing a tally failed");
             }

@@ -3,12 +3,13 @@
 //! at once; those made by other instances or the CLI are picked up by a poll every second.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use sqlx::Row as _;
 
 use crate::db::Db;
+use crate::jobs::Jobs;
 use crate::sessions::{SESSION_COLUMNS, Session, Watcher, row_to_session};
 use crate::tenants::Tenant;
 use crate::users::User;
@@ -155,18 +156,14 @@ impl SessionCache {
 
     /// Follows revocations written by other instances and the CLI until `db` closes or the
     /// cache is dropped.
-    pub fn spawn_poller(self: &Arc<Self>, db: Db) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+        let cache = Arc::clone(self);
+        jobs.spawn(async move {
             let mut since = tessera_token::unix_now() - POLL_OVERLAP_SECS;
             let mut ticker = tokio::time::interval(POLL_EVERY);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let Some(cache) = weak.upgrade() else { return };
-                if db.pool().is_closed() {
-                    return;
-                }
                 let started = tessera_token::unix_now();
                 match revoked_since(&db, since).await {
                     Ok(ids) => {

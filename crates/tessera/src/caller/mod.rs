@@ -211,7 +211,24 @@ impl FromRequestParts<AppState> for Authenticated {
                 ));
             }
         };
-        let claims = state.keys().current().verify(&token).map_err(|e| {
+        let caller = Self::from_token(state, &token, via_cookie).await?;
+        if via_cookie && !parts.method.is_safe() {
+            auth.csrf.check(&parts.headers, caller.session_id())?;
+        }
+        Ok(caller)
+    }
+}
+
+impl Authenticated {
+    /// Authenticates an access token found by the shared extraction order (`via_cookie`:
+    /// from the access cookie): a valid, unrevoked token of a live Tessera session. CSRF is
+    /// the caller's to check for unsafe requests.
+    pub async fn from_token(
+        state: &AppState,
+        token: &str,
+        via_cookie: bool,
+    ) -> Result<Self, ApiError> {
+        let claims = state.keys().current().verify(token).map_err(|e| {
             ApiError::unauthorized(
                 "invalid_token",
                 format!("the access token is not valid: {e}"),
@@ -253,9 +270,6 @@ impl FromRequestParts<AppState> for Authenticated {
                 ));
             }
         };
-        if via_cookie && !parts.method.is_safe() {
-            auth.csrf.check(&parts.headers, sid)?;
-        }
         Ok(Self {
             claims,
             info,

@@ -80,6 +80,8 @@ pub struct Config {
     #[schemars(skip)]
     #[serde(skip)]
     pub flag_env: BTreeMap<String, String>,
+    /// The real-time hub (`/api/v1/realtime/*`): history, queues, timeouts.
+    pub realtime: RealtimeConfig,
 }
 
 impl Default for Config {
@@ -103,6 +105,7 @@ impl Default for Config {
             platform: PlatformConfig::default(),
             flags: BTreeMap::new(),
             flag_env: BTreeMap::new(),
+            realtime: RealtimeConfig::default(),
         }
     }
 }
@@ -275,6 +278,90 @@ pub struct MetricsConfig {
     /// wherever `/metrics` is served. Without it and without `bind`, production answers
     /// `/metrics` with 404; development and staging serve it to anyone.
     pub token: Option<Secret>,
+}
+
+/// The real-time hub: WebSocket and SSE connections bound to their session.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct RealtimeConfig {
+    /// Migration window for old clients that put an access token in the handshake's query
+    /// string (`?access_token=`): accepted until the end of this day (UTC, `YYYY-MM-DD`),
+    /// each use logged with a warning and counted. Unset (the default) or past: refused.
+    pub legacy_query_token_until: Option<String>,
+    /// Most events each channel keeps for resume (`Last-Event-ID`, `since`) and
+    /// `GET /api/v1/realtime/history`.
+    #[schemars(range(min = 1, max = 10000))]
+    pub history_max_events: u32,
+    /// Longest an event stays in its channel's history, in seconds.
+    #[schemars(range(min = 1, max = 86400))]
+    pub history_max_age_secs: u64,
+    /// Events waiting to be written to one connection. A connection whose queue is full is
+    /// a slow consumer: it is closed (WebSocket code 4408) instead of slowing anyone down.
+    #[schemars(range(min = 8, max = 65536))]
+    pub queue_capacity: u32,
+    /// A WebSocket that sends nothing (not even a pong) for this many seconds is closed.
+    #[schemars(range(min = 30, max = 3600))]
+    pub idle_timeout_secs: u64,
+    /// Most channels one connection may subscribe to.
+    #[schemars(range(min = 1, max = 1024))]
+    pub max_subscriptions: u32,
+    /// How often each instance reads events published by the others, in milliseconds
+    /// (PostgreSQL only; a SQLite instance is alone and delivers its own at once).
+    #[schemars(range(min = 10, max = 5000))]
+    pub poll_interval_ms: u64,
+}
+
+impl Default for RealtimeConfig {
+    fn default() -> Self {
+        Self {
+            legacy_query_token_until: None,
+            history_max_events: 100,
+            history_max_age_secs: 300,
+            queue_capacity: 256,
+            idle_timeout_secs: 75,
+            max_subscriptions: 64,
+            poll_interval_ms: 50,
+        }
+    }
+}
+
+impl RealtimeConfig {
+    /// The first Unix second after the legacy query-token window (the end of
+    /// `legacy_query_token_until`, UTC); `None` when unset or not a `YYYY-MM-DD` date.
+    pub fn legacy_query_token_end(&self) -> Option<i64> {
+        let text = self.legacy_query_token_until.as_deref()?;
+        end_of_day(text)
+    }
+}
+
+/// The Unix second at which the UTC day `YYYY-MM-DD` ends, if `text` is such a date.
+fn end_of_day(text: &str) -> Option<i64> {
+    let mut parts = text.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || year.len() != 4 || month.len() != 2 || day.len() != 2 {
+        return None;
+    }
+    let (year, month, day): (i64, i64, i64) =
+        (year.parse().ok()?, month.parse().ok()?, day.parse().ok()?);
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days_in_month = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if !(1..=days_in_month).contains(&day) {
+        return None;
+    }
+    // Days since 1970-01-01 of the proleptic Gregorian calendar (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    Some((days + 1) * 86_400)
 }
 
 /// Audit log settings.
@@ -653,4 +740,25 @@ pub struct BrandingConfig {
     pub primary_color: Option<String>,
     /// Support contact shown to users.
     pub support_email: Option<String>,
+}
+#[cfg(test)]
+mod tests {
+    use super::end_of_day;
+
+    #[test]
+    fn a_legacy_window_ends_at_the_end_of_its_utc_day() {
+        assert_eq!(end_of_day("1970-01-01"), Some(86_400));
+        assert_eq!(end_of_day("2000-03-01"), Some(951_955_200));
+        assert_eq!(end_of_day("2024-02-29"), Some(1_709_251_200));
+        for bad in [
+            "2023-02-29",
+            "2024-13-01",
+            "2024-1-01",
+            "24-01-01",
+            "2024-01-01x",
+            "",
+        ] {
+            assert_eq!(end_of_day(bad), None, "{bad}");
+        }
+    }
 }

@@ -107,6 +107,16 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
 
+    if config.realtime.legacy_query_token_until.is_some()
+        && config.realtime.legacy_query_token_end().is_none()
+    {
+        problems.push(Problem::key(
+            "realtime.legacy_query_token_until",
+            "expected a date, YYYY-MM-DD (the last day old clients may send a token in the \
+             query string)",
+        ));
+    }
+
     check_token(config, &mut problems);
     check_auth(config, &mut problems);
 

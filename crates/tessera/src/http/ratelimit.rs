@@ -24,6 +24,8 @@ use std::future::Future;
 use super::ApiError;
 use tessera_token::unix_now_ms;
 
+use crate::clock::Clock;
+
 use super::tally::Tally;
 use crate::config::Config;
 pub use crate::config::{Policies, Policy, parse_rate};
@@ -254,16 +256,20 @@ pub struct Limiter {
     prefix: String,
     /// Whether the last Redis call failed (counting locally meanwhile).
     degraded: AtomicBool,
-    /// Unix ms of the last failure, for logging once per outage.
+    /// Unix ms of the last failure, for logging once per outage. On the wall clock, not
+    /// [`Clock`]: how long Redis is left alone is about the network, not a limit.
     failed_at: AtomicI64,
     /// Refusals, written to the audit log by group once a minute.
     refused: Arc<Tally>,
+    /// The time counted in process; Redis counts on its own clock.
+    clock: Clock,
 }
 
 impl Limiter {
-    /// The limiter `config` describes. With Redis configured it connects now; an unreachable
-    /// Redis leaves it counting locally (degraded) until Redis answers.
-    pub async fn new(config: &Config) -> anyhow::Result<Self> {
+    /// The limiter `config` describes, counting in process by `clock`. With Redis configured
+    /// it connects now; an unreachable Redis leaves it counting locally (degraded) until
+    /// Redis answers.
+    pub async fn new(config: &Config, clock: Clock) -> anyhow::Result<Self> {
         let policies = Policies::parse(&config.rate_limits).map_err(|problems| {
             anyhow::anyhow!(
                 "{}",
@@ -306,6 +312,7 @@ impl Limiter {
             degraded: AtomicBool::new(false),
             failed_at: AtomicI64::new(0),
             refused: Tally::new("rate_limit.exceeded"),
+            clock,
         };
         if limiter.ping().await == Some(false) {
             tracing::warn!("Redis unreachable at start; counting rate limits locally for now");
@@ -378,7 +385,7 @@ impl Limiter {
                 Err(e) => self.redis_failed(&e),
             }
         }
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         self.buckets.update(key, now, |slot| {
             let (decision, tat) = gcra(policy, slot.a, now);
             let store = tat.map(|tat| Slot {
@@ -419,7 +426,7 @@ impl Limiter {
             woken.as_mut().enable();
             let seen = self.gates.with(key, |gate| gate.released);
             let (failures, wait_ms) = self.lockout_state(key).await;
-            let now = unix_now_ms();
+            let now = self.clock.now_ms();
             let places = lockout_places(self.lockout_after, failures, now + wait_ms, now);
             let admitted = self.gates.with(key, |gate| {
                 if gate.released != seen {
@@ -487,7 +494,7 @@ impl Limiter {
                 Err(e) => self.redis_failed(&e),
             }
         }
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         let (after, max) = (self.lockout_after, self.lockout_max_ms);
         self.lockouts.update(account, now, |slot| {
             let failures = u32::try_from(slot.a).unwrap_or(u32::MAX);
@@ -525,7 +532,7 @@ impl Limiter {
                 Err(e) => self.redis_failed(&e),
             }
         }
-        let now = unix_now_ms();
+        let now = self.clock.now_ms();
         self.lockouts.get(key, now).map_or((0, 0), |slot| {
             (
                 u32::try_from(slot.a).unwrap_or(u32::MAX),
@@ -672,7 +679,9 @@ mod tests {
     async fn limiter(after: u32) -> Limiter {
         let mut config = Config::default();
         config.rate_limits.lockout_after = after;
-        Limiter::new(&config).await.expect("limiter")
+        Limiter::new(&config, Clock::manual())
+            .await
+            .expect("limiter")
     }
 
     #[tokio::test]

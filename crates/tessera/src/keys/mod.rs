@@ -8,7 +8,7 @@
 pub mod routes;
 pub mod store;
 
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -21,6 +21,7 @@ use tessera_token::{
 use crate::config::{Config, SigningAlgorithm};
 use crate::db::Db;
 use crate::health::Check;
+use crate::jobs::Jobs;
 use crate::master::{self, Generate, MasterKey};
 use store::KeyRow;
 
@@ -197,26 +198,19 @@ impl Keys {
         }
     }
 
-    /// Keeps the schedule current until the pool closes or the service is dropped.
-    pub fn spawn_refresher(self: &Arc<Self>, db: Db) {
+    /// Keeps the schedule current until shutdown.
+    pub fn spawn_refresher(self: &Arc<Self>, jobs: &Jobs, db: Db) {
         if matches!(self.mode, Mode::Hs256) {
             return;
         }
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        let keys = Arc::clone(self);
+        jobs.spawn(async move {
             loop {
-                let wait = {
-                    let Some(keys) = weak.upgrade() else { return };
-                    let now = unix_now();
-                    keys.current().next_change.map_or(REFRESH_EVERY_SECS, |t| {
-                        (t - now).clamp(0, REFRESH_EVERY_SECS)
-                    })
-                };
+                let now = unix_now();
+                let wait = keys.current().next_change.map_or(REFRESH_EVERY_SECS, |t| {
+                    (t - now).clamp(0, REFRESH_EVERY_SECS)
+                });
                 tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
-                let Some(keys) = weak.upgrade() else { return };
-                if db.pool().is_closed() {
-                    return;
-                }
                 if let Err(e) = keys.refresh_at(&db, unix_now()).await {
                     tracing::error!(error = %format!("{e:#}"), "refreshing signing keys failed");
                 }

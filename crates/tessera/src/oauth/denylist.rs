@@ -3,12 +3,13 @@
 //! checking a token costs a hash lookup, never a database round trip.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use tessera_token::unix_now;
 
 use crate::db::Db;
+use crate::jobs::Jobs;
 
 /// How often other instances' revocations are looked for.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -72,20 +73,15 @@ impl DenyList {
         denied.extend(entries.into_iter().filter(|(_, expires)| *expires >= now));
     }
 
-    /// Follows revocations written by other instances until `db` closes or the list is
-    /// dropped.
-    pub fn spawn_poller(self: &Arc<Self>, db: Db) {
-        let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+    /// Follows revocations written by other instances until shutdown.
+    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+        let list = Arc::clone(self);
+        jobs.spawn(async move {
             let mut since = unix_now() - POLL_OVERLAP_SECS;
             let mut ticker = tokio::time::interval(POLL_EVERY);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let Some(list) = weak.upgrade() else { return };
-                if db.pool().is_closed() {
-                    return;
-                }
                 let started = unix_now();
                 let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(
                     "SELECT jti, expires_at FROM revoked_tokens WHERE revoked_at >= $1",

@@ -18,6 +18,15 @@ use subtle::ConstantTimeEq as _;
 /// asking for more (an imported one, say) is computed in memory freed right after.
 const MAX_KEPT_BLOCKS: usize = 64 * 1024;
 
+/// Smallest buffer reserved, in blocks of 1 KiB (33 MiB): above glibc's 32 MiB ceiling for its
+/// dynamic mmap threshold. glibc serves a request at or above the threshold with its own
+/// mapping, unmapped when freed, and raises the threshold to the size of each such block
+/// freed, up to that ceiling. A 19 MiB buffer freed once would raise it to 19 MiB, so the
+/// next one would come from an arena that keeps its memory after the release; a reservation
+/// above the ceiling is always a mapping of its own and always goes back to the system. Only
+/// the blocks a hash touches become resident.
+const MAPPED_BLOCKS: usize = 33 * 1024;
+
 /// Bytes of random salt in a new hash (the PHC recommendation).
 const SALT_BYTES: usize = 16;
 
@@ -46,6 +55,9 @@ fn compute(
         return argon.hash_password_into_with_memory(password, salt, out, &mut blocks[..]);
     }
     BLOCKS.with_borrow_mut(|blocks| {
+        if blocks.capacity() < needed {
+            *blocks = Vec::with_capacity(needed.max(MAPPED_BLOCKS));
+        }
         if blocks.len() < needed {
             blocks.resize(needed, Block::new());
         }

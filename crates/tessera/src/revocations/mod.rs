@@ -27,6 +27,7 @@ use tessera_token::{AccessClaims, Revocation, RevocationSet, Revoked, unix_now, 
 use tokio::sync::{Notify, broadcast, watch};
 
 use crate::db::Db;
+use crate::jobs::Jobs;
 
 /// Longest lifetime an access token can be configured with (`token.access_ttl_secs`, whose
 /// range the configuration enforces): the bound written with each entry. Fixed when written,
@@ -402,15 +403,11 @@ impl Feed {
     /// is open, so each batch starts where the previous one ended: a stream that sees a batch
     /// starting beyond its own position knows it missed entries and reads them from the
     /// database.
-    pub fn spawn_poller(self: &Arc<Self>, db: Db) {
-        let weak: Weak<Self> = Arc::downgrade(self);
+    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+        let feed = Arc::clone(self);
         let mut cursor = self.loaded_to.load(Ordering::Relaxed);
-        tokio::spawn(async move {
+        jobs.spawn(async move {
             loop {
-                let Some(feed) = weak.upgrade() else { return };
-                if db.pool().is_closed() || *feed.closing.borrow() {
-                    return;
-                }
                 if let Err(e) = feed.poll(&db, &mut cursor).await {
                     tracing::warn!(error = %e, "reading the revocation feed failed");
                 }

@@ -6,6 +6,7 @@ use std::path::Path;
 use sqlx::Connection as _;
 use sqlx::Executor as _;
 use tempfile::TempDir;
+use tessera::clock::Clock;
 use tessera::config::{Config, DatabaseUrl};
 use tessera::{AppState, Application};
 use tokio::net::TcpListener;
@@ -172,6 +173,9 @@ pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
     pub state: AppState,
+    /// The application's clock: manual, so a test moves time with `clock.advance` instead of
+    /// sleeping.
+    pub clock: Clock,
     /// The separate `/metrics` listener, when `metrics.bind` was configured.
     pub metrics_address: Option<std::net::SocketAddr>,
     shutdown: Option<oneshot::Sender<()>>,
@@ -360,7 +364,8 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
     // client can discover everything from the issuer as in production; a test may change it.
     config.public_url = url::Url::parse(&address).expect("server URL");
     configure(&mut config);
-    let app = Application::build(config)
+    let clock = Clock::manual();
+    let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application builds");
     let state = app.state().clone();
@@ -373,6 +378,7 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
         address,
         client: reqwest::Client::new(),
         state,
+        clock,
         metrics_address,
         shutdown: Some(tx),
         server: Some(server),

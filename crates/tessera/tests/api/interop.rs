@@ -1,7 +1,8 @@
 //! Any-language interoperability: PyJWT (`PyJWKClient`) and Node's `jose`
 //! (`createRemoteJWKSet`) verify Tessera tokens from the JWKS URL alone, Tessera's verifier
 //! accepts tokens PyJWT signed, and the FastAPI and TypeScript examples in `examples/` admit
-//! and refuse requests the way Tessera does.
+//! and refuse requests the way Tessera does. Python's `websockets` and `httpx-sse` use the
+//! real-time hub.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -16,6 +17,10 @@ use crate::helpers::{TestApp, spawn_app};
 use crate::keys::claims_for;
 
 const PYJWT_CHECK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop/pyjwt_check.py");
+const REALTIME_CHECK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/interop/realtime_check.py"
+);
 /// The npm packages (`npm ci` here) and the scripts these tests run.
 pub(crate) const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
 pub(crate) const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
@@ -507,4 +512,36 @@ async fn the_typescript_example_compiles_strictly_and_answers_as_tessera_does() 
         .arg(compiled.path().join("dist"));
     let output = run_with_stdin(driver, driver_input(&app, &cases)).await;
     assert_answers("TypeScript", &cases, &output);
+}
+
+#[tokio::test]
+async fn python_websockets_and_sse_clients_use_the_hub() {
+    if !available(
+        Command::new("python3").args(["-c", "import websockets, httpx_sse"]),
+        "Python websockets and httpx-sse",
+        "pip install websockets httpx-sse",
+    ) {
+        return;
+    }
+    let app = spawn_app().await;
+    let user = app
+        .create_user("py@example.com", "correct horse battery", &["admin"], None)
+        .await;
+    let token = app.login("py@example.com", "correct horse battery").await["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    let input = json!({"base": app.address, "token": token, "user_id": user.id}).to_string();
+    let mut command = Command::new("python3");
+    command.arg(REALTIME_CHECK);
+    let report: Value = serde_json::from_str(&run_with_stdin(command, input).await).expect("JSON");
+    assert_eq!(report["unauthenticated"], 401, "{report}");
+    assert_eq!(report["subscribed"]["type"], "subscribed", "{report}");
+    assert_eq!(report["ws_event_matches"], true, "{report}");
+    assert_eq!(report["ws_event"], json!({"via": "websockets"}));
+    assert_eq!(report["reused_ticket"], 401, "{report}");
+    assert_eq!(report["sse_first"], "subscribed");
+    assert_eq!(report["sse_event_name"], "interop.note", "{report}");
+    assert_eq!(report["sse_id_matches"], true, "{report}");
+    assert_eq!(report["sse_event"], json!({"via": "httpx-sse"}));
 }

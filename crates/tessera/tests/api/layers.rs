@@ -18,11 +18,13 @@ const ROUTES: &str = "routes";
 
 /// Shared machinery: modules that import no capability (only each other, and the state).
 const FOUNDATION: &[&str] = &[
+    "clock",
     "config",
     "db",
     "digest",
     "health",
     "http",
+    "jobs",
     "master",
     "passwords",
     "permissions",

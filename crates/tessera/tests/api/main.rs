@@ -25,6 +25,7 @@ mod mfa;
 mod migrations;
 mod openfeature;
 mod ratelimit;
+mod realtime;
 mod revocation;
 mod roles;
 mod sdk;

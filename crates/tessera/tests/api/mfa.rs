@@ -5,7 +5,6 @@
 use std::process::Command;
 
 use serde_json::{Value, json};
-use tessera_token::unix_now;
 
 use crate::helpers::{TestApp, TestDatabase, problem, spawn_app_with};
 use crate::on_each_database;
@@ -134,7 +133,7 @@ async fn enroll(app: &TestApp) -> (String, Vec<String>, i64) {
             .iter()
             .any(|a| a == "mfa.confirm_failed")
     );
-    let now = unix_now();
+    let now = app.clock.now();
     let confirmed = post(
         app,
         "/api/v1/auth/mfa/totp/confirm",
@@ -224,7 +223,7 @@ async fn enrolled_logins_need_a_code_once_per_step_with_one_step_of_skew() {
     )
     .await;
     // Two steps away is outside the skew.
-    let far = code(&secret, unix_now() + 90);
+    let far = code(&secret, app.clock.now() + 90);
     problem(
         post(
             &app,
@@ -290,7 +289,7 @@ async fn recovery_codes_work_once_and_challenges_allow_five_attempts() {
         problem(wrong, 401, "invalid_code").await;
     }
     // Five attempts spent: even the right code is refused now.
-    let right = code(&secret, unix_now() + 30);
+    let right = code(&secret, app.clock.now() + 30);
     problem(
         post(
             &app,
@@ -348,7 +347,7 @@ async fn disabling_needs_the_password_and_a_code() {
     .await
     .expect("JSON");
     let access = tokens["access_token"].as_str().expect("token");
-    let code_now = code(&secret, unix_now() + 30);
+    let code_now = code(&secret, app.clock.now() + 30);
     problem(
         post(
             &app,
@@ -373,7 +372,7 @@ async fn disabling_needs_the_password_and_a_code() {
         "mfa_already_enabled",
     )
     .await;
-    let later = code(&secret, unix_now() + 30);
+    let later = code(&secret, app.clock.now() + 30);
     assert_eq!(
         post(
             &app,
@@ -447,7 +446,7 @@ async fn enroll_with_challenge(app: &TestApp, token: &str) -> (String, Value) {
         app,
         "/api/v1/auth/mfa/enroll/confirm",
         None,
-        json!({"mfa_token": token, "code": code(&secret, unix_now())}),
+        json!({"mfa_token": token, "code": code(&secret, app.clock.now())}),
     )
     .await;
     assert_eq!(confirmed.status(), 200);
@@ -523,7 +522,7 @@ async fn a_tenant_requiring_mfa_for_a_role_makes_its_holders_enroll_first() {
         &app,
         "/api/v1/auth/mfa/verify",
         None,
-        json!({"mfa_token": second["mfa_token"], "code": code(secret, unix_now() + 30)}),
+        json!({"mfa_token": second["mfa_token"], "code": code(secret, app.clock.now() + 30)}),
     )
     .await;
     assert_eq!(done.status(), 200);
@@ -561,7 +560,7 @@ async fn a_password_reset_ends_logins_waiting_for_a_code() {
     .await
     .expect("reset");
     revoked.apply(app.state.sessions());
-    let code_now = code(&secret, unix_now() + 30);
+    let code_now = code(&secret, app.clock.now() + 30);
     problem(
         post(
             &app,
@@ -601,7 +600,7 @@ on_each_database! {
         assert_eq!(disabled.status(), 200);
 
         // The challenge itself is gone, not merely refused for a disabled account.
-        let verify = json!({"mfa_token": pending, "code": code(&secret, unix_now() + 30)});
+        let verify = json!({"mfa_token": pending, "code": code(&secret, app.clock.now() + 30)});
         let answer = post(&app, "/api/v1/auth/mfa/verify", None, verify).await;
         problem(answer, 401, "invalid_mfa_token").await;
     }
@@ -689,7 +688,7 @@ async fn wrong_codes_at_disable_count_under_the_accounts_code_lockout() {
         )
         .await;
     }
-    let right = code(&secret, unix_now() + 30);
+    let right = code(&secret, app.clock.now() + 30);
     assert_locked(
         post(
             &app,
@@ -744,7 +743,7 @@ async fn wrong_passwords_at_disable_lock_the_password_like_a_login() {
         )
         .await;
     }
-    let right = code(&secret, unix_now() + 30);
+    let right = code(&secret, app.clock.now() + 30);
     assert_locked(
         post(
             &app,
@@ -792,7 +791,7 @@ async fn an_unlock_clears_the_wrong_code_count_too() {
         problem(wrong, 401, "invalid_code").await;
     }
     let token = challenge().await;
-    let right = code(&secret, unix_now() + 30);
+    let right = code(&secret, app.clock.now() + 30);
     assert_locked(
         post(
             &app,

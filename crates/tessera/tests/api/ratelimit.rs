@@ -44,7 +44,7 @@ async fn limited_app(configure: impl FnOnce(&mut Config)) -> TestApp {
 #[tokio::test]
 async fn headers_count_down_on_every_answer_and_a_429_carries_them_all() {
     let app = limited_app(|c| "3/min".clone_into(&mut c.rate_limits.login_per_ip)).await;
-    let now = tessera_token::unix_now();
+    let now = app.clock.now();
     for remaining in [2, 1, 0] {
         let response = login(&app, "nobody@example.com", "wrong password!", None).await;
         assert_eq!(response.status(), 401, "the answer itself is unchanged");
@@ -101,7 +101,7 @@ async fn the_allowance_comes_back_as_time_passes() {
             .status(),
         429
     );
-    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    app.clock.advance(Duration::from_secs(2));
     let back = login(&app, "a@example.com", "wrong password!", None).await;
     assert_eq!(back.status(), 401);
     assert_eq!(
@@ -237,10 +237,13 @@ async fn parallel_guesses_get_no_more_tries_than_the_lockout_allows_known_or_not
         "a real and an unknown account look the same"
     );
 
-    // Each try allowed past the threshold doubles the wait (1 s, 2 s, then 4 s), which also
-    // leaves a window wide enough to observe on a busy machine.
-    for wait in [1_100, 2_100] {
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+    // Each try allowed past the threshold doubles the wait (1 s, 2 s, then 4 s): locked until
+    // the last millisecond of it, one more try once it is over.
+    for wait in [1_000, 2_000] {
+        app.clock.advance(Duration::from_millis(wait - 1));
+        let waiting = login(&app, "ada@example.com", "wrong password!", None).await;
+        assert_eq!(waiting.status(), 429, "still locked {wait} ms in, less one");
+        app.clock.advance(Duration::from_millis(1));
         let allowed = login(&app, "ada@example.com", "wrong password!", None).await;
         assert_eq!(allowed.status(), 401, "one more try once the wait is over");
     }

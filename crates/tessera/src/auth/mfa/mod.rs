@@ -19,8 +19,8 @@ use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sqlx::{AnyConnection, Row as _};
-use tessera_token::unix_now;
 
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::digest::{hex, sha256_hex};
 use crate::master::MasterKey;
@@ -100,6 +100,8 @@ pub struct Challenge {
 pub struct Mfa {
     seal: MasterKey,
     recovery: hmac::Key,
+    /// Decides code steps and challenge expiry.
+    clock: Clock,
 }
 
 /// Why a code was not accepted.
@@ -118,14 +120,15 @@ fn random<const N: usize>() -> [u8; N] {
 }
 
 impl Mfa {
-    /// The service with keys derived from `master`.
-    pub fn new(master: &MasterKey) -> Self {
+    /// The service with keys derived from `master`, reading the time from `clock`.
+    pub fn new(master: &MasterKey, clock: Clock) -> Self {
         Self {
             seal: MasterKey::from_bytes(&master.derive("tessera totp seal v1")),
             recovery: hmac::Key::new(
                 hmac::HMAC_SHA256,
                 &master.derive("tessera recovery codes v1"),
             ),
+            clock,
         }
     }
 
@@ -153,7 +156,7 @@ impl Mfa {
         )
         .bind(user_id)
         .bind(STANDARD.encode(sealed))
-        .bind(unix_now())
+        .bind(self.clock.now())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -215,7 +218,7 @@ impl Mfa {
         if confirmed == confirming {
             return Ok(Err(CodeError::Rejected));
         }
-        let now = unix_now();
+        let now = self.clock.now();
         let Some(step) = totp::matching_step(&secret, code, now) else {
             return Ok(Err(CodeError::Rejected));
         };
@@ -293,7 +296,7 @@ impl Mfa {
             "UPDATE mfa_recovery_codes SET used_at = $1 \
              WHERE code_hash = $2 AND user_id = $3 AND used_at IS NULL",
         )
-        .bind(unix_now())
+        .bind(self.clock.now())
         .bind(self.recovery_hash(code))
         .bind(user_id)
         .execute(&mut *conn)
@@ -326,7 +329,7 @@ impl Mfa {
             "{CHALLENGE_PREFIX}{}",
             URL_SAFE_NO_PAD.encode(random::<32>())
         );
-        let now = unix_now();
+        let now = self.clock.now();
         sqlx::query("DELETE FROM mfa_challenges WHERE expires_at < $1")
             .bind(now)
             .execute(&mut *conn)
@@ -364,7 +367,7 @@ impl Mfa {
         )
         .bind(sha256_hex(token.as_bytes()))
         .bind(CHALLENGE_ATTEMPTS)
-        .bind(unix_now())
+        .bind(self.clock.now())
         .bind(purpose.as_str())
         .fetch_optional(&mut *conn)
         .await?;
@@ -397,7 +400,7 @@ impl Mfa {
         )
         .bind(sha256_hex(token.as_bytes()))
         .bind(CHALLENGE_ATTEMPTS)
-        .bind(unix_now())
+        .bind(self.clock.now())
         .bind(purpose.as_str())
         .fetch_optional(db.pool())
         .await?;

@@ -1,0 +1,2 @@
+DROP TABLE realtime_tickets;
+DROP TABLE realtime_events;

@@ -1,0 +1,199 @@
+//! `POST /api/v1/realtime/publish` (services with `events:publish`, or users holding it) and
+//! `GET /api/v1/realtime/history` (the polling fallback: a channel's recent events after an
+//! id, for anyone who may subscribe to it).
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use tessera_token::{Credential, extract_token};
+
+use super::access::{self, Publisher};
+use super::channel::ChannelName;
+use super::event::Envelope;
+use super::handshake::owner_of;
+use super::{PublishError, Published};
+use crate::caller::Authenticated;
+use crate::caller::SESSION_CLIENT_ID;
+use crate::digest::sha256_hex;
+use crate::http::error::db_error;
+use crate::http::{ApiError, Json};
+use crate::revocations::parse_cursor;
+use crate::state::AppState;
+
+/// Longest `Idempotency-Key`.
+const MAX_KEY_BYTES: usize = 255;
+
+/// The publish and history routes.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/realtime/publish", post(publish))
+        .route("/api/v1/realtime/history", get(history))
+}
+
+impl FromRequestParts<AppState> for Publisher {
+    type Rejection = ApiError;
+
+    /// A service's client-credentials token, or a user's session (by Bearer or cookie, the
+    /// cookie with its CSRF proof).
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let credential = extract_token(parts, &state.auth().extraction)
+            .map_err(|e| ApiError::unauthorized("invalid_token", e.to_string()))?;
+        let is_session_token = |token: &str| {
+            state
+                .keys()
+                .current()
+                .verify(token)
+                .is_ok_and(|claims| claims.client_id == SESSION_CLIENT_ID)
+        };
+        match credential {
+            Some(Credential::Bearer(token)) if !is_session_token(&token) => {
+                Self::service(state, &token).await
+            }
+            Some(Credential::Bearer(_) | Credential::Cookie(_)) => {
+                let caller = Authenticated::from_request_parts(parts, state).await?;
+                Self::user(state, &caller).await
+            }
+            _ => Err(ApiError::unauthorized(
+                "unauthenticated",
+                "publishing needs a service token or a session (Authorization: Bearer)",
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest {
+    channel: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    data: serde_json::Value,
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && values.next().is_none());
+    match key {
+        Some(key) if key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(key.to_owned())),
+        _ => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_idempotency_key",
+            format!("`Idempotency-Key` must be one value of 1-{MAX_KEY_BYTES} visible characters"),
+        )),
+    }
+}
+
+fn publish_error(error: PublishError) -> ApiError {
+    match error {
+        PublishError::Invalid(message) => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_event", message)
+        }
+        PublishError::KeyReused => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "this Idempotency-Key was used with a different request",
+        ),
+        PublishError::Database(e) => db_error(e),
+    }
+}
+
+/// `POST /api/v1/realtime/publish`: `{channel, type, data}` → 201 with the event's envelope.
+async fn publish(
+    State(state): State<AppState>,
+    publisher: Publisher,
+    headers: HeaderMap,
+    Json(request): Json<PublishRequest>,
+) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let channel = ChannelName::parse(&request.channel).map_err(access::invalid_channel)?;
+    publisher.may_publish(&state, &channel).await?;
+    let digest = key.as_ref().map(|_| {
+        sha256_hex(
+            serde_json::to_string(&request)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+    });
+    let idempotency = key.as_deref().zip(digest.as_deref());
+    let Published { envelope, replayed } = state
+        .realtime()
+        .publish_as(
+            &channel,
+            &request.kind,
+            &request.data,
+            &publisher.name,
+            idempotency,
+        )
+        .await
+        .map_err(publish_error)?;
+    let mut response = (StatusCode::CREATED, axum::Json(envelope)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    channel: Option<String>,
+    since: Option<String>,
+}
+
+#[derive(Serialize)]
+struct History {
+    channel: String,
+    /// `false` when events after `since` were lost: reload the state instead.
+    recovered: bool,
+    events: Vec<Envelope>,
+}
+
+/// Parses an event id a client resumes after (`0`: from the start of the history). Event ids
+/// are cursors of the event log, read by the revocation feed's rule.
+pub fn parse_since(text: Option<&str>, name: &str) -> Result<i64, ApiError> {
+    match text {
+        None | Some("") => Ok(0),
+        Some(text) => parse_cursor(text).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_since",
+                format!("`{name}` must be an event id"),
+            )
+        }),
+    }
+}
+
+/// `GET /api/v1/realtime/history?channel=&since=`.
+async fn history(
+    State(state): State<AppState>,
+    caller: Authenticated,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let name = query.channel.unwrap_or_default();
+    let channel = ChannelName::parse(&name).map_err(access::invalid_channel)?;
+    let since = parse_since(query.since.as_deref(), "since")?;
+    access::may_subscribe(&state, &owner_of(&caller.info), &channel).await?;
+    let replay = state.realtime().hub().history(channel.as_str(), since);
+    let mut response = axum::Json(History {
+        channel: name,
+        recovered: replay.recovered,
+        events: replay.missed.iter().map(|e| e.envelope.clone()).collect(),
+    })
+    .into_response();
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    Ok(response)
+}
