@@ -6,6 +6,7 @@
 //! reported INVALID and the command fails. A benchmark, never a test: slow numbers do not
 //! fail it, wrong answers do.
 
+mod flags;
 mod hello;
 mod load;
 mod phases;

@@ -92,7 +92,7 @@ pub struct Context<'a> {
 
 /// Every phase, in order. The hello ceiling runs first, so the rest are read against it.
 pub fn all() -> Vec<Phase> {
-    vec![
+    let mut phases = vec![
         Phase {
             name: "hello",
             what: "GET / on the bare axum server: the ceiling",
@@ -147,7 +147,9 @@ pub fn all() -> Vec<Phase> {
             target: Target::Tessera,
             setup: |ctx| Box::pin(introspection(ctx)),
         },
-    ]
+    ];
+    phases.extend(crate::flags::phases());
+    phases
 }
 
 /// Login connections: a hash takes tens of milliseconds, so a few dozen in flight keep

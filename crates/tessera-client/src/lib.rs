@@ -13,6 +13,10 @@
 //! its `tid` issued at or before `issued_before`, users' and service accounts' alike).
 //! Entries of a kind this version does not know are skipped.
 //!
+//! [`Flags`] keeps Tessera's feature flags for one evaluation context in memory: fetched with
+//! OFREP's bulk endpoint (ETag, 304), refreshed on each event of the change stream, read by
+//! typed getters that never wait on the network.
+//!
 //! With the `axum` feature (on by default): the [`Authenticated`] extractor, the
 //! [`axum::Require`] permission guard, and [`axum::AuthLayer`] /
 //! [`axum::RequirePermissionLayer`] for whole routers.
@@ -30,6 +34,7 @@
 pub mod axum;
 mod error;
 mod fetch;
+mod flags;
 mod introspection;
 mod keys;
 mod revocations;
@@ -38,6 +43,7 @@ mod tickets;
 mod verifier;
 
 pub use error::{AuthError, SetupError};
+pub use flags::{Flags, FlagsBuilder, FlagsError};
 pub use tessera_token;
 pub use tickets::{RedeemedTicket, TicketError, TicketRedeemer};
 pub use verifier::{Authenticated, Builder, Verifier};

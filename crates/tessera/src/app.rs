@@ -18,6 +18,7 @@ use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{Create, Db};
+use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
@@ -33,7 +34,7 @@ use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, health, http, keys, oauth, rbac, realtime, revocations,
+    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, realtime, revocations,
     sessions, tenants,
 };
 
@@ -129,6 +130,10 @@ impl Application {
         denylist.spawn_poller(&jobs, db.clone());
         let limiter = Arc::new(Limiter::new(&config, clock.clone()).await?);
         audit::tally::spawn_flusher(&jobs, limiter.refusals(), db.clone());
+        let flags = Flags::load(&config, &db)
+            .await
+            .context("cannot read the feature flags")?;
+        flags.spawn_poller(db.clone());
         let csp_reports = Tally::new("csp.violation");
         audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(
@@ -156,6 +161,7 @@ impl Application {
             csp_reports,
             mfa: Arc::new(Mfa::new(&master, clock.clone())),
             cursors: Arc::new(Cursors::new(&master)),
+            flags,
             realtime,
             clock,
         });
@@ -200,11 +206,13 @@ impl Application {
         // Open revocation streams and real-time connections never end by themselves; shutting
         // down ends them.
         let feed = Arc::clone(self.state.feed());
+        let flags = Arc::clone(self.state.flags());
         let realtime = Arc::clone(self.state.realtime());
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let shutdown = async move {
             shutdown.await;
             feed.close();
+            flags.close();
             realtime.close();
             stopping.send_replace(true);
         };
@@ -250,6 +258,7 @@ fn router(state: AppState) -> Router {
         .merge(revocations::routes::router())
         .merge(audit::routes::router())
         .merge(http::csp::router())
+        .merge(flags::routes::router())
         .merge(realtime::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod digest;
+pub mod flags;
 pub mod health;
 pub mod http;
 pub mod jobs;

@@ -18,6 +18,10 @@ pub enum Perm {
     ClientsUpdate,
     /// Disabling service accounts.
     ClientsDelete,
+    /// Reading flags through the admin API, and evaluating them as a service account.
+    FlagsRead,
+    /// Changing flags (platform admins) and a tenant's overrides (its admins).
+    FlagsWrite,
     /// Listing and reading roles.
     RolesRead,
     /// Creating roles.
@@ -54,12 +58,14 @@ pub enum Perm {
 
 impl Perm {
     /// Every permission of the set.
-    pub const ALL: [Perm; 21] = [
+    pub const ALL: [Perm; 23] = [
         Self::AuditRead,
         Self::ClientsRead,
         Self::ClientsCreate,
         Self::ClientsUpdate,
         Self::ClientsDelete,
+        Self::FlagsRead,
+        Self::FlagsWrite,
         Self::RolesRead,
         Self::RolesCreate,
         Self::RolesUpdate,
@@ -86,6 +92,8 @@ impl Perm {
             Self::ClientsCreate => "clients:create",
             Self::ClientsUpdate => "clients:update",
             Self::ClientsDelete => "clients:delete",
+            Self::FlagsRead => "flags:read",
+            Self::FlagsWrite => "flags:write",
             Self::RolesRead => "roles:read",
             Self::RolesCreate => "roles:create",
             Self::RolesUpdate => "roles:update",

@@ -11,6 +11,7 @@ use crate::clients::ClientCache;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::Db;
+use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
@@ -60,6 +61,8 @@ pub struct Services {
     pub mfa: Arc<Mfa>,
     /// Seals and opens the cursors of keyset lists.
     pub cursors: Arc<Cursors>,
+    /// Feature flags: the current set, kept current across instances.
+    pub flags: Arc<Flags>,
     /// The real-time hub: connections bound to sessions, the event log, history.
     pub realtime: Arc<Realtime>,
     /// The time every expiry, limit and lockout is decided by.
@@ -147,6 +150,11 @@ impl AppState {
     /// Cursors of the keyset lists.
     pub fn cursors(&self) -> &Cursors {
         &self.inner.cursors
+    }
+
+    /// Feature flags.
+    pub fn flags(&self) -> &Arc<Flags> {
+        &self.inner.flags
     }
 
     /// The real-time hub.

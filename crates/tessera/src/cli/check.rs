@@ -7,14 +7,13 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use super::EXIT_CONFIG;
-use crate::config;
 use crate::db::{Create, Db};
 use crate::health::{self, Check};
 use crate::keys;
 
 pub(super) async fn run(path: Option<&Path>, as_json: bool) -> ExitCode {
     let mut checks = Vec::new();
-    let config = match config::load(path) {
+    let config = match super::checked_config(path) {
         Ok(config) => {
             checks.push(Check::ok(
                 "config",

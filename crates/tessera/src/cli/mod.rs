@@ -4,6 +4,7 @@
 mod audit;
 mod check;
 mod clients;
+mod flags;
 mod keys;
 mod migrate;
 mod users;
@@ -73,6 +74,12 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         action: AuditAction,
+    },
+    /// Feature flags: what is declared and stored, and where each value comes from.
+    Flags {
+        /// What to do.
+        #[command(subcommand)]
+        action: FlagsAction,
     },
     /// Generated configuration documentation and the effective configuration.
     Config {
@@ -153,6 +160,17 @@ pub enum UsersAction {
         /// Tenant slug (default: the default tenant).
         #[arg(long)]
         tenant: Option<String>,
+    },
+}
+
+/// `tessera flags …`
+#[derive(Debug, Subcommand)]
+pub enum FlagsAction {
+    /// Every flag with its type, default, visibility and the source of its value.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -294,8 +312,10 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Command::Users { action } => users::run(&config, action).await,
                 Command::Clients { action } => clients::run(&config, action).await,
                 Command::Audit { action } => audit::run(&config, action).await,
+                Command::Flags { action } => flags::run(&config, action).await,
                 Command::Config { .. } => {
                     print!("{}", config::show_toml(&config));
+                    print!("{}", crate::flags::set::show_declared(&config));
                     Ok(())
                 }
                 Command::Check { .. } => unreachable!("handled above"),
@@ -312,8 +332,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Loads the config or prints every problem and returns the exit code.
+/// The configuration, with its declared flags checked too (the flags capability owns their
+/// rules), every problem listed at once.
+fn checked_config(path: Option<&std::path::Path>) -> Result<Config, config::ConfigError> {
+    let config = config::load(path)?;
+    match crate::flags::Declared::from_config(&config) {
+        Ok(_) => Ok(config),
+        Err(problems) => Err(config::ConfigError { problems }),
+    }
+}
+
 fn load(path: Option<&std::path::Path>) -> Result<Config, ExitCode> {
-    config::load(path).map_err(|e| {
+    checked_config(path).map_err(|e| {
         eprint!("{e}");
         ExitCode::from(EXIT_CONFIG)
     })

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::schema::{ENV_PREFIX, Field, Kind, find, schema};
-use super::{Config, DatabaseUrl, validate};
+use super::{Config, DatabaseUrl, FLAG_ENV_PREFIX, validate};
 
 /// The file read when neither `--config` nor `TESSERA_CONFIG` names one.
 pub const DEFAULT_FILE: &str = "tessera.toml";
@@ -140,6 +140,8 @@ struct Loader {
     tree: Map<String, Value>,
     sources: BTreeMap<String, Source>,
     problems: Vec<Problem>,
+    /// `TESSERA_FLAG_<KEY>` variables, for the flags capability to check and apply.
+    flag_env: BTreeMap<String, String>,
 }
 
 impl Loader {
@@ -158,14 +160,42 @@ impl Loader {
                 return;
             }
         };
-        let value = match serde_json::to_value(table) {
+        let mut value = match serde_json::to_value(table) {
             Ok(Value::Object(map)) => map,
             _ => {
                 self.problem(None, &source, "holds values that are not settings");
                 return;
             }
         };
+        if let Some(flags) = value.remove("flags") {
+            self.add_flags(flags, &source);
+        }
         self.merge_section(schema(), "", value, &source);
+    }
+
+    /// `[flags.<key>]` tables: keys of their own choosing, kept as written; the flags
+    /// capability checks each one.
+    fn add_flags(&mut self, flags: Value, source: &Source) {
+        let Value::Object(flags) = flags else {
+            self.problem(
+                Some("flags"),
+                source,
+                "expected a table of `[flags.<key>]` tables",
+            );
+            return;
+        };
+        let mut accepted = Map::new();
+        for (key, value) in flags {
+            let path = format!("flags.{key}");
+            if value.is_object() {
+                accepted.insert(key, value);
+                self.sources.insert(path, source.clone());
+            } else {
+                self.problem(Some(&path), source, "expected a table describing the flag");
+            }
+        }
+        self.tree
+            .insert("flags".to_owned(), Value::Object(accepted));
     }
 
     fn merge_section(
@@ -206,6 +236,10 @@ impl Loader {
             return;
         };
         if NOT_SETTINGS.iter().any(|n| name.starts_with(n)) {
+            return;
+        }
+        if name.starts_with(FLAG_ENV_PREFIX) {
+            self.flag_env.insert(name.to_owned(), raw.to_owned());
             return;
         }
         let source = Source::Env(name.to_owned());
@@ -260,7 +294,7 @@ impl Loader {
 
     fn finish(mut self) -> Result<Config, ConfigError> {
         super::secret_files::resolve(&mut self.tree, &mut self.sources, &mut self.problems);
-        let config: Config = match serde_json::from_value(Value::Object(self.tree)) {
+        let mut config: Config = match serde_json::from_value(Value::Object(self.tree)) {
             Ok(config) => config,
             Err(e) => {
                 // Every value was checked against the schema first, so this is a rule the
@@ -275,6 +309,7 @@ impl Loader {
                 });
             }
         };
+        config.flag_env = self.flag_env;
         let reported: Vec<String> = self.problems.iter().filter_map(|p| p.key.clone()).collect();
         for mut problem in validate::check(&config) {
             let Some(key) = problem.key.as_deref() else {

@@ -14,6 +14,7 @@ mod secret;
 mod secret_files;
 mod validate;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -71,6 +72,18 @@ pub struct Config {
     pub features: FeaturesConfig,
     /// Where Prometheus metrics (`GET /metrics`) are served, and to whom.
     pub metrics: MetricsConfig,
+    /// What `GET /api/v1/platform/config` tells frontends besides the flags.
+    pub platform: PlatformConfig,
+    /// Feature flags declared as code, one `[flags.<key>]` table each (see the README), as
+    /// written: the flags capability checks and compiles them (`TESSERA_FLAG_<KEY>` overrides a
+    /// declared flag's default).
+    #[schemars(skip)]
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub flags: BTreeMap<String, serde_json::Value>,
+    /// The `TESSERA_FLAG_<KEY>` variables seen at load, by name (raw values).
+    #[schemars(skip)]
+    #[serde(skip)]
+    pub flag_env: BTreeMap<String, String>,
     /// The real-time hub (`/api/v1/realtime/*`): history, queues, timeouts.
     pub realtime: RealtimeConfig,
     /// Distributed tracing.
@@ -96,6 +109,9 @@ impl Default for Config {
             audit: AuditConfig::default(),
             features: FeaturesConfig::default(),
             metrics: MetricsConfig::default(),
+            platform: PlatformConfig::default(),
+            flags: BTreeMap::new(),
+            flag_env: BTreeMap::new(),
             realtime: RealtimeConfig::default(),
             telemetry: TelemetryConfig::default(),
         }
@@ -213,6 +229,9 @@ pub struct RateLimitConfig {
     pub token_per_client: String,
     /// CSP violation reports per client IP.
     pub csp_report_per_ip: String,
+    /// OFREP evaluations per caller (user or service account). Off by default: services
+    /// should evaluate in bulk and keep the values (as `tessera-client` does).
+    pub flags_per_caller: String,
     /// Consecutive wrong passwords (or, counted apart, codes) of one account, from any IP and
     /// at any endpoint that checks them, after which each further attempt waits, doubling
     /// from one second up to `lockout_max_secs`. 0 turns lockout off.
@@ -231,6 +250,7 @@ impl Default for RateLimitConfig {
             refresh_per_session: "60/min".to_owned(),
             token_per_client: "600/min".to_owned(),
             csp_report_per_ip: "60/min".to_owned(),
+            flags_per_caller: "off".to_owned(),
             lockout_after: 10,
             lockout_max_secs: 900,
         }
@@ -699,6 +719,62 @@ pub enum LogFormat {
     Json,
 }
 
+/// Prefix of the environment variables that override a declared flag's default at start-up.
+pub const FLAG_ENV_PREFIX: &str = "TESSERA_FLAG_";
+
+/// The public platform configuration frontends load at start (`GET /api/v1/platform/config`).
+/// URLs may be relative (to this server) or absolute.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlatformConfig {
+    /// Application name frontends show.
+    pub app_name: String,
+    /// Application version; unset: Tessera's own version.
+    pub app_version: Option<String>,
+    /// Base of the platform's REST API.
+    pub rest_url: String,
+    /// The platform's GraphQL endpoint; unset when it has none.
+    pub graphql_url: Option<String>,
+    /// Server-sent events endpoint of the real-time hub.
+    pub sse_url: String,
+    /// WebSocket endpoint of the real-time hub.
+    pub ws_url: String,
+    /// Where frontends send logins.
+    pub login_url: String,
+    /// Branding frontends apply.
+    pub branding: BrandingConfig,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        Self {
+            app_name: "Tessera".to_owned(),
+            app_version: None,
+            rest_url: "/api/v1".to_owned(),
+            graphql_url: None,
+            sse_url: "/api/v1/realtime/sse".to_owned(),
+            ws_url: "/api/v1/realtime/ws".to_owned(),
+            login_url: "/api/v1/auth/login".to_owned(),
+            branding: BrandingConfig::default(),
+        }
+    }
+}
+
+/// Branding published to frontends; unset values are left out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrandingConfig {
+    /// Product name shown in titles.
+    pub product_name: Option<String>,
+    /// URL of the logo.
+    pub logo_url: Option<String>,
+    /// URL of the favicon.
+    pub favicon_url: Option<String>,
+    /// Main colour, such as `#0055ff`.
+    pub primary_color: Option<String>,
+    /// Support contact shown to users.
+    pub support_email: Option<String>,
+}
 #[cfg(test)]
 mod tests {
     use super::end_of_day;

@@ -81,6 +81,8 @@ pub struct Policies {
     pub token_per_client: Option<Policy>,
     /// CSP reports per client IP.
     pub csp_report_per_ip: Option<Policy>,
+    /// OFREP evaluations per caller.
+    pub flags_per_caller: Option<Policy>,
 }
 
 impl Policies {
@@ -106,6 +108,7 @@ impl Policies {
             ),
             token_per_client: rate("rate_limits.token_per_client", &config.token_per_client),
             csp_report_per_ip: rate("rate_limits.csp_report_per_ip", &config.csp_report_per_ip),
+            flags_per_caller: rate("rate_limits.flags_per_caller", &config.flags_per_caller),
         };
         if problems.is_empty() {
             Ok(policies)

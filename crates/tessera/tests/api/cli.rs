@@ -504,3 +504,48 @@ fn audit_export_writes_json_lines_and_verify_reports_the_chain() {
         "{stdout}"
     );
 }
+
+#[test]
+fn flags_list_and_config_show_say_where_each_value_comes_from() {
+    let dir = TempDir::new().expect("dir");
+    let config = dir.path().join("tessera.toml");
+    std::fs::write(
+        &config,
+        "[flags.dark_mode]\ntype = \"bool\"\ndefault = false\npublic = true\n\n\
+         [flags.banner]\ntype = \"string\"\ndefault = \"hello\"\n",
+    )
+    .expect("config written");
+    assert_eq!(run(dir.path(), &["migrate", "up"], &[]).0, 0);
+    let env = [("TESSERA_FLAG_DARK_MODE", "true")];
+    let (code, stdout, stderr) = run(dir.path(), &["flags", "list"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    let line = |key: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} missing from {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("dark_mode").contains("env TESSERA_FLAG_DARK_MODE"),
+        "{stdout}"
+    );
+    assert!(line("dark_mode").contains("true"), "{stdout}");
+    assert!(line("banner").ends_with("config"), "{stdout}");
+
+    let (code, stdout, _) = run(dir.path(), &["config", "show"], &env);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("#   dark_mode: env TESSERA_FLAG_DARK_MODE"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("[flags.banner]"), "{stdout}");
+
+    let (code, _, stderr) = run(
+        dir.path(),
+        &["flags", "list"],
+        &[("TESSERA_FLAG_NOPE", "1")],
+    );
+    assert_eq!(code, 2, "an unknown flag variable is a config error");
+    assert!(stderr.contains("TESSERA_FLAG_NOPE"), "{stderr}");
+}

@@ -9,7 +9,7 @@ use crate::on_each_database;
 
 const PASSWORD: &str = "correct horse battery";
 
-async fn token_request(
+pub(crate) async fn token_request(
     app: &TestApp,
     basic: Option<(&str, &str)>,
     form: &[(&str, &str)],

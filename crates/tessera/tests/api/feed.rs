@@ -149,7 +149,7 @@ on_each_database! {
 }
 
 /// Reads the stream until an event of `kind` arrives; returns its id and data.
-async fn next_event(
+pub(crate) async fn next_event(
     stream: &mut reqwest::Response,
     buffer: &mut String,
     kind: &str,

@@ -23,7 +23,7 @@ const REALTIME_CHECK: &str = concat!(
 );
 /// The npm packages (`npm ci` here) and the scripts these tests run.
 pub(crate) const INTEROP_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/interop");
-const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
+pub(crate) const EXAMPLES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples");
 /// The Python package's sources, put first on `PYTHONPATH` so the tests run this tree's copy.
 pub(crate) const PYTHON_CLIENT_DIR: &str =
     concat!(env!("CARGO_MANIFEST_DIR"), "/../../clients/python");
@@ -204,7 +204,7 @@ pub(crate) fn fastapi_available() -> bool {
 
 /// Whether the TypeScript compiler, Node's type declarations and `jose` are installed in
 /// tests/interop.
-fn typescript_available() -> bool {
+pub(crate) fn typescript_available() -> bool {
     available(
         Command::new("node").current_dir(INTEROP_DIR).args([
             "-e",
@@ -510,7 +510,7 @@ async fn the_fastapi_example_on_the_python_package_admits_and_refuses_requests_a
 
 /// The TypeScript example copied into a fresh folder the way a user would take it, with the
 /// interop packages as its `node_modules`, and compiled by its own strict `tsconfig.json`.
-async fn compiled_typescript_example() -> TempDir {
+pub(crate) async fn compiled_typescript_example() -> TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");
     let example = Path::new(EXAMPLES_DIR).join("typescript");
     for entry in std::fs::read_dir(&example).expect("examples/typescript") {

@@ -8,10 +8,10 @@ use tessera::tenants::SYSTEM_TENANT_ID;
 use crate::helpers::{TestApp, problem, spawn_app_with};
 use crate::on_each_database;
 
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// An account moved into `tenant_id`, logged in there.
-async fn member_of(
+pub(crate) async fn member_of(
     app: &TestApp,
     tenant_id: &str,
     slug: &str,
