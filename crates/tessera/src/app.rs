@@ -133,7 +133,7 @@ impl Application {
         let flags = Flags::load(&config, &db)
             .await
             .context("cannot read the feature flags")?;
-        flags.spawn_poller(db.clone());
+        flags.spawn_poller(&jobs, db.clone());
         let csp_reports = Tally::new("csp.violation");
         audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(

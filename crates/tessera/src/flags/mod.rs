@@ -34,6 +34,7 @@ use tokio::sync::{Notify, watch};
 
 use crate::config::Config;
 use crate::db::Db;
+use crate::jobs::Jobs;
 pub use set::{Declared, FlagSet};
 
 /// How often each instance looks for changes made by any instance.
@@ -165,11 +166,11 @@ impl Flags {
         self.wake.notify_one();
     }
 
-    /// Follows changes made by any instance until `db` closes or the service is dropped,
-    /// and prunes old change rows once an hour.
-    pub fn spawn_poller(self: &Arc<Self>, db: Db) {
+    /// Follows changes made by any instance, on the application's task set, until shutdown,
+    /// `db` closes or the service is dropped, and prunes old change rows once an hour.
+    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
         let weak: Weak<Self> = Arc::downgrade(self);
-        tokio::spawn(async move {
+        jobs.spawn(async move {
             let mut last_prune = tokio::time::Instant::now();
             loop {
                 let Some(flags) = weak.upgrade() else { return };
