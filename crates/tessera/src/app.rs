@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
+use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::DropGuard;
@@ -22,6 +23,7 @@ use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
+use crate::idempotency::Idempotency;
 use crate::jobs::Jobs;
 use crate::keys::Keys;
 use crate::master::{Generate, MasterKey};
@@ -34,8 +36,8 @@ use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, realtime, revocations,
-    sessions, tenants,
+    audit, auth, cleanup, clients, flags, health, http, idempotency, keys, oauth, rbac, realtime,
+    revocations, sessions, status, tenants,
 };
 
 /// A server ready to run: connected, migrated, routes built.
@@ -116,7 +118,8 @@ impl Application {
             Arc::clone(&feed),
             Arc::clone(&session_cache) as Arc<dyn sessions::Watcher>,
         ));
-        cleanup::spawn(&jobs, db.clone());
+        let idempotency = Arc::new(Idempotency::new(&config, &master));
+        cleanup::spawn(&jobs, db.clone(), idempotency.ttl_secs());
         let auth = Arc::new(Auth::new(&config, &master));
         audit::chain::spawn_sealer(
             &jobs,
@@ -164,6 +167,7 @@ impl Application {
             flags,
             realtime,
             clock,
+            idempotency,
         });
         let router = router(state.clone());
         Ok(Self {
@@ -243,7 +247,9 @@ impl Application {
     }
 }
 
-/// Every capability's routes behind the shared stack.
+/// Every capability's routes behind the conventions every route follows (idempotency keys,
+/// preconditions and locks on administrative resources, ETags, `Link` and `Cache-Control`)
+/// and the shared stack.
 fn router(state: AppState) -> Router {
     let routes = Router::new()
         .merge(health::router())
@@ -260,6 +266,27 @@ fn router(state: AppState) -> Router {
         .merge(http::csp::router())
         .merge(flags::routes::router())
         .merge(realtime::router())
+        .merge(status::routes::router())
         .route("/metrics", get(http::metrics::public));
+    let preconditions = http::conditional::Preconditions {
+        routes: routes.clone().with_state(state.clone()),
+        db: state.db().clone(),
+        clock: state.clock().clone(),
+        stale_secs: i64::try_from(state.config().http.request_timeout_secs)
+            .unwrap_or(i64::MAX)
+            .saturating_add(5),
+    };
+    // Outermost first: tags and links see every answer, replays included; a replay never
+    // meets a precondition (the resource changed by the request it repeats).
+    let routes = routes
+        .layer(middleware::from_fn_with_state(
+            preconditions,
+            http::conditional::if_match,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
+        .layer(middleware::from_fn(http::conditional::layer));
     http::apply_stack(routes, state.config()).with_state(state)
 }

@@ -5,13 +5,15 @@
 //!   history: a week keeps `refresh_reuse` detection and "who was logged in" questions
 //!   answerable for a while, and the audit log keeps the events for good;
 //! - revoked access tokens, and revocation-feed entries, once no token they cover can be
-//!   valid: nothing can present such a token any more.
+//!   valid: nothing can present such a token any more;
+//! - idempotency keys older than `idempotency.ttl_secs`: a retry that late runs afresh.
 
 use std::time::Duration;
 
 use tessera_token::unix_now;
 
 use crate::db::{Db, Job};
+use crate::idempotency;
 use crate::jobs::Jobs;
 use crate::revocations;
 
@@ -30,11 +32,17 @@ pub struct Removed {
     pub revoked_tokens: u64,
     /// Expired entries of the revocation feed.
     pub revocations: u64,
+    /// Idempotency keys past their TTL, with their stored answers.
+    pub idempotency_keys: u64,
 }
 
-/// Deletes what can no longer matter as of `now`. `None` when another instance holds the
-/// cleanup lock.
-pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error> {
+/// Deletes what can no longer matter as of `now` (idempotency keys after
+/// `idempotency_ttl_secs`). `None` when another instance holds the cleanup lock.
+pub async fn run_once(
+    db: &Db,
+    now: i64,
+    idempotency_ttl_secs: i64,
+) -> Result<Option<Removed>, sqlx::Error> {
     let Some(mut tx) = db.try_job_lock(Job::Cleanup).await? else {
         return Ok(None);
     };
@@ -66,19 +74,22 @@ pub async fn run_once(db: &Db, now: i64) -> Result<Option<Removed>, sqlx::Error>
         .execute(db.pool())
         .await?
         .rows_affected();
+    let idempotency_keys =
+        idempotency::store::delete_expired(db, now.saturating_sub(idempotency_ttl_secs)).await?;
     Ok(Some(Removed {
         sessions,
         revoked_tokens,
         revocations,
+        idempotency_keys,
     }))
 }
 
 /// Runs cleanup every hour until shutdown.
-pub fn spawn(jobs: &Jobs, db: Db) {
+pub fn spawn(jobs: &Jobs, db: Db, idempotency_ttl_secs: i64) {
     jobs.every(EVERY, false, move || {
         let db = db.clone();
         async move {
-            match run_once(&db, unix_now()).await {
+            match run_once(&db, unix_now(), idempotency_ttl_secs).await {
                 Ok(Some(removed)) if removed != Removed::default() => {
                     tracing::info!(?removed, "cleanup removed rows that can no longer matter");
                 }

@@ -32,6 +32,8 @@ pub enum Perm {
     RolesDelete,
     /// Listing another account's sessions.
     SessionsRead,
+    /// Posting status events (the platform's status page).
+    StatusWrite,
     /// Revoking another account's sessions.
     SessionsRevoke,
     /// Listing and reading tenants (platform admins).
@@ -58,7 +60,7 @@ pub enum Perm {
 
 impl Perm {
     /// Every permission of the set.
-    pub const ALL: [Perm; 23] = [
+    pub const ALL: [Perm; 24] = [
         Self::AuditRead,
         Self::ClientsRead,
         Self::ClientsCreate,
@@ -72,6 +74,7 @@ impl Perm {
         Self::RolesDelete,
         Self::SessionsRead,
         Self::SessionsRevoke,
+        Self::StatusWrite,
         Self::TenantsRead,
         Self::TenantsCreate,
         Self::TenantsUpdate,
@@ -100,6 +103,7 @@ impl Perm {
             Self::RolesDelete => "roles:delete",
             Self::SessionsRead => "sessions:read",
             Self::SessionsRevoke => "sessions:revoke",
+            Self::StatusWrite => "status:write",
             Self::TenantsRead => "tenants:read",
             Self::TenantsCreate => "tenants:create",
             Self::TenantsUpdate => "tenants:update",

@@ -15,6 +15,7 @@ use crate::flags::Flags;
 use crate::http::cursor::Cursors;
 use crate::http::ratelimit::Limiter;
 use crate::http::tally::Tally;
+use crate::idempotency::Idempotency;
 use crate::keys::Keys;
 use crate::oauth::denylist::DenyList;
 use crate::passwords::Passwords;
@@ -67,6 +68,8 @@ pub struct Services {
     pub realtime: Arc<Realtime>,
     /// The time every expiry, limit and lockout is decided by.
     pub clock: Clock,
+    /// The keys of the idempotency replay store.
+    pub idempotency: Arc<Idempotency>,
 }
 
 impl AppState {
@@ -160,6 +163,11 @@ impl AppState {
     /// The real-time hub.
     pub fn realtime(&self) -> &Arc<Realtime> {
         &self.inner.realtime
+    }
+
+    /// The keys of the idempotency replay store.
+    pub fn idempotency(&self) -> &Idempotency {
+        &self.inner.idempotency
     }
 
     /// The time every expiry, limit and lockout is decided by.

@@ -7,6 +7,7 @@
 //! [`Authenticated::ensure_may_act_on`].
 
 pub mod cache;
+pub mod principal;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ use crate::rbac::{self, Permission};
 use crate::state::AppState;
 use crate::telemetry::signals;
 use crate::users::User;
+
+pub use principal::Principal;
 
 /// `client_id` of tokens issued to Tessera's own sessions (RFC 9068 requires one); only those
 /// act for a user at the session endpoints.

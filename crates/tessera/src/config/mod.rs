@@ -88,6 +88,8 @@ pub struct Config {
     pub realtime: RealtimeConfig,
     /// Distributed tracing.
     pub telemetry: TelemetryConfig,
+    /// `Idempotency-Key` on state-changing requests.
+    pub idempotency: IdempotencyConfig,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             flag_env: BTreeMap::new(),
             realtime: RealtimeConfig::default(),
             telemetry: TelemetryConfig::default(),
+            idempotency: IdempotencyConfig::default(),
         }
     }
 }
@@ -330,6 +333,22 @@ impl Default for RealtimeConfig {
             max_subscriptions: 64,
             poll_interval_ms: 50,
         }
+    }
+}
+
+/// `Idempotency-Key` on state-changing requests (see the README's API conventions).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdempotencyConfig {
+    /// How long a key and its stored answer are kept, in seconds: a retry within this window
+    /// replays the first answer; the hourly cleanup deletes older keys.
+    #[schemars(range(min = 60, max = 604800))]
+    pub ttl_secs: u64,
+}
+
+impl Default for IdempotencyConfig {
+    fn default() -> Self {
+        Self { ttl_secs: 86_400 }
     }
 }
 

@@ -2,6 +2,7 @@
 //! ids, security headers and metrics. Capabilities add routes; they never rebuild any of this.
 
 pub mod client;
+pub mod conditional;
 pub mod csp;
 pub mod csrf;
 pub mod cursor;
@@ -62,6 +63,8 @@ where
             header::AUTHORIZATION,
             header::COOKIE,
             header::SET_COOKIE,
+            // Half of what opens a stored answer (see `idempotency`): never logged.
+            HeaderName::from_static("idempotency-key"),
         ]))
         .layer(
             TraceLayer::new_for_http()
@@ -164,10 +167,27 @@ fn security_headers(config: &Config) -> SecurityHeaders {
         HeaderName::from_static("reporting-endpoints"),
         HeaderValue::from_static("csp=\"/api/v1/csp-report\""),
     ));
+    // The same group in the older Reporting API header, for browsers that read only that
+    // one. It wants an absolute URL, so the public URL names it.
+    if let Some(value) = report_to(config) {
+        html.push((HeaderName::from_static("report-to"), value));
+    }
     SecurityHeaders {
         all: api_security_headers(config),
         html,
     }
+}
+
+/// `Report-To` naming the `csp` group (the one `report-to csp` directives name) at this
+/// server's report endpoint, kept for 126 days as browsers commonly do.
+fn report_to(config: &Config) -> Option<HeaderValue> {
+    let url = config.public_url.join("/api/v1/csp-report").ok()?;
+    let group = serde_json::json!({
+        "group": "csp",
+        "max_age": 10_886_400,
+        "endpoints": [{ "url": url.as_str() }],
+    });
+    HeaderValue::from_str(&group.to_string()).ok()
 }
 
 fn api_security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
@@ -411,6 +431,13 @@ mod tests {
             "default-src 'none'; report-to csp"
         );
         assert_eq!(headers["reporting-endpoints"], "csp=\"/api/v1/csp-report\"");
+        let report_to: serde_json::Value =
+            serde_json::from_slice(headers["report-to"].as_bytes()).expect("Report-To is JSON");
+        assert_eq!(report_to["group"], "csp");
+        assert_eq!(
+            report_to["endpoints"][0]["url"],
+            "http://127.0.0.1:8080/api/v1/csp-report"
+        );
         let (api, _) = call(app(&config), get_request("/ok")).await;
         assert_eq!(
             api.headers()[header::CONTENT_SECURITY_POLICY],

@@ -84,7 +84,7 @@ pub async fn may_subscribe(
     channel: &ChannelName,
 ) -> Result<(), ApiError> {
     let allowed = match channel.kind() {
-        ChannelKind::Flags => true,
+        ChannelKind::Flags | ChannelKind::Status => true,
         ChannelKind::User(id) => *id == owner.user_id,
         ChannelKind::Session(id) => *id == owner.session_id,
         ChannelKind::Tenant { tenant_id, topic } => {
@@ -154,10 +154,10 @@ impl Publisher {
         channel: &ChannelName,
     ) -> Result<(), ApiError> {
         let wanted = match channel.kind() {
-            ChannelKind::Flags => {
+            ChannelKind::Flags | ChannelKind::Status => {
                 return Err(ApiError::forbidden(
                     "reserved_channel",
-                    "only Tessera publishes to `flags`",
+                    format!("only Tessera publishes to `{channel}`"),
                 ));
             }
             ChannelKind::Tenant { topic, .. } => topic_permissions(topic, Action::Publish),
@@ -202,7 +202,7 @@ impl Publisher {
                     .map_err(ApiError::internal)?
                     .is_some_and(|s| s.tenant_id == self.tenant_id)
             }
-            ChannelKind::Flags => false,
+            ChannelKind::Flags | ChannelKind::Status => false,
         })
     }
 }

@@ -6,6 +6,7 @@
 //! | `session:<session id>` | that session |
 //! | `tenant:<tenant id>:<topic…>` | members of the tenant holding `events:subscribe` for the topic |
 //! | `flags` | anyone signed in |
+//! | `status` | anyone signed in (the public status page's changes) |
 //!
 //! A topic is one to eight segments separated by `:`, each 1–64 of `a-z 0-9 _ -`
 //! (`service-lifecycle:0190…`). Permissions name topics with the same segments joined by
@@ -53,6 +54,8 @@ pub enum ChannelKind {
     },
     /// Flag changes, for everyone.
     Flags,
+    /// Status page changes, for everyone.
+    Status,
 }
 
 /// A valid channel name and what it names.
@@ -66,7 +69,8 @@ pub struct ChannelName {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "not a channel: expected `user:<id>`, `session:<id>`, `tenant:<tenant id>:<topic>` (topic \
-     segments separated by `:`, each 1-64 of a-z 0-9 _ -, at most {MAX_TOPIC_SEGMENTS}) or `flags`"
+     segments separated by `:`, each 1-64 of a-z 0-9 _ -, at most {MAX_TOPIC_SEGMENTS}), `flags` \
+     or `status`"
 )]
 pub struct InvalidChannel;
 
@@ -90,6 +94,7 @@ impl ChannelName {
         }
         let kind = match segments.as_slice() {
             ["flags"] => ChannelKind::Flags,
+            ["status"] => ChannelKind::Status,
             ["user", id] => ChannelKind::User((*id).to_owned()),
             ["session", id] => ChannelKind::Session((*id).to_owned()),
             ["tenant", tenant, topic @ ..]

@@ -5,7 +5,7 @@
 use axum::Router;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -18,14 +18,10 @@ use super::handshake::owner_of;
 use super::{PublishError, Published};
 use crate::caller::Authenticated;
 use crate::caller::SESSION_CLIENT_ID;
-use crate::digest::sha256_hex;
 use crate::http::error::db_error;
 use crate::http::{ApiError, Json};
 use crate::revocations::parse_cursor;
 use crate::state::AppState;
-
-/// Longest `Idempotency-Key`.
-const MAX_KEY_BYTES: usize = 255;
 
 /// The publish and history routes.
 pub fn router() -> Router<AppState> {
@@ -75,25 +71,6 @@ struct PublishRequest {
     data: serde_json::Value,
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let mut values = headers.get_all("idempotency-key").iter();
-    let Some(value) = values.next() else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_BYTES && values.next().is_none());
-    match key {
-        Some(key) if key.bytes().all(|b| b.is_ascii_graphic()) => Ok(Some(key.to_owned())),
-        _ => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_idempotency_key",
-            format!("`Idempotency-Key` must be one value of 1-{MAX_KEY_BYTES} visible characters"),
-        )),
-    }
-}
-
 fn publish_error(error: PublishError) -> ApiError {
     match error {
         PublishError::Invalid(message) => {
@@ -109,41 +86,27 @@ fn publish_error(error: PublishError) -> ApiError {
 }
 
 /// `POST /api/v1/realtime/publish`: `{channel, type, data}` → 201 with the event's envelope.
+/// A retry with the same `Idempotency-Key` replays the answer instead of publishing twice
+/// (the idempotency layer in front of every route).
 async fn publish(
     State(state): State<AppState>,
     publisher: Publisher,
-    headers: HeaderMap,
     Json(request): Json<PublishRequest>,
 ) -> Result<Response, ApiError> {
-    let key = idempotency_key(&headers)?;
     let channel = ChannelName::parse(&request.channel).map_err(access::invalid_channel)?;
     publisher.may_publish(&state, &channel).await?;
-    let digest = key.as_ref().map(|_| {
-        sha256_hex(
-            serde_json::to_string(&request)
-                .unwrap_or_default()
-                .as_bytes(),
-        )
-    });
-    let idempotency = key.as_deref().zip(digest.as_deref());
-    let Published { envelope, replayed } = state
+    let Published { envelope, .. } = state
         .realtime()
         .publish_as(
             &channel,
             &request.kind,
             &request.data,
             &publisher.name,
-            idempotency,
+            None,
         )
         .await
         .map_err(publish_error)?;
-    let mut response = (StatusCode::CREATED, axum::Json(envelope)).into_response();
-    if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-    }
-    Ok(response)
+    Ok((StatusCode::CREATED, axum::Json(envelope)).into_response())
 }
 
 #[derive(Deserialize)]

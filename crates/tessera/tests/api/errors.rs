@@ -85,8 +85,10 @@ async fn every_response_carries_a_request_id_and_security_headers() {
     }
 }
 
+/// Reads about a caller or its tenant stay in the caller's own cache and are revalidated
+/// with their ETag each time; nothing shared may keep them.
 #[tokio::test]
-async fn answers_to_credentialed_requests_are_never_cached_by_default() {
+async fn answers_to_credentialed_reads_are_private_and_revalidated() {
     let app = spawn_app().await;
     let token = app
         .token_for("ada@example.com", "correct horse battery", &["admin"])
@@ -105,7 +107,8 @@ async fn answers_to_credentialed_requests_are_never_cached_by_default() {
             .to_str()
             .expect("ASCII")
             .to_owned();
-        assert!(cache.contains("no-store"), "{path}: {cache}");
+        assert_eq!(cache, "private, no-cache", "{path}");
+        assert!(response.headers().contains_key("etag"), "{path}");
     }
     // Public answers keep their own policy.
     let jwks = app.get_bearer("/.well-known/jwks.json", &token).await;

@@ -314,7 +314,7 @@ on_each_database! {
 
         // The application's own hourly run may hold the turn for a moment.
         let removed = loop {
-            match tessera::cleanup::run_once(app.state.db(), now).await.expect("ran") {
+            match tessera::cleanup::run_once(app.state.db(), now, 86_400).await.expect("ran") {
                 Some(removed) => break removed,
                 None => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             }
