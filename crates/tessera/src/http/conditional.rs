@@ -19,18 +19,21 @@
 //!   administrators is refused). Every write to one resource holds a lock row meanwhile, so
 //!   the check and the write it guards cannot interleave with another writer.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tower::ServiceExt as _;
 
+use super::client::ClientIp;
 use super::error::ApiError;
+use super::request_id::RequestId;
 use super::etag;
 use crate::clock::Clock;
 use crate::db::Db;
@@ -293,7 +296,18 @@ async fn precondition(
 fn current_read(resource: &str, request: &Request) -> (Request, Vec<HeaderValue>) {
     let mut read = Request::new(Body::empty());
     *read.uri_mut() = http::Uri::try_from(resource).unwrap_or_default();
-    *read.extensions_mut() = request.extensions().clone();
+    // Where the request came from (for the read's own checks), never its routing state.
+    let from = request.extensions();
+    let into = read.extensions_mut();
+    if let Some(ip) = from.get::<ClientIp>() {
+        into.insert(ip.clone());
+    }
+    if let Some(id) = from.get::<RequestId>() {
+        into.insert(id.clone());
+    }
+    if let Some(peer) = from.get::<ConnectInfo<SocketAddr>>() {
+        into.insert(*peer);
+    }
     for name in [header::AUTHORIZATION, header::COOKIE] {
         if let Some(value) = request.headers().get(&name) {
             read.headers_mut().insert(name, value.clone());

@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod clients;
 mod containment;
+mod conventions;
 mod cookies;
 mod csp;
 mod errors;
