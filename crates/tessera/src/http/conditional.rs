@@ -14,8 +14,9 @@
 //!   its tenant's resources (kept, but revalidated with the ETag each time); the public
 //!   status page may be cached briefly by anyone. A route's own header always wins.
 //! - **`If-Match` on administrative resources** ([`if_match`]): PATCH and DELETE of
-//!   `/api/v1/admin/<collection>/<id>` compare the tag with the resource's current one and
-//!   answer 412 `precondition_failed` when it changed (a lost update between two
+//!   `/api/v1/admin/<collection>/<id>` (and any write under it, such as a flag's tenant
+//!   override) compare the tag with the resource's current one and answer 412
+//!   `precondition_failed` when it changed (a lost update between two
 //!   administrators is refused). Every write to one resource holds a lock row meanwhile, so
 //!   the check and the write it guards cannot interleave with another writer.
 
@@ -33,8 +34,8 @@ use tower::ServiceExt as _;
 
 use super::client::ClientIp;
 use super::error::ApiError;
-use super::request_id::RequestId;
 use super::etag;
+use super::request_id::RequestId;
 use crate::clock::Clock;
 use crate::db::Db;
 use crate::digest::sha256_hex;
@@ -111,10 +112,8 @@ pub async fn layer(request: Request, next: Next) -> Response {
         return ApiError::internal("an answer was too large to tag").into_response();
     };
     let tag = tag_of(&bytes);
-    if let Some(links) = links(&uri, &bytes) {
-        if let Ok(value) = HeaderValue::from_str(&links) {
-            parts.headers.insert(header::LINK, value);
-        }
+    if let Some(value) = links(&uri, &bytes).and_then(|l| HeaderValue::from_str(&l).ok()) {
+        parts.headers.insert(header::LINK, value);
     }
     parts.headers.insert(header::ETAG, tag.clone());
     if etag::matches(&conditions, &tag) {
@@ -213,10 +212,7 @@ pub async fn if_match(State(pre): State<Preconditions>, request: Request, next: 
     let Some(resource) = admin_resource(request.uri().path()).map(str::to_owned) else {
         return next.run(request).await;
     };
-    let exact = request.uri().path() == resource;
-    let guarded = exact
-        && matches!(*request.method(), Method::PATCH | Method::DELETE)
-        && request.headers().contains_key(header::IF_MATCH);
+    let guarded = request.headers().contains_key(header::IF_MATCH);
     let claimed = match lock(&pre, &resource).await {
         Ok(Some(claimed)) => claimed,
         Ok(None) => {
@@ -247,8 +243,9 @@ pub async fn if_match(State(pre): State<Preconditions>, request: Request, next: 
 
 /// Succeeds when the request's `If-Match` names the resource's current tag (strong
 /// comparison; `*` matches any current representation). 412 `precondition_failed`
-/// otherwise, and when the resource is gone. A caller who may not read it gets the write's
-/// own answer (the handler refuses it the same way).
+/// otherwise: when the resource is gone, and when the caller may not read it (a tag it could
+/// never have seen cannot be current; the read refuses before looking the resource up, so
+/// this tells nothing of its existence). An unauthenticated write gets its own 401.
 async fn precondition(
     pre: &Preconditions,
     read: Request,
@@ -278,8 +275,8 @@ async fn precondition(
                 tag_of(&bytes)
             }
         },
-        StatusCode::NOT_FOUND => return Err(stale()),
-        _ => return Ok(()),
+        StatusCode::UNAUTHORIZED => return Ok(()),
+        _ => return Err(stale()),
     };
     let matched = wanted.iter().any(|value| {
         value
@@ -300,7 +297,7 @@ fn current_read(resource: &str, request: &Request) -> (Request, Vec<HeaderValue>
     let from = request.extensions();
     let into = read.extensions_mut();
     if let Some(ip) = from.get::<ClientIp>() {
-        into.insert(ip.clone());
+        into.insert(*ip);
     }
     if let Some(id) = from.get::<RequestId>() {
         into.insert(id.clone());

@@ -16,6 +16,9 @@ pub enum Claim {
     Done(String),
 }
 
+/// A stored key: fingerprint, status, sealed answer, locked at, created at.
+type Stored = (String, Option<i64>, Option<String>, i64, i64);
+
 /// Claims `scope` for a request with `fingerprint` at `now` (Unix seconds). A key in flight
 /// since before `stale_before` belongs to a request that died (a crash, a timeout) and is
 /// taken over; one created before `expired_before` is past its TTL and starts afresh.
@@ -40,7 +43,7 @@ pub async fn claim(
     if inserted == 1 {
         return Ok(Claim::Fresh);
     }
-    let row: Option<(String, Option<i64>, Option<String>, i64, i64)> = sqlx::query_as(
+    let row: Option<Stored> = sqlx::query_as(
         "SELECT fingerprint, status, answer, locked_at, created_at FROM idempotency_keys \
          WHERE scope = $1",
     )

@@ -249,7 +249,15 @@ async fn tag_of(app: &TestApp, token: &str, path: &str) -> String {
     let read = call(app, Method::GET, path, token, None, &[]).await;
     assert_eq!(read.status(), 200, "{path}");
     let tag = header(&read, "etag").expect("ETag");
-    let again = call(app, Method::GET, path, token, None, &[("if-none-match", &tag)]).await;
+    let again = call(
+        app,
+        Method::GET,
+        path,
+        token,
+        None,
+        &[("if-none-match", &tag)],
+    )
+    .await;
     assert_eq!(again.status(), 304, "{path}");
     assert_eq!(header(&again, "etag").as_deref(), Some(tag.as_str()));
     assert!(again.bytes().await.expect("body").is_empty());
@@ -259,21 +267,75 @@ async fn tag_of(app: &TestApp, token: &str, path: &str) -> String {
 /// Two administrators read `path` (same tag); one changes it; the other's change, made
 /// against what it read, is refused with 412 (PATCH and DELETE); with the current tag it
 /// goes through.
-async fn lost_update_is_refused(app: &TestApp, token: &str, path: &str, change: Value, other: Value) {
+async fn lost_update_is_refused(
+    app: &TestApp,
+    token: &str,
+    path: &str,
+    change: Value,
+    other: Value,
+) {
     let read = tag_of(app, token, path).await;
-    let first = call(app, Method::PATCH, path, token, Some(&change), &[("if-match", &read)]).await;
+    let first = call(
+        app,
+        Method::PATCH,
+        path,
+        token,
+        Some(&change),
+        &[("if-match", &read)],
+    )
+    .await;
     assert_eq!(first.status(), 200, "{path}: {:?}", first.text().await);
     let current = tag_of(app, token, path).await;
     assert_ne!(current, read, "{path}: a change changes the tag");
-    let stale = call(app, Method::PATCH, path, token, Some(&other), &[("if-match", &read)]).await;
+    let stale = call(
+        app,
+        Method::PATCH,
+        path,
+        token,
+        Some(&other),
+        &[("if-match", &read)],
+    )
+    .await;
     problem(stale, 412, "precondition_failed").await;
-    let deleted = call(app, Method::DELETE, path, token, None, &[("if-match", &read)]).await;
+    let deleted = call(
+        app,
+        Method::DELETE,
+        path,
+        token,
+        None,
+        &[("if-match", &read)],
+    )
+    .await;
     problem(deleted, 412, "precondition_failed").await;
-    let weak = call(app, Method::PATCH, path, token, Some(&other), &[("if-match", &format!("W/{current}"))]).await;
+    let weak = call(
+        app,
+        Method::PATCH,
+        path,
+        token,
+        Some(&other),
+        &[("if-match", &format!("W/{current}"))],
+    )
+    .await;
     problem(weak, 412, "precondition_failed").await;
-    let fresh = call(app, Method::PATCH, path, token, Some(&other), &[("if-match", &current)]).await;
+    let fresh = call(
+        app,
+        Method::PATCH,
+        path,
+        token,
+        Some(&other),
+        &[("if-match", &current)],
+    )
+    .await;
     assert_eq!(fresh.status(), 200, "{path}");
-    let any = call(app, Method::PATCH, path, token, Some(&change), &[("if-match", "*")]).await;
+    let any = call(
+        app,
+        Method::PATCH,
+        path,
+        token,
+        Some(&change),
+        &[("if-match", "*")],
+    )
+    .await;
     assert_eq!(any.status(), 200, "{path}");
 }
 
@@ -322,7 +384,10 @@ fn links(response: &reqwest::Response) -> Vec<(String, String)> {
     text.split(", ")
         .map(|part| {
             let (target, rel) = part.split_once("; rel=").expect("rel");
-            (rel.trim_matches('"').to_owned(), target.trim_matches(['<', '>']).to_owned())
+            (
+                rel.trim_matches('"').to_owned(),
+                target.trim_matches(['<', '>']).to_owned(),
+            )
         })
         .collect()
 }
@@ -371,18 +436,36 @@ on_each_database! {
 }
 
 /// A platform operator's status event.
-async fn post_status(app: &TestApp, token: &str, service: &str, status: &str, ends_at: Option<i64>) -> reqwest::Response {
-    let mut body = json!({"service": service, "status": status, "message": format!("{service} is {status}")});
+async fn post_status(
+    app: &TestApp,
+    token: &str,
+    service: &str,
+    status: &str,
+    ends_at: Option<i64>,
+) -> reqwest::Response {
+    let mut body =
+        json!({"service": service, "status": status, "message": format!("{service} is {status}")});
     if let Some(end) = ends_at {
         body["ends_at"] = json!(end);
     }
-    call(app, Method::POST, "/api/v1/status/events", token, Some(&body), &[]).await
+    call(
+        app,
+        Method::POST,
+        "/api/v1/status/events",
+        token,
+        Some(&body),
+        &[],
+    )
+    .await
 }
 
 async fn status_page(app: &TestApp) -> Value {
     let response = app.get("/api/v1/status").await;
     assert_eq!(response.status(), 200);
-    assert_eq!(header(&response, "cache-control").as_deref(), Some("public, max-age=10"));
+    assert_eq!(
+        header(&response, "cache-control").as_deref(),
+        Some("public, max-age=10")
+    );
     response.json().await.expect("JSON")
 }
 
