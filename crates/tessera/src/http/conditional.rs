@@ -48,12 +48,11 @@ const MAX_TAGGED_BYTES: usize = 8 * 1024 * 1024;
 const GET_POLICIES: &[(&str, &str)] = &[
     // The public status page: the same for everyone, fine to cache for a few seconds.
     ("/api/v1/status", "public, max-age=10"),
-    // A caller's own account and sessions, and administrators' views: no secrets (those are
+    // A caller's own sessions, and administrators' views: no secrets (those are
     // shown once, by the writes), but about someone, so only the caller's own cache keeps
     // them, revalidating with the ETag.
     ("/api/v1/admin/", "private, no-cache"),
     ("/api/v1/audit", "private, no-cache"),
-    ("/api/v1/auth/me", "private, no-cache"),
     ("/api/v1/auth/sessions", "private, no-cache"),
     ("/api/v1/auth/sessions/", "private, no-cache"),
 ];

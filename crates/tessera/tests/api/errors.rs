@@ -93,9 +93,11 @@ async fn answers_to_credentialed_reads_are_private_and_revalidated() {
     let token = app
         .token_for("ada@example.com", "correct horse battery", &["admin"])
         .await;
+    // The session's own view keeps the handler's `no-store`: a route's own policy wins.
+    let me = app.get_bearer("/api/v1/auth/me", &token).await;
+    assert_eq!(me.headers()["cache-control"], "no-store");
     for path in [
         "/api/v1/auth/sessions",
-        "/api/v1/auth/me",
         "/api/v1/admin/users",
         "/api/v1/admin/roles",
         "/api/v1/admin/clients",
