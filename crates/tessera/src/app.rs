@@ -169,7 +169,7 @@ impl Application {
             clock,
             idempotency,
         });
-        let router = router(state.clone());
+        let router = router(state.clone(), &jobs);
         Ok(Self {
             state,
             router,
@@ -250,7 +250,7 @@ impl Application {
 /// Every capability's routes behind the conventions every route follows (idempotency keys,
 /// preconditions and locks on administrative resources, ETags, `Link` and `Cache-Control`)
 /// and the shared stack.
-fn router(state: AppState) -> Router {
+fn router(state: AppState, jobs: &Jobs) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(keys::routes::router())
@@ -288,5 +288,5 @@ fn router(state: AppState) -> Router {
             idempotency::layer,
         ))
         .layer(middleware::from_fn(http::conditional::layer));
-    http::apply_stack(routes, state.config()).with_state(state)
+    http::apply_stack(routes, state.config(), jobs).with_state(state)
 }
