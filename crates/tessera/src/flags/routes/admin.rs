@@ -456,11 +456,12 @@ async fn record(
         .await
 }
 
-/// After a commit here: this instance answers with the change at once (the others within a
-/// poll). A failed read leaves it to the poller.
+/// After a commit here: this instance answers with the change at once, and the bus tells the
+/// others (a failed read here is retried by this instance's follower, which the announcement
+/// wakes too).
 async fn reload(state: &AppState) {
     if let Err(e) = state.flags().reload(state.db()).await {
         tracing::warn!(error = %e, "reloading the flags after a change failed");
-        state.flags().wake();
     }
+    state.flags().wake();
 }
