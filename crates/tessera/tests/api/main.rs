@@ -7,6 +7,7 @@ mod attempts;
 mod audit;
 mod auth;
 mod cli;
+mod cluster;
 mod clients;
 mod containment;
 mod cookies;
