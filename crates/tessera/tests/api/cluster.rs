@@ -318,3 +318,28 @@ async fn the_bus_over_redis_carries_revocations_and_readiness_reports_it() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn exactly_one_instance_at_a_time_runs_each_singleton_job() {
+    use tessera::db::Job;
+    let Some(db) = TestDatabase::postgres().await else {
+        return;
+    };
+    let a = spawn_app_with(db, |_| {}).await;
+    let b = spawn_peer(&a, |_| {}).await;
+    let c = spawn_peer(&a, |_| {}).await;
+    for job in [Job::AuditChain, Job::Cleanup, Job::KeyRotation] {
+        let held = a.state.db().try_job_lock(job).await.expect("lock query");
+        let held = held.expect("A runs the job");
+        for other in [&b, &c] {
+            let skipped = other.state.db().try_job_lock(job).await.expect("lock query");
+            assert!(skipped.is_none(), "{job:?} runs on one instance at a time");
+        }
+        held.commit().await.expect("A's run ends");
+        let next = b.state.db().try_job_lock(job).await.expect("lock query");
+        assert!(next.is_some(), "{job:?} runs elsewhere once A's run ended");
+    }
+    for app in [a, b, c] {
+        app.stop().await;
+    }
+}
