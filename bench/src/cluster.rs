@@ -97,7 +97,11 @@ pub async fn run(binary: PathBuf, mut args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_on(binary: &std::path::Path, database: &Database, args: &Args) -> anyhow::Result<Results> {
+async fn run_on(
+    binary: &std::path::Path,
+    database: &Database,
+    args: &Args,
+) -> anyhow::Result<Results> {
     let tessera = Tessera::prepare(binary, database).await?;
     // The first migrates and creates the admin and the master key; the second finds them.
     let first = tessera.serve().await?;
@@ -122,19 +126,42 @@ async fn measure(a: &Process, b: &Process, args: &Args) -> anyhow::Result<Result
         .as_str()
         .context("access token")?
         .to_owned();
-    let me = Call::get("/api/v1/auth/me").with(http::header::AUTHORIZATION, &format!("Bearer {token}"))?;
+    let me = Call::get("/api/v1/auth/me")
+        .with(http::header::AUTHORIZATION, &format!("Bearer {token}"))?;
     let me_scripts = load::repeat(me);
-    scaling.push(compare("me bearer", [a.addr, b.addr], args.connections, duration, |_, _| Ok(Arc::clone(&me_scripts))).await?);
+    scaling.push(
+        compare(
+            "me bearer",
+            [a.addr, b.addr],
+            args.connections,
+            duration,
+            |_, _| Ok(Arc::clone(&me_scripts)),
+        )
+        .await?,
+    );
 
     let (id, secret) = introspecting_client(&http, a.addr, &token).await?;
     let basic = format!(
         "Basic {}",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{id}:{secret}"))
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{id}:{secret}")
+        )
     );
     let body = format!("token={token}");
-    let introspect = Call::post_form("/oauth2/introspect", &body).with(http::header::AUTHORIZATION, &basic)?;
+    let introspect =
+        Call::post_form("/oauth2/introspect", &body).with(http::header::AUTHORIZATION, &basic)?;
     let introspect_scripts = load::repeat(introspect);
-    scaling.push(compare("introspection", [a.addr, b.addr], args.connections, duration, |_, _| Ok(Arc::clone(&introspect_scripts))).await?);
+    scaling.push(
+        compare(
+            "introspection",
+            [a.addr, b.addr],
+            args.connections,
+            duration,
+            |_, _| Ok(Arc::clone(&introspect_scripts)),
+        )
+        .await?,
+    );
 
     // A refresh chain per connection, each logged in before the phase.
     let mut chains = Vec::new();
@@ -142,19 +169,30 @@ async fn measure(a: &Process, b: &Process, args: &Args) -> anyhow::Result<Result
         let mut tokens = Vec::with_capacity(args.connections);
         for _ in 0..args.connections {
             let answer = login(&http, a.addr).await?;
-            tokens.push(answer["refresh_token"].as_str().context("refresh token")?.to_owned());
+            tokens.push(
+                answer["refresh_token"]
+                    .as_str()
+                    .context("refresh token")?
+                    .to_owned(),
+            );
         }
         chains.push(Arc::new(tokens));
     }
     scaling.push(
-        compare("refresh", [a.addr, b.addr], args.connections, duration, |run, offset| {
-            let tokens = Arc::clone(&chains[run]);
-            Ok(Arc::new(move |n: usize| {
-                Box::new(RefreshChain {
-                    token: tokens.get(n + offset).cloned(),
-                }) as Box<dyn load::Script>
-            }))
-        })
+        compare(
+            "refresh",
+            [a.addr, b.addr],
+            args.connections,
+            duration,
+            |run, offset| {
+                let tokens = Arc::clone(&chains[run]);
+                Ok(Arc::new(move |n: usize| {
+                    Box::new(RefreshChain {
+                        token: tokens.get(n + offset).cloned(),
+                    }) as Box<dyn load::Script>
+                }))
+            },
+        )
         .await?,
     );
     Ok(Results {
@@ -193,14 +231,21 @@ async fn compare(
         phase,
         one_per_sec,
         two_per_sec,
-        efficiency: if one_per_sec > 0.0 { two_per_sec / one_per_sec } else { 0.0 },
+        efficiency: if one_per_sec > 0.0 {
+            two_per_sec / one_per_sec
+        } else {
+            0.0
+        },
     })
 }
 
 fn check(phase: &str, outcome: &load::Outcome) -> anyhow::Result<()> {
     let unexpected = outcome.unexpected(&[200]);
     if !unexpected.is_empty() || outcome.errors > 0 {
-        bail!("{phase}: unexpected answers {unexpected:?}, {} errors", outcome.errors);
+        bail!(
+            "{phase}: unexpected answers {unexpected:?}, {} errors",
+            outcome.errors
+        );
     }
     Ok(())
 }
@@ -233,7 +278,10 @@ async fn introspecting_client(
         .await?;
     Ok((
         created["id"].as_str().context("client id")?.to_owned(),
-        created["client_secret"].as_str().context("client secret")?.to_owned(),
+        created["client_secret"]
+            .as_str()
+            .context("client secret")?
+            .to_owned(),
     ))
 }
 

@@ -78,9 +78,14 @@ impl Topic {
     }
 
     fn parse(name: &str) -> Option<Self> {
-        [Self::Revocations, Self::Flags, Self::Realtime, Self::Changes]
-            .into_iter()
-            .find(|t| t.name() == name)
+        [
+            Self::Revocations,
+            Self::Flags,
+            Self::Realtime,
+            Self::Changes,
+        ]
+        .into_iter()
+        .find(|t| t.name() == name)
     }
 }
 
@@ -262,13 +267,11 @@ pub async fn announce(conn: &mut AnyConnection, topic: Topic, seq: i64) -> Resul
     if conn.backend_name() == "PostgreSQL" {
         // The channel is named after the schema, so deployments (and tests) sharing one
         // PostgreSQL database do not wake each other.
-        sqlx::query(
-            "SELECT pg_notify($1 || '_' || current_schema(), $2)::text AS sent",
-        )
-        .bind(CHANNEL)
-        .bind(Signal::encode(topic, seq))
-        .execute(conn)
-        .await?;
+        sqlx::query("SELECT pg_notify($1 || '_' || current_schema(), $2)::text AS sent")
+            .bind(CHANNEL)
+            .bind(Signal::encode(topic, seq))
+            .execute(conn)
+            .await?;
     }
     Ok(())
 }
@@ -305,9 +308,7 @@ mod tests {
         let jobs = Jobs::new();
         let bus = Arc::new(Bus {
             signals: Arc::new(broadcast::channel(16).0),
-            transport: Transport::InProcess {
-                key: "unit".into(),
-            },
+            transport: Transport::InProcess { key: "unit".into() },
             connected: AtomicBool::new(true),
             outbox: None,
         });

@@ -177,7 +177,9 @@ impl SessionCache {
                         for entry in &batch.entries {
                             let tenant = entry.revocation.tid.as_str();
                             match &entry.revocation.target {
-                                Revoked::Session { sid } => cache.revoke([sid.as_str()], clock.now()),
+                                Revoked::Session { sid } => {
+                                    cache.revoke([sid.as_str()], clock.now())
+                                }
                                 Revoked::Subject { sub, .. } => cache.forget_where(|info| {
                                     info.user.tenant_id == tenant && info.user.id == *sub
                                 }),

@@ -297,11 +297,7 @@ pub async fn update(
 
 /// Tells every instance's cache, through the change bus, to read the client again once the
 /// transaction commits (the route publishes after the commit).
-async fn client_changed(
-    conn: &mut AnyConnection,
-    id: &str,
-    now: i64,
-) -> Result<(), sqlx::Error> {
+async fn client_changed(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
     let change = Change::Client { id: id.to_owned() };
     let _ = changes::record(conn, &change, now.saturating_mul(1_000)).await?;
     Ok(())

@@ -230,7 +230,8 @@ impl Keys {
                 }
             }
         });
-    }}
+    }
+}
 
 /// What one access token grants, beyond what every token says.
 #[derive(Debug, Clone)]

@@ -89,15 +89,13 @@ impl DenyList {
                             _ => None,
                         }
                     })),
-                    Err(broadcast::error::RecvError::Lagged(_)) => {
-                        match Self::load(&db).await {
-                            Ok(all) => {
-                                let all = all.denied.read().unwrap_or_else(|p| p.into_inner()).clone();
-                                list.add(all);
-                            }
-                            Err(e) => tracing::warn!(error = %e, "reading revoked tokens failed"),
+                    Err(broadcast::error::RecvError::Lagged(_)) => match Self::load(&db).await {
+                        Ok(all) => {
+                            let all = all.denied.read().unwrap_or_else(|p| p.into_inner()).clone();
+                            list.add(all);
                         }
-                    }
+                        Err(e) => tracing::warn!(error = %e, "reading revoked tokens failed"),
+                    },
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }

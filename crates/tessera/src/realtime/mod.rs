@@ -46,9 +46,9 @@ use axum::Router;
 use tessera_token::{Revoked, unix_now};
 use tokio::sync::{broadcast, watch};
 
+use crate::bus::{Bus, Followed, Topic};
 use crate::caller::cache::Lookup;
 use crate::config::Config;
-use crate::bus::{Bus, Followed, Topic};
 use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::revocations::Feed;

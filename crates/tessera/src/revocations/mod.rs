@@ -20,10 +20,10 @@
 
 pub mod routes;
 
+use sqlx::{AnyConnection, Row as _};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use sqlx::{AnyConnection, Row as _};
 use tessera_token::{AccessClaims, Revocation, RevocationSet, Revoked, unix_now, unix_now_ms};
 use tokio::sync::{broadcast, watch};
 

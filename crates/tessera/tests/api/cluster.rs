@@ -53,9 +53,8 @@ async fn client_credentials(app: &TestApp, id: &str, secret: &str) -> u16 {
         .as_u16()
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<
-    tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
->;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn websocket(app: &TestApp, token: &str) -> Ws {
     let url = format!(
@@ -306,11 +305,15 @@ async fn the_bus_over_redis_carries_revocations_and_readiness_reports_it() {
         })
         .await;
     }
-    a.create_user("ada@example.com", PASSWORD, &["user"], None).await;
+    a.create_user("ada@example.com", PASSWORD, &["user"], None)
+        .await;
     let login = a.login("ada@example.com", PASSWORD).await;
     let token = login["access_token"].as_str().expect("token").to_owned();
     assert_eq!(b.get_bearer("/api/v1/auth/me", &token).await.status(), 200);
-    assert_eq!(a.post_bearer("/api/v1/auth/logout", &token).await.status(), 204);
+    assert_eq!(
+        a.post_bearer("/api/v1/auth/logout", &token).await.status(),
+        204
+    );
     eventually(BOUND, "B refuses the session revoked on A", || async {
         b.get_bearer("/api/v1/auth/me", &token).await.status() == 401
     })
@@ -332,7 +335,12 @@ async fn exactly_one_instance_at_a_time_runs_each_singleton_job() {
         let held = a.state.db().try_job_lock(job).await.expect("lock query");
         let held = held.expect("A runs the job");
         for other in [&b, &c] {
-            let skipped = other.state.db().try_job_lock(job).await.expect("lock query");
+            let skipped = other
+                .state
+                .db()
+                .try_job_lock(job)
+                .await
+                .expect("lock query");
             assert!(skipped.is_none(), "{job:?} runs on one instance at a time");
         }
         held.commit().await.expect("A's run ends");

@@ -23,13 +23,19 @@ const PASSWORD: &str = "correct horse battery staple";
 fn env(db: &TestDatabase) -> Vec<(&'static str, String)> {
     vec![
         ("TESSERA_DATABASE__URL", db.url.clone()),
-        ("TESSERA_DATA_DIR", db.data_dir().join("data").display().to_string()),
+        (
+            "TESSERA_DATA_DIR",
+            db.data_dir().join("data").display().to_string(),
+        ),
         ("TESSERA_HTTP__BIND", "127.0.0.1:0".to_owned()),
         ("TESSERA_LOG__LEVEL", "warn".to_owned()),
         ("TESSERA_BOOTSTRAP_ADMIN_EMAIL", ADMIN.to_owned()),
         ("TESSERA_BOOTSTRAP_ADMIN_PASSWORD", PASSWORD.to_owned()),
         ("TESSERA_RATE_LIMITS__LOGIN_PER_IP", "off".to_owned()),
-        ("TESSERA_RATE_LIMITS__LOGIN_PER_IP_ACCOUNT", "off".to_owned()),
+        (
+            "TESSERA_RATE_LIMITS__LOGIN_PER_IP_ACCOUNT",
+            "off".to_owned(),
+        ),
         ("TESSERA_RATE_LIMITS__REFRESH_PER_SESSION", "off".to_owned()),
         ("TESSERA_RATE_LIMITS__LOCKOUT_AFTER", "0".to_owned()),
     ]
@@ -84,7 +90,12 @@ struct Acknowledged {
 }
 
 /// A login then a refresh on `address`; records what was acknowledged.
-async fn write_once(http: &reqwest::Client, address: &str, instance: usize, seen: &Mutex<Acknowledged>) {
+async fn write_once(
+    http: &reqwest::Client,
+    address: &str,
+    instance: usize,
+    seen: &Mutex<Acknowledged>,
+) {
     let login = http
         .post(format!("{address}/api/v1/auth/login"))
         .json(&json!({"login": ADMIN, "password": PASSWORD, "delivery": "body"}))
@@ -94,7 +105,9 @@ async fn write_once(http: &reqwest::Client, address: &str, instance: usize, seen
     if login.status() != 200 {
         return;
     }
-    let Ok(body) = login.json::<Value>().await else { return };
+    let Ok(body) = login.json::<Value>().await else {
+        return;
+    };
     let session = body["session_id"].as_str().expect("session id").to_owned();
     seen.lock().await.logins.push(session.clone());
     *seen.lock().await.by_instance.entry(instance).or_default() += 1;
@@ -129,8 +142,12 @@ async fn killing_an_instance_under_write_load_loses_nothing_it_acknowledged() {
         .iter()
         .enumerate()
         .map(|(instance, address)| {
-            let (http, address, seen, stop) =
-                (http.clone(), address.clone(), Arc::clone(&seen), stop.clone());
+            let (http, address, seen, stop) = (
+                http.clone(),
+                address.clone(),
+                Arc::clone(&seen),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 while !stop.is_cancelled() {
                     write_once(&http, &address, instance, &seen).await;
@@ -141,28 +158,47 @@ async fn killing_an_instance_under_write_load_loses_nothing_it_acknowledged() {
 
     let acknowledged = |instance: usize| {
         let seen = Arc::clone(&seen);
-        async move { seen.lock().await.by_instance.get(&instance).copied().unwrap_or(0) }
+        async move {
+            seen.lock()
+                .await
+                .by_instance
+                .get(&instance)
+                .copied()
+                .unwrap_or(0)
+        }
     };
-    crate::helpers::eventually(Duration::from_secs(60), "the victim acknowledged writes", || {
-        let count = acknowledged(0);
-        async move { count.await >= 3 }
-    })
+    crate::helpers::eventually(
+        Duration::from_secs(60),
+        "the victim acknowledged writes",
+        || {
+            let count = acknowledged(0);
+            async move { count.await >= 3 }
+        },
+    )
     .await;
     // SIGKILL, mid-load: no graceful anything.
     instances[0].0.start_kill().expect("SIGKILL sent");
     instances[0].0.wait().await.expect("killed");
     let before = [acknowledged(1).await, acknowledged(2).await];
-    crate::helpers::eventually(Duration::from_secs(60), "the survivors keep serving", || {
-        let (one, two) = (acknowledged(1), acknowledged(2));
-        async move { one.await >= before[0] + 3 && two.await >= before[1] + 3 }
-    })
+    crate::helpers::eventually(
+        Duration::from_secs(60),
+        "the survivors keep serving",
+        || {
+            let (one, two) = (acknowledged(1), acknowledged(2));
+            async move { one.await >= before[0] + 3 && two.await >= before[1] + 3 }
+        },
+    )
     .await;
     stop.cancel();
     for worker in workers {
         worker.await.expect("worker");
     }
     for address in &addresses[1..] {
-        let ready = http.get(format!("{address}/readyz")).send().await.expect("readyz");
+        let ready = http
+            .get(format!("{address}/readyz"))
+            .send()
+            .await
+            .expect("readyz");
         assert_eq!(ready.status(), 200, "a survivor is ready");
     }
 
@@ -185,7 +221,10 @@ async fn killing_an_instance_under_write_load_loses_nothing_it_acknowledged() {
                 .fetch_one(&mut conn)
                 .await
                 .expect("query");
-        assert!(rotations >= 2, "acknowledged refresh of {session} is stored");
+        assert!(
+            rotations >= 2,
+            "acknowledged refresh of {session} is stored"
+        );
     }
     let logins: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE action = 'login.succeeded'")

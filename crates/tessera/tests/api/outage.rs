@@ -92,7 +92,11 @@ fn through(url: &str, proxy: &Proxy) -> String {
 fn target_of(url: &str) -> SocketAddr {
     let url = url::Url::parse(url).expect("URL");
     let host = url.host_str().expect("host");
-    let host = if host == "localhost" { "127.0.0.1" } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
     format!("{host}:{}", url.port_or_known_default().unwrap_or(5432))
         .parse()
         .expect("a numeric address")
@@ -181,13 +185,17 @@ async fn a_redis_outage_degrades_limits_and_the_bus_which_resubscribe_when_it_re
 
     proxy.down();
     for app in [&a, &b] {
-        eventually(RECOVERY, "readiness reports Redis and the bus degraded", || async {
-            let (status, body) = ready(app).await;
-            status == 200
-                && body["status"] == "degraded"
-                && body["checks"]["redis"] == "degraded"
-                && body["checks"]["bus"] == "degraded"
-        })
+        eventually(
+            RECOVERY,
+            "readiness reports Redis and the bus degraded",
+            || async {
+                let (status, body) = ready(app).await;
+                status == 200
+                    && body["status"] == "degraded"
+                    && body["checks"]["redis"] == "degraded"
+                    && body["checks"]["bus"] == "degraded"
+            },
+        )
         .await;
     }
     // Limits fall back to this instance's own counts: logins are still served.
@@ -206,10 +214,15 @@ async fn a_redis_outage_degrades_limits_and_the_bus_which_resubscribe_when_it_re
         .await;
     }
     // Resubscribed: a revocation on A reaches B over Redis again.
-    assert_eq!(a.post_bearer("/api/v1/auth/logout", &token).await.status(), 204);
-    eventually(Duration::from_secs(3), "B refuses the session revoked on A", || async {
-        b.get_bearer("/api/v1/auth/me", &token).await.status() == 401
-    })
+    assert_eq!(
+        a.post_bearer("/api/v1/auth/logout", &token).await.status(),
+        204
+    );
+    eventually(
+        Duration::from_secs(3),
+        "B refuses the session revoked on A",
+        || async { b.get_bearer("/api/v1/auth/me", &token).await.status() == 401 },
+    )
     .await;
     a.stop().await;
     b.stop().await;
