@@ -6,6 +6,7 @@
 //! reported INVALID and the command fails. A benchmark, never a test: slow numbers do not
 //! fail it, wrong answers do.
 
+mod cluster;
 mod flags;
 mod hello;
 mod load;
@@ -65,6 +66,9 @@ enum Command {
     /// The real-time hub: idle WebSockets (RSS per connection), fan-out latency, revoke to
     /// close latency.
     Realtime(realtime::Args),
+    /// Two instances on one PostgreSQL database: cross-instance revoke → refused latency, and
+    /// `/me`, refresh and introspection throughput on 1 vs 2 instances.
+    Cluster(cluster::Args),
 }
 
 /// How a run is paced.
@@ -91,6 +95,10 @@ fn main() -> anyhow::Result<()> {
         Some(Command::Realtime(args)) => {
             let binary = tessera_binary(cli.no_build)?;
             runtime.block_on(realtime::run(binary, args))
+        }
+        Some(Command::Cluster(args)) => {
+            let binary = tessera_binary(cli.no_build)?;
+            runtime.block_on(cluster::run(binary, args))
         }
         None => runtime.block_on(bench(cli)),
     }

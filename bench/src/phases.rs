@@ -235,8 +235,9 @@ async fn me_cookie(ctx: &Context<'_>) -> anyhow::Result<Load> {
 
 /// A refresh token chain: each answer's successor is the next token sent, and a spent token
 /// is never sent again (Tessera revokes the session when a rotated token comes back).
-struct RefreshChain {
-    token: Option<String>,
+pub struct RefreshChain {
+    /// The next token to send; `None` once a refresh was refused.
+    pub token: Option<String>,
 }
 
 impl Script for RefreshChain {

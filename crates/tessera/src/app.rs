@@ -14,6 +14,8 @@ use tokio_util::sync::DropGuard;
 
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
+use crate::bus::Bus;
+use crate::bus::changes::Changes;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
 use crate::clock::Clock;
@@ -48,7 +50,7 @@ pub struct Application {
     /// The separate `/metrics` listener (`metrics.bind`), bound at build so a taken port
     /// fails the start rather than the first scrape.
     metrics_listener: Option<TcpListener>,
-    /// Every background loop (pollers, flushers, sealer, cleanup, key refresh); `run` stops
+    /// Every background loop (bus followers, flushers, sealer, cleanup, key refresh); `run` stops
     /// and awaits them at shutdown.
     jobs: Jobs,
     /// Stops the loops if the application is dropped without running.
@@ -96,22 +98,35 @@ impl Application {
             );
         }
         let jobs = Jobs::new();
+        // Every cross-instance effect follows the bus: subscribed before anything is read,
+        // so no announcement passes by.
+        let bus = Bus::start(&config, &jobs).await?;
+        let changes = Changes::start(&db, &bus, &jobs, clock.clone())
+            .await
+            .context("cannot read the cache changes")?;
         let keys = Keys::start(&config, &db).await?;
-        keys.spawn_refresher(&jobs, db.clone());
+        keys.spawn_refresher(&jobs, db.clone(), &changes);
         let passwords = Arc::new(Passwords::new(&config.passwords)?);
         let master = MasterKey::load(&config, Generate::IfMissing)?;
-        let feed = Feed::load(&db)
+        let feed = Feed::load(&db, Arc::clone(&bus))
             .await
             .context("cannot read the revocation feed")?;
-        // Subscribed before the feed's first poll, so no entry passes it by.
+        // Subscribed before the feed's first read, so no entry passes it by.
         let rbac = Arc::new(Rbac::new());
         rbac.follow(&feed);
-        let realtime = Realtime::start(&config, &db, &feed, &jobs)
+        rbac.follow_changes(&changes);
+        let realtime = Realtime::start(&config, &db, &bus, &feed, &jobs)
             .await
             .context("cannot read the real-time event log")?;
-        feed.spawn_poller(&jobs, db.clone());
         let session_cache = Arc::new(SessionCache::new());
-        session_cache.spawn_poller(&jobs, db.clone());
+        session_cache.follow(&jobs, &feed, &changes, clock.clone());
+        let denylist = DenyList::load(&db)
+            .await
+            .context("cannot read the revoked tokens")?;
+        denylist.follow(&jobs, &feed, db.clone());
+        let clients = Arc::new(ClientCache::new(Arc::clone(&feed)));
+        clients.follow(&changes);
+        feed.follow(&jobs, db.clone());
         let sessions = Arc::new(Sessions::new(
             &config,
             &master,
@@ -127,16 +142,12 @@ impl Application {
             audit::chain::ChainKey::new(&master),
             config.audit.retention_days,
         );
-        let denylist = DenyList::load(&db)
-            .await
-            .context("cannot read the revoked tokens")?;
-        denylist.spawn_poller(&jobs, db.clone());
         let limiter = Arc::new(Limiter::new(&config, clock.clone()).await?);
         audit::tally::spawn_flusher(&jobs, limiter.refusals(), db.clone());
-        let flags = Flags::load(&config, &db)
+        let flags = Flags::load(&config, &db, Arc::clone(&bus))
             .await
             .context("cannot read the feature flags")?;
-        flags.spawn_poller(&jobs, db.clone());
+        flags.follow(&jobs, db.clone());
         let csp_reports = Tally::new("csp.violation");
         audit::tally::spawn_flusher(&jobs, &csp_reports, db.clone());
         let bootstrap = bootstrap::ensure_admin(
@@ -151,6 +162,8 @@ impl Application {
         let state = AppState::new(Services {
             config,
             db,
+            bus,
+            changes,
             keys,
             passwords,
             sessions,
@@ -158,7 +171,7 @@ impl Application {
             auth,
             rbac,
             denylist,
-            clients: Arc::new(ClientCache::new(Arc::clone(&feed))),
+            clients,
             feed,
             limiter,
             csp_reports,

@@ -7,6 +7,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod bus;
 pub mod caller;
 pub mod cleanup;
 pub mod cli;

@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
+use crate::bus::Bus;
+use crate::bus::changes::Changes;
 use crate::caller::cache::SessionCache;
 use crate::clients::ClientCache;
 use crate::clock::Clock;
@@ -36,6 +38,10 @@ pub struct Services {
     pub config: Config,
     /// The database pool.
     pub db: Db,
+    /// The change bus: how changes committed elsewhere reach this instance.
+    pub bus: Arc<Bus>,
+    /// Cache invalidations read from the bus, for the caches that follow them.
+    pub changes: Arc<Changes>,
     /// Signing keys: the current signer, verifier and JWKS.
     pub keys: Arc<Keys>,
     /// Password hashing on its bounded pool.
@@ -88,6 +94,16 @@ impl AppState {
     /// The database.
     pub fn db(&self) -> &Db {
         &self.inner.db
+    }
+
+    /// The change bus.
+    pub fn bus(&self) -> &Arc<Bus> {
+        &self.inner.bus
+    }
+
+    /// Cache invalidations from every instance.
+    pub fn changes(&self) -> &Arc<Changes> {
+        &self.inner.changes
     }
 
     /// The signing-key service.

@@ -1,31 +1,29 @@
 //! What every authenticated request checks, kept in memory: whether its session is still
 //! live. A hit costs a map lookup; a miss, one query. Revocations made here update the cache
-//! at once; those made by other instances or the CLI are picked up by a poll every second.
+//! at once; those made by other instances or the CLI arrive through the revocation feed,
+//! which follows the change bus ([`crate::bus`]), and cache invalidations of users and
+//! tenants through [`Changes`]. Nothing here compares this instance's clock with another's.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use sqlx::Row as _;
+use tessera_token::Revoked;
+use tokio::sync::broadcast;
 
+use crate::bus::changes::{Change, Changes};
+use crate::clock::Clock;
 use crate::db::Db;
 use crate::jobs::Jobs;
+use crate::revocations::Feed;
 use crate::sessions::{SESSION_COLUMNS, Session, Watcher, row_to_session};
 use crate::tenants::Tenant;
 use crate::users::User;
 
 /// How long an entry is trusted before it is read again, in seconds. Revocations do not wait
-/// for this (they are applied or polled); it bounds how stale the user details shown by
-/// `/me` can be after a change made elsewhere.
+/// for this (they arrive on the bus); it bounds how stale the user details shown by `/me`
+/// can be should an invalidation be lost.
 const ENTRY_TTL_SECS: i64 = 30;
-
-/// How often other instances' revocations are looked for.
-const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// How far back each poll looks again, covering clock differences between instances and
-/// transactions that committed after the previous poll but carry an earlier time. As long as
-/// an entry lives: a revocation older than that is caught by re-reading the entry anyway.
-const POLL_OVERLAP_SECS: i64 = ENTRY_TTL_SECS;
 
 /// Most sessions remembered; beyond it, stale entries go first.
 const CAPACITY: usize = 100_000;
@@ -154,25 +152,54 @@ impl SessionCache {
         }
     }
 
-    /// Follows revocations written by other instances and the CLI until `db` closes or the
-    /// cache is dropped.
-    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
-        let cache = Arc::clone(self);
+    /// Forgets the live entries `matches` selects, so they are read again (revocations stay).
+    fn forget_where(&self, matches: impl Fn(&SessionInfo) -> bool) {
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, e| match e {
+            Entry::Known(info) => !matches(info),
+            Entry::Revoked(_) => true,
+        });
+    }
+
+    /// Follows, on `jobs`, the revocation feed (every instance's and the CLI's revoked
+    /// sessions, and users or tenants whose tokens were revoked as a whole) and the cache
+    /// invalidations of users and tenants, until the cache is dropped. A follower that fell
+    /// behind forgets every live entry: they are read again, revocations included.
+    pub fn follow(self: &Arc<Self>, jobs: &Jobs, feed: &Feed, changes: &Changes, clock: Clock) {
+        let mut batches = feed.subscribe();
+        let weak = Arc::downgrade(self);
         jobs.spawn(async move {
-            let mut since = tessera_token::unix_now() - POLL_OVERLAP_SECS;
-            let mut ticker = tokio::time::interval(POLL_EVERY);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                let started = tessera_token::unix_now();
-                match revoked_since(&db, since).await {
-                    Ok(ids) => {
-                        cache.revoke(ids.iter().map(String::as_str), started);
-                        since = started - POLL_OVERLAP_SECS;
+                let received = batches.recv().await;
+                let Some(cache) = weak.upgrade() else { return };
+                match received {
+                    Ok(batch) => {
+                        for entry in &batch.entries {
+                            let tenant = entry.revocation.tid.as_str();
+                            match &entry.revocation.target {
+                                Revoked::Session { sid } => {
+                                    cache.revoke([sid.as_str()], clock.now())
+                                }
+                                Revoked::Subject { sub, .. } => cache.forget_where(|info| {
+                                    info.user.tenant_id == tenant && info.user.id == *sub
+                                }),
+                                Revoked::Tenant { .. } => {
+                                    cache.forget_where(|info| info.tenant.id == tenant);
+                                }
+                                Revoked::Token { .. } => {}
+                            }
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "polling session revocations failed"),
+                    Err(broadcast::error::RecvError::Lagged(_)) => cache.forget_where(|_| true),
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
+        });
+        changes.follow(Arc::downgrade(self), |cache: &Self, change| match change {
+            Some(Change::User { id }) => cache.forget_where(|info| info.user.id == *id),
+            Some(Change::Tenant { id }) => cache.forget_where(|info| info.tenant.id == *id),
+            Some(_) => {}
+            None => cache.forget_where(|_| true),
         });
     }
 }
@@ -222,13 +249,6 @@ async fn load(db: &Db, id: &str, now: i64) -> Result<Option<SessionInfo>, sqlx::
         tenant,
         loaded_at: now,
     }))
-}
-
-async fn revoked_since(db: &Db, since: i64) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM sessions WHERE revoked_at >= $1")
-        .bind(since)
-        .fetch_all(db.pool())
-        .await
 }
 
 #[cfg(test)]

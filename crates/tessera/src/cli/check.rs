@@ -43,8 +43,14 @@ pub(super) async fn run(path: Option<&Path>, as_json: bool) -> ExitCode {
             }
             Err(e) => checks.push(Check::failed("database", e.to_string())),
         }
+        checks.push(crate::bus::preflight(config).await);
         if let Some(url) = &config.redis.url {
             checks.push(health::redis_check(url.expose()).await);
+        } else if config.cluster.instances > 1 {
+            checks.push(Check::ok(
+                "redis",
+                "not configured: each instance counts rate limits alone",
+            ));
         }
     }
 

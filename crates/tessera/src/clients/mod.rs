@@ -17,6 +17,7 @@ use subtle::ConstantTimeEq as _;
 use tessera_token::{Revocation, unix_now};
 
 use crate::audit::{self, Actor};
+use crate::bus::changes::{self, Change, Changes};
 use crate::db::{Db, Param};
 use crate::http::client::RequestMeta;
 use crate::rbac::Permission;
@@ -224,6 +225,7 @@ pub async fn rotate_secret(
         crate::rbac::ACCESS_CHANGE_MARGIN_SECS,
     )
     .await?;
+    client_changed(&mut tx, &client.id, now).await?;
     tx.commit().await?;
     Ok((secret, revoked))
 }
@@ -288,8 +290,17 @@ pub async fn update(
         }
         None => None,
     };
+    client_changed(&mut tx, &client.id, unix_now()).await?;
     tx.commit().await?;
     Ok(revoked)
+}
+
+/// Tells every instance's cache, through the change bus, to read the client again once the
+/// transaction commits (the route publishes after the commit).
+async fn client_changed(conn: &mut AnyConnection, id: &str, now: i64) -> Result<(), sqlx::Error> {
+    let change = Change::Client { id: id.to_owned() };
+    let _ = changes::record(conn, &change, now.saturating_mul(1_000)).await?;
+    Ok(())
 }
 
 /// Stored scopes, parsed (checked when written; anything unreadable counts as nothing).
@@ -403,6 +414,21 @@ impl ClientCache {
         }
         entries.insert(id.to_owned(), Arc::clone(&entry));
         Ok(Some(entry))
+    }
+
+    /// Follows the cache invalidations of clients and tenants written by any instance or the
+    /// CLI until the cache is dropped; having missed some, it forgets every client.
+    pub fn follow(self: &Arc<Self>, changes: &Changes) {
+        changes.follow(Arc::downgrade(self), |cache: &Self, change| match change {
+            Some(Change::Client { id }) => cache.forget(id),
+            Some(Change::Tenant { id }) => cache.forget_tenant(id),
+            Some(_) => {}
+            None => cache
+                .entries
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .clear(),
+        });
     }
 
     /// Drops a client after it changed here.

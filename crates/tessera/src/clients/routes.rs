@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use tessera_token::Revocation;
 
 use super::Client;
+use crate::bus::Topic;
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::pagination::{Page, PageRequest};
@@ -85,6 +86,7 @@ fn changed(state: &AppState, client: &Client, revoked: Option<Revocation>) {
             .note_revoked(&client.tenant_id, &client.id, cutoff);
     }
     state.feed().learn_all(revoked);
+    state.bus().publish(Topic::Changes, 0);
 }
 
 async fn list(

@@ -66,6 +66,8 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     /// Redis, shared by every instance for rate-limit counters. Optional.
     pub redis: RedisConfig,
+    /// How many instances serve this deployment and how they tell each other of changes.
+    pub cluster: ClusterConfig,
     /// The audit log.
     pub audit: AuditConfig,
     /// Capabilities that can be switched off.
@@ -108,6 +110,7 @@ impl Default for Config {
             log: LogConfig::default(),
             rate_limits: RateLimitConfig::default(),
             redis: RedisConfig::default(),
+            cluster: ClusterConfig::default(),
             audit: AuditConfig::default(),
             features: FeaturesConfig::default(),
             metrics: MetricsConfig::default(),
@@ -316,10 +319,6 @@ pub struct RealtimeConfig {
     /// Most channels one connection may subscribe to.
     #[schemars(range(min = 1, max = 1024))]
     pub max_subscriptions: u32,
-    /// How often each instance reads events published by the others, in milliseconds
-    /// (PostgreSQL only; a SQLite instance is alone and delivers its own at once).
-    #[schemars(range(min = 10, max = 5000))]
-    pub poll_interval_ms: u64,
 }
 
 impl Default for RealtimeConfig {
@@ -331,7 +330,6 @@ impl Default for RealtimeConfig {
             queue_capacity: 256,
             idle_timeout_secs: 75,
             max_subscriptions: 64,
-            poll_interval_ms: 50,
         }
     }
 }
@@ -440,6 +438,45 @@ impl Default for RedisConfig {
             key_prefix: "tessera:".to_owned(),
         }
     }
+}
+
+/// Several instances behind one load balancer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// How many identical instances serve this deployment. More than one requires PostgreSQL
+    /// (every instance reads and writes one database) and, with `share_limits`, `redis.url`.
+    #[schemars(range(min = 1, max = 1000))]
+    pub instances: u32,
+    /// Whether rate limits and login lockout must count across instances (Redis), rather than
+    /// per instance (each would allow the full rate).
+    pub share_limits: bool,
+    /// How a change committed on one instance reaches the others: `auto` (PostgreSQL
+    /// `LISTEN/NOTIFY` on PostgreSQL, in-process on SQLite), `database` (the same, stated),
+    /// or `redis` (Redis pub/sub; needs `redis.url`).
+    pub bus: BusKind,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            instances: 1,
+            share_limits: true,
+            bus: BusKind::Auto,
+        }
+    }
+}
+
+/// The change bus's transport (`cluster.bus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// The database's own: `LISTEN/NOTIFY` on PostgreSQL, in-process on SQLite.
+    Auto,
+    /// Same as `auto`, stated.
+    Database,
+    /// Redis pub/sub (`redis.url`).
+    Redis,
 }
 
 /// Database settings.

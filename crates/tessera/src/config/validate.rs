@@ -127,6 +127,7 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
 
     check_token(config, &mut problems);
     check_auth(config, &mut problems);
+    check_cluster(config, &mut problems);
 
     if let Err(e) = EnvFilter::try_new(&config.log.level) {
         problems.push(Problem::key(
@@ -135,6 +136,30 @@ pub(super) fn check(config: &Config) -> Vec<Problem> {
         ));
     }
     problems
+}
+
+/// Several instances must share what one instance keeps to itself: the database always, the
+/// rate-limit counters when they must be shared, and a bus that reaches every instance.
+fn check_cluster(config: &Config, problems: &mut Vec<Problem>) {
+    let cluster = &config.cluster;
+    if cluster.instances > 1 && !config.database.url.is_postgres() {
+        problems.push(Problem::key(
+            "cluster.instances",
+            "more than one instance requires PostgreSQL (database.url = postgres://…): a \
+             SQLite file belongs to one instance",
+        ));
+    }
+    if cluster.instances > 1 && cluster.share_limits && config.redis.url.is_none() {
+        problems.push(Problem::key(
+            "cluster.instances",
+            "more than one instance with cluster.share_limits requires redis.url, so rate \
+             limits and lockout count across instances (or set cluster.share_limits = false \
+             to let each instance count alone)",
+        ));
+    }
+    if cluster.bus.uses_redis() && config.redis.url.is_none() {
+        problems.push(Problem::key("cluster.bus", "`redis` requires redis.url"));
+    }
 }
 
 fn check_token(config: &Config, problems: &mut Vec<Problem>) {
@@ -292,7 +317,7 @@ fn check_origin(origin: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{DatabaseUrl, Secret};
+    use crate::config::{BusKind, DatabaseUrl, Secret};
 
     fn keys(config: &Config) -> Vec<String> {
         check(config).into_iter().filter_map(|p| p.key).collect()
@@ -335,6 +360,26 @@ mod tests {
                 "http.cors_allowed_origins"
             ]
         );
+    }
+
+    #[test]
+    fn several_instances_need_postgres_and_redis_for_shared_limits() {
+        let mut config = Config::default();
+        config.cluster.instances = 3;
+        assert_eq!(
+            keys(&config),
+            ["cluster.instances", "cluster.instances"],
+            "SQLite, and no Redis"
+        );
+        config.database.url = DatabaseUrl::parse("postgres://db/tessera").expect("url");
+        assert_eq!(keys(&config), ["cluster.instances"], "no Redis");
+        config.cluster.share_limits = false;
+        assert!(keys(&config).is_empty(), "limits counted per instance");
+        config.cluster.bus = BusKind::Redis;
+        assert_eq!(keys(&config), ["cluster.bus"]);
+        config.redis.url = Some(Secret::new("redis://cache:6379/0"));
+        config.cluster.share_limits = true;
+        assert!(keys(&config).is_empty());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Feature flags and the public platform configuration: one place every backend and frontend
-//! reads its flags from, through standard clients, seeing a change within a second.
+//! reads its flags from, through standard clients, seeing a change at once on every instance.
 //!
 //! - [`model`] and [`rules`]: what a flag is, declared in the config file (`[flags.<key>]`)
 //!   or through the admin API, checked and compiled once.
@@ -7,7 +7,8 @@
 //!   bucketing identical to flagd's.
 //! - [`set`]: the effective flag set, built from its layers (config < `TESSERA_FLAG_<KEY>`
 //!   < admin API, then tenant overrides at evaluation).
-//! - [`store`]: the tables, and the change table every instance polls.
+//! - [`store`]: the tables, and the change table every instance follows (announced on the
+//!   change bus, [`crate::bus`]).
 //! - [`caller`]: who asks, and the context attributes their identity decides.
 //! - [`routes`]: OpenFeature Remote Evaluation Protocol with its change stream,
 //!   `GET /api/v1/platform/config`, and the admin API.
@@ -31,15 +32,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
+use crate::bus::{Bus, Followed, Topic};
 use crate::config::Config;
 use crate::db::Db;
 use crate::jobs::Jobs;
 pub use set::{Declared, FlagSet};
-
-/// How often each instance looks for changes made by any instance.
-const POLL_EVERY: Duration = Duration::from_millis(200);
 
 /// How long change rows are kept; streams only need the newest.
 const KEEP_CHANGES_MS: i64 = 24 * 3_600 * 1_000;
@@ -54,7 +53,7 @@ pub const MAX_STREAMS_PER_CALLER: usize = 8;
 pub struct Flags {
     declared: Declared,
     current: watch::Sender<Arc<FlagSet>>,
-    wake: Notify,
+    bus: Arc<Bus>,
     /// Open change streams per caller.
     streams: Mutex<HashMap<String, usize>>,
     /// Set at shutdown, so open change streams end.
@@ -82,7 +81,7 @@ impl Drop for StreamSlot {
 impl Flags {
     /// Builds the first set from the config (whose flags must be valid: see
     /// [`Declared::from_config`]) and the database.
-    pub async fn load(config: &Config, db: &Db) -> anyhow::Result<Arc<Self>> {
+    pub async fn load(config: &Config, db: &Db, bus: Arc<Bus>) -> anyhow::Result<Arc<Self>> {
         let declared = Declared::from_config(config).map_err(|problems| {
             anyhow::anyhow!(crate::config::ConfigError { problems }.to_string())
         })?;
@@ -91,7 +90,7 @@ impl Flags {
         Ok(Arc::new(Self {
             declared,
             current: watch::Sender::new(Arc::new(first)),
-            wake: Notify::new(),
+            bus,
             streams: Mutex::new(HashMap::new()),
             closing: watch::Sender::new(false),
         }))
@@ -138,8 +137,8 @@ impl Flags {
         &self.declared
     }
 
-    /// Reads the database again now (after a change committed here) instead of at the next
-    /// poll, so this instance answers with the change at once.
+    /// Reads the database again now (after a change committed here) instead of waiting for
+    /// the bus, so this instance answers with the change at once.
     pub async fn reload(&self, db: &Db) -> Result<(), sqlx::Error> {
         let seq = self.current.borrow().seq;
         let stored = store::load(db).await?;
@@ -162,41 +161,45 @@ impl Flags {
         Ok(())
     }
 
-    /// Looks for changes now instead of at the next poll.
+    /// Announces a change committed here to the other instances (on PostgreSQL the commit
+    /// already did) and to this instance's follower.
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.bus.publish(Topic::Flags, 0);
     }
 
-    /// Follows changes made by any instance, on the application's task set, until shutdown,
-    /// `db` closes or the service is dropped, and prunes old change rows once an hour.
-    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+    /// Follows changes made by any instance, announced on the bus, on the application's
+    /// task set until shutdown, `db` closes or the service is dropped, and prunes old change
+    /// rows once an hour.
+    pub fn follow(self: &Arc<Self>, jobs: &Jobs, db: Db) {
         let weak: Weak<Self> = Arc::downgrade(self);
-        jobs.spawn(async move {
-            let mut last_prune = tokio::time::Instant::now();
-            loop {
-                let Some(flags) = weak.upgrade() else { return };
+        let start = self.current.borrow().seq;
+        let mut last_prune = tokio::time::Instant::now();
+        self.bus.follow(jobs, Topic::Flags, start, move |_| {
+            let weak = weak.clone();
+            let db = db.clone();
+            let prune = last_prune.elapsed() > Duration::from_secs(3_600);
+            if prune {
+                last_prune = tokio::time::Instant::now();
+            }
+            async move {
+                let Some(flags) = weak.upgrade() else {
+                    return Followed::Gone;
+                };
                 if db.pool().is_closed() {
-                    return;
+                    return Followed::Gone;
                 }
-                match store::newest_change(&db).await {
-                    Ok(newest) if newest > flags.current.borrow().seq => {
-                        if let Err(e) = flags.reload(&db).await {
-                            tracing::warn!(error = %e, "reloading the flags failed");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "reading the flag changes failed"),
-                }
-                if last_prune.elapsed() > Duration::from_secs(3_600) {
-                    last_prune = tokio::time::Instant::now();
+                if prune {
                     let cutoff = tessera_token::unix_now_ms() - KEEP_CHANGES_MS;
                     if let Err(e) = store::prune_changes(&db, cutoff).await {
                         tracing::warn!(error = %e, "pruning flag changes failed");
                     }
                 }
-                tokio::select! {
-                    () = flags.wake.notified() => {}
-                    () = tokio::time::sleep(POLL_EVERY) => {}
+                match flags.reload(&db).await {
+                    Ok(()) => Followed::At(flags.current.borrow().seq),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reloading the flags failed");
+                        Followed::Failed
+                    }
                 }
             }
         });

@@ -1,5 +1,5 @@
 //! The flag tables: definitions and overrides written through the admin API, tenant
-//! overrides, and the change table every instance polls. Handlers never write SQL; they call
+//! overrides, and the change table every instance follows through the change bus. Handlers never write SQL; they call
 //! these, and every write happens in the caller's transaction together with its change row
 //! and audit event.
 
@@ -160,9 +160,9 @@ pub async fn changes_after(db: &Db, after: i64, limit: i64) -> Result<Vec<Change
         .collect()
 }
 
-/// Records a change on `conn`, the changing transaction. On PostgreSQL the change table is
-/// locked against other writers to the commit, so numbers become visible in order and a
-/// poller that read N has seen every change before N.
+/// Records a change on `conn`, the changing transaction, and announces its number on the
+/// change bus. On PostgreSQL the change table is locked against other writers to the commit,
+/// so numbers become visible in order and a reader that read N has seen every change before N.
 pub async fn record_change(
     conn: &mut AnyConnection,
     flag_key: &str,
@@ -173,13 +173,16 @@ pub async fn record_change(
             .execute(&mut *conn)
             .await?;
     }
-    sqlx::query("INSERT INTO flag_changes (flag_key, tenant_id, created_at) VALUES ($1, $2, $3)")
-        .bind(flag_key)
-        .bind(tenant_id)
-        .bind(unix_now_ms())
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    let seq: i64 = sqlx::query_scalar(
+        "INSERT INTO flag_changes (flag_key, tenant_id, created_at) VALUES ($1, $2, $3) \
+         RETURNING seq",
+    )
+    .bind(flag_key)
+    .bind(tenant_id)
+    .bind(unix_now_ms())
+    .fetch_one(&mut *conn)
+    .await?;
+    crate::bus::announce(conn, crate::bus::Topic::Flags, seq).await
 }
 
 /// Reads one stored row on `conn`.

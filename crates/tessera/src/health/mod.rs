@@ -1,5 +1,6 @@
 //! Liveness and readiness: `GET /healthz` says the process answers, `GET /readyz` says it can
-//! serve (database reachable, schema current). The same checks back `tessera check`.
+//! serve (database reachable, schema current, signing keys) and reports what degrades it
+//! (the change bus, Redis). The same checks back `tessera check`.
 
 use std::time::Duration;
 
@@ -67,19 +68,29 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>
         .map(|c| (c.name.to_owned(), json!(if c.ok { "ok" } else { "failed" })))
         .collect();
     if checks.iter().all(|c| c.ok) {
+        let mut status = "ready";
+        // Without its bus an instance still serves, but learns of changes made elsewhere
+        // only at its reconciliation reads: degraded.
+        let bus = state.bus().health();
+        if bus.ok {
+            summary.insert("bus".into(), json!("ok"));
+        } else {
+            tracing::warn!(detail = %bus.detail, "the change bus is not connected");
+            summary.insert("bus".into(), json!("degraded"));
+            status = "degraded";
+        }
         // Without Redis, limits are counted per instance: still serving, but degraded.
         let redis = tokio::time::timeout(CHECK_TIMEOUT, state.limiter().ping()).await;
-        let status = match redis {
-            Ok(None) => "ready",
+        match redis {
+            Ok(None) => {}
             Ok(Some(true)) => {
                 summary.insert("redis".into(), json!("ok"));
-                "ready"
             }
             Ok(Some(false)) | Err(_) => {
                 summary.insert("redis".into(), json!("degraded"));
-                "degraded"
+                status = "degraded";
             }
-        };
+        }
         return Ok(Json(json!({ "status": status, "checks": summary })));
     }
     for check in checks.iter().filter(|c| !c.ok) {

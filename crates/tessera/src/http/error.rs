@@ -212,7 +212,42 @@ pub fn db_error<E: std::error::Error + 'static>(error: E) -> ApiError {
              read it again and retry",
         );
     }
+    if is_unavailable(&error) {
+        tracing::warn!(error = %error, "the database is unavailable");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database_unavailable",
+            "the database cannot be reached right now; retry shortly",
+        )
+        .retry_after(5);
+    }
     ApiError::internal(error)
+}
+
+/// Whether `error` says the database cannot be reached (down, restarting, failing over, every
+/// connection busy past `database.acquire_timeout_secs`), rather than that the request was
+/// wrong: a 503 the client may retry, never a hang or an opaque 500.
+fn is_unavailable(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        match e.downcast_ref::<sqlx::Error>() {
+            Some(
+                sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed,
+            ) => return true,
+            // Class 08: connection exceptions; 57P: the server shutting down or starting.
+            Some(sqlx::Error::Database(db)) => {
+                return db
+                    .code()
+                    .is_some_and(|code| code.starts_with("08") || code.starts_with("57P"));
+            }
+            _ => {}
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The database error `error` is or wraps, if any. Error enums must wrap `sqlx::Error` as

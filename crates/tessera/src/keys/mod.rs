@@ -17,7 +17,9 @@ use tessera_token::{
     AccessClaims, Algorithm, Audience, Jwks, KeySet, Signer, TokenCache, Validation, Verifier,
     VerifyError, unix_now,
 };
+use tokio::sync::Notify;
 
+use crate::bus::changes::{Change, Changes};
 use crate::config::{Config, SigningAlgorithm};
 use crate::db::Db;
 use crate::health::Check;
@@ -87,6 +89,8 @@ pub struct Keys {
     rows: RwLock<Vec<KeyRow>>,
     /// Why the last refresh failed, for `/readyz`.
     refresh_error: RwLock<Option<String>>,
+    /// Woken when the keys changed (a rotation by any instance or the CLI).
+    changed: Notify,
 }
 
 impl Keys {
@@ -128,6 +132,7 @@ impl Keys {
             current: RwLock::new(Arc::new(published)),
             rows: RwLock::new(loaded),
             refresh_error: RwLock::new(None),
+            changed: Notify::new(),
         }))
     }
 
@@ -198,11 +203,17 @@ impl Keys {
         }
     }
 
-    /// Keeps the schedule current until shutdown.
-    pub fn spawn_refresher(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+    /// Keeps the schedule current until shutdown: at each scheduled change, when `changes`
+    /// says the keys changed (a rotation anywhere), and every [`REFRESH_EVERY_SECS`].
+    pub fn spawn_refresher(self: &Arc<Self>, jobs: &Jobs, db: Db, changes: &Changes) {
         if matches!(self.mode, Mode::Hs256) {
             return;
         }
+        changes.follow(Arc::downgrade(self), |keys: &Self, change| {
+            if matches!(change, None | Some(Change::Keys)) {
+                keys.changed.notify_one();
+            }
+        });
         let keys = Arc::clone(self);
         jobs.spawn(async move {
             loop {
@@ -210,7 +221,10 @@ impl Keys {
                 let wait = keys.current().next_change.map_or(REFRESH_EVERY_SECS, |t| {
                     (t - now).clamp(0, REFRESH_EVERY_SECS)
                 });
-                tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())).await;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(wait.unsigned_abs())) => {}
+                    () = keys.changed.notified() => {}
+                }
                 if let Err(e) = keys.refresh_at(&db, unix_now()).await {
                     tracing::error!(error = %format!("{e:#}"), "refreshing signing keys failed");
                 }

@@ -181,6 +181,13 @@ pub async fn rotate(
     .bind(row.activated_at)
     .execute(&mut *tx)
     .await?;
+    // Every instance reads the schedule again at once, not at its next scheduled refresh.
+    let _ = crate::bus::changes::record(
+        &mut tx,
+        &crate::bus::changes::Change::Keys,
+        now.saturating_mul(1_000),
+    )
+    .await?;
     tx.commit().await?;
     Ok(row)
 }

@@ -1,21 +1,17 @@
 //! Access tokens revoked before they expire, by `jti`: a set in memory, loaded at start,
-//! updated at once on local revocations and polled every second for other instances', so
-//! checking a token costs a hash lookup, never a database round trip.
+//! updated at once on local revocations and, for other instances' and the CLI's, from the
+//! revocation feed (each revoked token also has a feed entry, announced on the change bus),
+//! so checking a token costs a hash lookup, never a database round trip.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
-use tessera_token::unix_now;
+use tessera_token::{Revoked, unix_now};
+use tokio::sync::broadcast;
 
 use crate::db::Db;
 use crate::jobs::Jobs;
-
-/// How often other instances' revocations are looked for.
-const POLL_EVERY: Duration = Duration::from_secs(1);
-
-/// How far back each poll looks again (clock differences, late commits).
-const POLL_OVERLAP_SECS: i64 = 30;
+use crate::revocations::Feed;
 
 /// Revoked `jti`s and when their tokens expire.
 #[derive(Default)]
@@ -24,7 +20,8 @@ pub struct DenyList {
 }
 
 /// Writes a revoked token (once: a repeat changes nothing), on `conn` (the revocation's
-/// transaction). Instances learn of it by their poll; the caller adds it here after the commit.
+/// transaction). Other instances learn of it by its feed entry; the caller adds it here after
+/// the commit.
 pub async fn insert(
     conn: &mut sqlx::AnyConnection,
     jti: &str,
@@ -73,28 +70,33 @@ impl DenyList {
         denied.extend(entries.into_iter().filter(|(_, expires)| *expires >= now));
     }
 
-    /// Follows revocations written by other instances until shutdown.
-    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
-        let list = Arc::clone(self);
+    /// Follows, on `jobs`, the token entries of the revocation feed (every instance's and
+    /// the CLI's) until the list is dropped. Having fallen behind the feed, it reads the
+    /// table again whole.
+    pub fn follow(self: &Arc<Self>, jobs: &Jobs, feed: &Feed, db: Db) {
+        let mut batches = feed.subscribe();
+        let weak = Arc::downgrade(self);
         jobs.spawn(async move {
-            let mut since = unix_now() - POLL_OVERLAP_SECS;
-            let mut ticker = tokio::time::interval(POLL_EVERY);
-            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                let started = unix_now();
-                let rows: Result<Vec<(String, i64)>, _> = sqlx::query_as(
-                    "SELECT jti, expires_at FROM revoked_tokens WHERE revoked_at >= $1",
-                )
-                .bind(since)
-                .fetch_all(db.pool())
-                .await;
-                match rows {
-                    Ok(rows) => {
-                        list.add(rows);
-                        since = started - POLL_OVERLAP_SECS;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "polling token revocations failed"),
+                let received = batches.recv().await;
+                let Some(list) = weak.upgrade() else { return };
+                match received {
+                    Ok(batch) => list.add(batch.entries.iter().filter_map(|entry| {
+                        match &entry.revocation.target {
+                            Revoked::Token { jti } => {
+                                Some((jti.clone(), entry.revocation.expires_at))
+                            }
+                            _ => None,
+                        }
+                    })),
+                    Err(broadcast::error::RecvError::Lagged(_)) => match Self::load(&db).await {
+                        Ok(all) => {
+                            let all = all.denied.read().unwrap_or_else(|p| p.into_inner()).clone();
+                            list.add(all);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "reading revoked tokens failed"),
+                    },
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
         });

@@ -24,6 +24,7 @@ use sqlx::AnyConnection;
 pub use tessera_token::Permission;
 use tessera_token::{Revocation, unix_now, unix_now_ms};
 
+use crate::bus::changes::{Change, Changes};
 use crate::db::Db;
 use crate::revocations::{self, Feed};
 
@@ -314,6 +315,19 @@ impl Rbac {
                 rbac.note_revoked(tenant_id, subject, issued_before);
             }
             // Entries were missed: everything cached may be stale.
+            None => rbac.forget_all(),
+        });
+    }
+
+    /// Follows the cache invalidations written by any instance or the CLI until this cache
+    /// is dropped: a tenant's role definitions, an account (its roles are read again).
+    pub fn follow_changes(self: &Arc<Self>, changes: &Changes) {
+        changes.follow(Arc::downgrade(self), |rbac: &Self, change| match change {
+            Some(Change::Roles { tenant_id } | Change::Tenant { id: tenant_id }) => {
+                rbac.invalidate(tenant_id);
+            }
+            Some(Change::User { id }) => rbac.forget_user(id),
+            Some(Change::Client { .. } | Change::Keys) => {}
             None => rbac.forget_all(),
         });
     }

@@ -14,6 +14,7 @@ use tessera_token::unix_now;
 
 use super::store::{self, RoleView};
 use super::{AccessChanged, Permission};
+use crate::bus::changes::{self, Change, Changed};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::pagination::{Page, PageRequest};
@@ -176,8 +177,10 @@ async fn create(
             Some(details),
         )
         .await?;
+    let roles_changed = roles_changed(&state, &mut tx, caller.tenant_id()).await?;
     tx.commit().await?;
     state.rbac().invalidate(caller.tenant_id());
+    roles_changed.publish(state.bus());
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
@@ -244,8 +247,10 @@ async fn update(
             Some(details),
         )
         .await?;
+    let roles_changed = roles_changed(&state, &mut tx, caller.tenant_id()).await?;
     tx.commit().await?;
     state.rbac().invalidate(caller.tenant_id());
+    roles_changed.publish(state.bus());
     changed.apply(state.rbac(), state.feed());
     Ok(Json(role))
 }
@@ -277,7 +282,22 @@ async fn remove(
     caller
         .record(&mut tx, "role.deleted", ("role", &name), &origin, None)
         .await?;
+    let roles_changed = roles_changed(&state, &mut tx, caller.tenant_id()).await?;
     tx.commit().await?;
     state.rbac().invalidate(caller.tenant_id());
+    roles_changed.publish(state.bus());
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Records, in the changing transaction, that `tenant_id`'s role definitions changed, so
+/// every instance reads them again once it commits.
+async fn roles_changed(
+    state: &AppState,
+    tx: &mut sqlx::AnyConnection,
+    tenant_id: &str,
+) -> Result<Changed, sqlx::Error> {
+    let change = Change::Roles {
+        tenant_id: tenant_id.to_owned(),
+    };
+    changes::record(tx, &change, state.clock().now_ms()).await
 }

@@ -8,16 +8,17 @@
 //! - **Channels and permissions** ([`channel`], [`access`]).
 //! - **Session binding**: the hub follows the revocation feed, which every revoking
 //!   transaction writes to (logout, revoke, revoke-others, refresh-token reuse, password
-//!   change, user and tenant disable) and which each instance polls: a session entry closes
+//!   change, user and tenant disable) and which each instance follows on the change bus
+//!   ([`crate::bus`]): a session entry closes
 //!   that session's connections on every instance (WebSocket 4401, SSE `auth.revoked`); a
 //!   subject entry (a user's access changed) makes its connections check their session and
 //!   subscriptions again; a sweep every few seconds catches sessions that simply expired.
 //! - **Across instances**: every event is appended to the `realtime_events` log and every
-//!   instance delivers what it reads from the log, in log order, to its own connections. On
-//!   PostgreSQL each instance polls the log every `realtime.poll_interval_ms` (and at once
-//!   after a local publish); a single SQLite instance reads it only when it publishes, so
-//!   delivery there is in-process. The log's number is the event id, the same everywhere,
-//!   so a client resumes on any instance.
+//!   instance delivers what it reads from the log, in log order, to its own connections. The
+//!   publishing transaction announces the event's number on the change bus, and every
+//!   instance reads the log past its position when it hears a number beyond it (and at the
+//!   bus's reconciliation reads). The log's number is the event id, the same everywhere, so
+//!   a client resumes on any instance.
 //!
 //! Flags and other capabilities publish with [`Realtime::publish`]:
 //!
@@ -43,11 +44,12 @@ use std::time::Duration;
 
 use axum::Router;
 use tessera_token::{Revoked, unix_now};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
+use crate::bus::{Bus, Followed, Topic};
 use crate::caller::cache::Lookup;
 use crate::config::Config;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::jobs::Jobs;
 use crate::revocations::Feed;
 use crate::state::AppState;
@@ -101,7 +103,7 @@ pub struct Published {
 pub struct Realtime {
     hub: Arc<Hub>,
     db: Db,
-    wake: Notify,
+    bus: Arc<Bus>,
     /// The id of the last event the reader delivered here.
     delivered: watch::Sender<i64>,
 }
@@ -129,6 +131,7 @@ impl Realtime {
     pub async fn start(
         config: &Config,
         db: &Db,
+        bus: &Arc<Bus>,
         feed: &Feed,
         jobs: &Jobs,
     ) -> Result<Arc<Self>, sqlx::Error> {
@@ -136,12 +139,10 @@ impl Realtime {
         let realtime = Arc::new(Self {
             hub: Hub::new(&config.realtime, start),
             db: db.clone(),
-            wake: Notify::new(),
+            bus: Arc::clone(bus),
             delivered: watch::Sender::new(start),
         });
-        let poll = (db.backend() == Backend::Postgres)
-            .then(|| Duration::from_millis(config.realtime.poll_interval_ms));
-        spawn_reader(jobs, Arc::downgrade(&realtime), start, poll);
+        follow_log(jobs, bus, Arc::downgrade(&realtime), start);
         spawn_follower(jobs, Arc::downgrade(&realtime.hub), feed.subscribe());
         spawn_sweeper(jobs, Arc::downgrade(&realtime));
         Ok(realtime)
@@ -153,7 +154,7 @@ impl Realtime {
     }
 
     /// Publishes an event from Tessera itself (no idempotency key): appended to the log,
-    /// then delivered here at once and on other instances within a poll. Waits for the
+    /// then delivered here at once and on other instances when the bus announces it. Waits for the
     /// database write and this instance's read of the log (so this instance's history holds
     /// the event when it returns), never for subscribers.
     pub async fn publish(
@@ -197,7 +198,7 @@ impl Realtime {
         .await?;
         match written {
             Written::New(envelope) => {
-                self.wake.notify_one();
+                self.bus.publish(Topic::Realtime, envelope.id);
                 self.delivered_here(envelope.id).await;
                 Ok(Published {
                     envelope,
@@ -229,37 +230,36 @@ impl Realtime {
     }
 }
 
-/// Delivers the log, in order, from `start` on: at once when this instance published, and
-/// every `poll` for the others' events (PostgreSQL).
-fn spawn_reader(jobs: &Jobs, realtime: Weak<Realtime>, start: i64, poll: Option<Duration>) {
-    jobs.spawn(async move {
-        let mut cursor = start;
-        loop {
+/// Delivers the log, in order, from `start` on, whenever the bus announces an event beyond
+/// what was delivered (this instance's publishes and every other instance's).
+fn follow_log(jobs: &Jobs, bus: &Arc<Bus>, realtime: Weak<Realtime>, start: i64) {
+    bus.follow(jobs, Topic::Realtime, start, move |mut cursor| {
+        let realtime = realtime.clone();
+        async move {
             let Some(realtime) = realtime.upgrade() else {
-                return;
+                return Followed::Gone;
             };
             if realtime.db.pool().is_closed() {
-                return;
+                return Followed::Gone;
             }
-            match store::read_after(&realtime.db, cursor).await {
-                Ok(events) => {
-                    let full = events.len() >= usize::try_from(store::PAGE).unwrap_or(1_000);
-                    for envelope in events {
-                        cursor = envelope.id;
-                        realtime.hub.deliver(Event::new(envelope));
+            loop {
+                match store::read_after(&realtime.db, cursor).await {
+                    Ok(events) => {
+                        let full = events.len() >= usize::try_from(store::PAGE).unwrap_or(1_000);
+                        for envelope in events {
+                            cursor = envelope.id;
+                            realtime.hub.deliver(Event::new(envelope));
+                        }
+                        realtime.delivered.send_replace(cursor);
+                        if !full {
+                            return Followed::At(cursor);
+                        }
                     }
-                    realtime.delivered.send_replace(cursor);
-                    if full {
-                        continue;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the real-time event log failed");
+                        return Followed::Failed;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the real-time event log failed"),
-            }
-            // SQLite: a safety net only, every publish here wakes the reader at once.
-            let every = poll.unwrap_or(Duration::from_secs(1));
-            tokio::select! {
-                () = realtime.wake.notified() => {}
-                () = tokio::time::sleep(every) => {}
             }
         }
     });

@@ -89,6 +89,7 @@ pub async fn append(db: &Db, event: &NewEvent<'_>) -> Result<Written, sqlx::Erro
     .bind(event.idempotency.map(|(_, digest)| digest))
     .fetch_one(&mut *tx)
     .await?;
+    crate::bus::announce(&mut tx, crate::bus::Topic::Realtime, id).await?;
     tx.commit().await?;
     Ok(Written::New(Envelope {
         id,

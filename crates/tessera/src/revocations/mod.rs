@@ -12,20 +12,22 @@
 //! seen every entry before N that will ever exist.
 //!
 //! Each instance also holds every unexpired entry in memory (a [`RevocationSet`], the index
-//! `tessera-client` uses), loaded at start and kept current by the feed's poller, so its own
+//! `tessera-client` uses), loaded at start and kept current by following the change bus
+//! ([`crate::bus`]: each entry's number is announced at its commit), so its own
 //! introspection and the OAuth endpoints apply exactly the rule the feed's followers apply.
+//! The session cache, the deny list, role floors and real-time connections follow the feed
+//! in turn ([`Feed::subscribe`]), so one revocation reaches every cache of every instance.
 
 pub mod routes;
 
+use sqlx::{AnyConnection, Row as _};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
-use std::time::Duration;
-
-use sqlx::{AnyConnection, Row as _};
 use tessera_token::{AccessClaims, Revocation, RevocationSet, Revoked, unix_now, unix_now_ms};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
+use crate::bus::{self, Bus, Followed, Topic};
 use crate::db::Db;
 use crate::jobs::Jobs;
 
@@ -38,12 +40,10 @@ pub const MAX_TOKEN_TTL_SECS: i64 = 86_400;
 /// and kept this long past `expires_at`, because a token is accepted that long after `exp`.
 pub const MAX_LEEWAY_SECS: i64 = 300;
 
-/// How often each instance looks for entries written by any instance.
-const POLL_EVERY: Duration = Duration::from_millis(200);
-
 /// How far past the revoking commit a `subject` entry of a client, or a `tenant` entry,
-/// reaches (`issued_before`): another instance may still issue the client a token until its
-/// poller has read the entry (every 200 ms), and a token's `iat` is in whole seconds.
+/// reaches (`issued_before`): another instance may still issue the client a token until it
+/// has read the entry (announced on the bus at once; at worst at its reconciliation read),
+/// and a token's `iat` is in whole seconds.
 pub const ISSUE_MARGIN_SECS: i64 = 2;
 
 /// Most entries read at once.
@@ -78,9 +78,9 @@ pub async fn record(
             .await?;
     }
     let created_ms = unix_now_ms();
-    sqlx::query(
+    let seq: i64 = sqlx::query_scalar(
         "INSERT INTO revocations (tenant_id, kind, subject, issued_before, expires_at, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+         created_at) VALUES ($1, $2, $3, $4, $5, $6) RETURNING seq",
     )
     .bind(tenant_id)
     .bind(kind)
@@ -88,8 +88,9 @@ pub async fn record(
     .bind(issued_before)
     .bind(expires_at)
     .bind(created_ms)
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
+    bus::announce(conn, Topic::Revocations, seq).await?;
     Ok(Revocation {
         tid: tenant_id.to_owned(),
         target: target.clone(),
@@ -285,9 +286,10 @@ pub struct Batch {
     pub cursor: i64,
 }
 
-/// This instance's view of the feed: wakes on local revocations, polls for everyone's,
-/// holds every unexpired entry in memory and pushes new entries to the streams.
+/// This instance's view of the feed: follows every instance's entries on the bus, holds
+/// every unexpired entry in memory and pushes new entries to the streams and the caches.
 pub struct Feed {
+    bus: Arc<Bus>,
     pushed: broadcast::Sender<Arc<Batch>>,
     /// Every unexpired entry, for this instance's own checks.
     index: RwLock<RevocationSet>,
@@ -295,28 +297,27 @@ pub struct Feed {
     loaded_to: AtomicI64,
     /// Open streams per client id.
     streams: Mutex<HashMap<String, usize>>,
-    wake: Notify,
     closing: watch::Sender<bool>,
 }
 
 impl Feed {
-    /// A feed with no stream open yet and no entry known.
-    pub fn new() -> Arc<Self> {
+    /// A feed with no stream open yet and no entry known, announcing on `bus`.
+    pub fn new(bus: Arc<Bus>) -> Arc<Self> {
         let (pushed, _) = broadcast::channel(BACKLOG);
         Arc::new(Self {
+            bus,
             pushed,
             index: RwLock::new(RevocationSet::default()),
             loaded_to: AtomicI64::new(0),
             streams: Mutex::new(HashMap::new()),
-            wake: Notify::new(),
             closing: watch::Sender::new(false),
         })
     }
 
     /// A feed holding every unexpired entry in the database, so nothing revoked before this
     /// instance started is honoured late.
-    pub async fn load(db: &Db) -> Result<Arc<Self>, sqlx::Error> {
-        let feed = Self::new();
+    pub async fn load(db: &Db, bus: Arc<Bus>) -> Result<Arc<Self>, sqlx::Error> {
+        let feed = Self::new(bus);
         let mut cursor = 0;
         loop {
             let page = read_after(db, cursor, MAX_PAGE).await?;
@@ -338,8 +339,9 @@ impl Feed {
         }
     }
 
-    /// Applies entries this instance just committed at once, instead of at the next poll,
-    /// and wakes the poller to push them to the streams.
+    /// Applies entries this instance just committed at once, and announces them (the
+    /// follower then pushes them to the streams and caches here, and other instances read
+    /// them).
     pub fn learn_all(&self, entries: impl IntoIterator<Item = Revocation>) {
         self.index_all(entries);
         self.wake();
@@ -363,9 +365,10 @@ impl Feed {
             .last_revoked(tid, sub)
     }
 
-    /// Looks for new entries now instead of at the next poll (a revocation committed here).
+    /// Announces entries committed here: this instance reads them at once, and so do the
+    /// others when the transport needs telling (on PostgreSQL the commit already told them).
     pub fn wake(&self) {
-        self.wake.notify_one();
+        self.bus.publish(Topic::Revocations, 0);
     }
 
     /// Counts a stream opened by `client_id` until the slot is dropped; `None` when the
@@ -399,24 +402,33 @@ impl Feed {
     }
 
     /// Indexes and pushes every entry written after what [`Feed::load`] read, by any
-    /// instance, until `db` closes or the feed is dropped. It reads whether or not a stream
-    /// is open, so each batch starts where the previous one ended: a stream that sees a batch
-    /// starting beyond its own position knows it missed entries and reads them from the
-    /// database.
-    pub fn spawn_poller(self: &Arc<Self>, jobs: &Jobs, db: Db) {
-        let feed = Arc::clone(self);
-        let mut cursor = self.loaded_to.load(Ordering::Relaxed);
-        jobs.spawn(async move {
-            loop {
-                if let Err(e) = feed.poll(&db, &mut cursor).await {
-                    tracing::warn!(error = %e, "reading the revocation feed failed");
+    /// instance, whenever the bus announces one (and at its reconciliation reads), until
+    /// `db` closes or the feed is dropped. Each batch starts where the previous one ended:
+    /// a stream that sees a batch starting beyond its own position knows it missed entries
+    /// and reads them from the database.
+    pub fn follow(self: &Arc<Self>, jobs: &Jobs, db: Db) {
+        let feed = Arc::downgrade(self);
+        let start = self.loaded_to.load(Ordering::Relaxed);
+        self.bus
+            .follow(jobs, Topic::Revocations, start, move |mut cursor| {
+                let feed = feed.clone();
+                let db = db.clone();
+                async move {
+                    let Some(feed) = feed.upgrade() else {
+                        return Followed::Gone;
+                    };
+                    if db.pool().is_closed() {
+                        return Followed::Gone;
+                    }
+                    match feed.poll(&db, &mut cursor).await {
+                        Ok(()) => Followed::At(cursor),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reading the revocation feed failed");
+                            Followed::Failed
+                        }
+                    }
                 }
-                tokio::select! {
-                    () = feed.wake.notified() => {}
-                    () = tokio::time::sleep(POLL_EVERY) => {}
-                }
-            }
-        });
+            });
     }
 
     async fn poll(&self, db: &Db, cursor: &mut i64) -> Result<(), sqlx::Error> {

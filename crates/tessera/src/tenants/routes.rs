@@ -17,6 +17,7 @@ use tessera_token::unix_now;
 
 use super::SYSTEM_TENANT_ID;
 use super::store::{self, TenantView};
+use crate::bus::changes::{self, Change};
 use crate::caller::Authenticated;
 use crate::http::client::RequestMeta;
 use crate::http::pagination::{Page, PageRequest};
@@ -238,11 +239,21 @@ async fn apply(
         }
         tenant.active = active;
     }
+    // Every instance reads the tenant (its clients, its sessions' details) again.
+    let tenant_changed = changes::record(
+        &mut tx,
+        &Change::Tenant {
+            id: tenant.id.clone(),
+        },
+        state.clock().now_ms(),
+    )
+    .await?;
     tx.commit().await?;
     revoked.apply(state.sessions());
     state.feed().learn_all(tenant_revoked);
     // Enabled or disabled, its clients are read again here at once.
     state.clients().forget_tenant(&tenant.id);
+    tenant_changed.publish(state.bus());
     Ok(tenant)
 }
 

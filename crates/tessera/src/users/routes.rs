@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::listing::ListQuery;
 use super::{Email, NewUser, User};
+use crate::bus::changes::{self, Change};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
@@ -308,6 +309,7 @@ async fn update(
     }
 
     let mut tx = state.db().begin_write().await?;
+    let mut user_changed = None;
     if change.first_name.is_some() || change.last_name.is_some() {
         user.first_name = change
             .first_name
@@ -319,6 +321,11 @@ async fn update(
         caller
             .record(&mut tx, "user.updated", ("user", &user.id), &origin, None)
             .await?;
+        // Other instances show the new names at once, not when their session cache expires.
+        let change = Change::User {
+            id: user.id.clone(),
+        };
+        user_changed = Some(changes::record(&mut tx, &change, state.clock().now_ms()).await?);
     }
     let mut revoked = sessions::Revoked::default();
     if let Some(active) = change.active
@@ -350,6 +357,9 @@ async fn update(
     tx.commit().await?;
     revoked.apply(state.sessions());
     changed.apply(state.rbac(), state.feed());
+    if let Some(user_changed) = user_changed {
+        user_changed.publish(state.bus());
+    }
     Ok(Json(UserView { user, roles }))
 }
 

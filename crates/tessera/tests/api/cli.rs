@@ -125,7 +125,7 @@ fn check_fails_on_a_missing_database_then_passes_after_migrate_up() {
         .iter()
         .map(|c| c["name"].clone())
         .collect();
-    assert_eq!(names, ["config", "database", "migrations", "keys"]);
+    assert_eq!(names, ["config", "database", "migrations", "keys", "bus"]);
 
     let (code, stdout, _) = run(dir.path(), &["migrate", "down", "--steps", "1"], &[]);
     assert_eq!(code, 0);

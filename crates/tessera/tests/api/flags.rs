@@ -159,7 +159,7 @@ fn flag_in<'a>(bulk: &'a Value, key: &str) -> &'a Value {
 }
 
 /// Reads the change stream until a message of `kind` (`data.type`) arrives.
-async fn next_message(
+pub(crate) async fn next_message(
     stream: &mut reqwest::Response,
     buffer: &mut String,
     kind: &str,

@@ -1,6 +1,7 @@
 //! Test harness: a fresh database per test (a SQLite file in a temporary folder, or a
 //! PostgreSQL schema dropped afterwards) and the real application on a random port.
 
+use std::future::Future;
 use std::path::Path;
 
 use sqlx::Connection as _;
@@ -383,6 +384,41 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
         shutdown: Some(tx),
         server: Some(server),
         _db: db,
+    }
+}
+
+/// Another instance of `first`'s deployment: the same configuration (database, data folder
+/// with its master key, public URL and so the token issuer) on a port of its own, as a load
+/// balancer would put several behind one address. `configure` may change it further.
+pub async fn spawn_peer(first: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    let config: Config = first.state.config().clone();
+    // The placeholder database is never opened: the configuration is replaced whole.
+    spawn_app_with(TestDatabase::sqlite(), move |c| {
+        let bind = c.http.bind;
+        *c = config;
+        c.http.bind = bind;
+        configure(c);
+    })
+    .await
+}
+
+/// Waits until `check` holds, checking every 10 ms, for at most `within`; panics naming
+/// `what` otherwise. A bound, never a measurement: benchmarks measure.
+pub async fn eventually<F, Fut>(within: std::time::Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

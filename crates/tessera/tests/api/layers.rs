@@ -18,6 +18,7 @@ const ROUTES: &str = "routes";
 
 /// Shared machinery: modules that import no capability (only each other, and the state).
 const FOUNDATION: &[&str] = &[
+    "bus",
     "clock",
     "config",
     "db",

@@ -457,16 +457,17 @@ async fn record(
         .await
 }
 
-/// After a commit here: this instance answers with the change at once (the others within a
-/// poll; a failed read leaves it to the poller), and the real-time hub's `flags` channel
-/// announces it once, from here, to every instance's subscribers (`flag.changed` with the
-/// key only: which tenant's override changed is not every signed-in user's business; a
-/// client reloads its configuration, which is a 304 when nothing changed for it).
+/// After a commit here: this instance answers with the change at once, the bus tells the
+/// other instances (a failed read here is retried by this instance's follower, which the
+/// announcement wakes too), and the real-time hub's `flags` channel announces it once, from
+/// here, to every instance's subscribers (`flag.changed` with the key only: which tenant's
+/// override changed is not every signed-in user's business; a client reloads its
+/// configuration, which is a 304 when nothing changed for it).
 async fn changed(state: &AppState, key: &str) {
     if let Err(e) = state.flags().reload(state.db()).await {
         tracing::warn!(error = %e, "reloading the flags after a change failed");
-        state.flags().wake();
     }
+    state.flags().wake();
     let channel = ChannelName::flags();
     if let Err(e) = state
         .realtime()
