@@ -118,10 +118,11 @@ impl Application {
         ));
         cleanup::spawn(&jobs, db.clone());
         let auth = Arc::new(Auth::new(&config, &master));
+        let audit_chain = audit::chain::ChainKey::new(&master);
         audit::chain::spawn_sealer(
             &jobs,
             db.clone(),
-            audit::chain::ChainKey::new(&master),
+            audit_chain.clone(),
             config.audit.retention_days,
         );
         let denylist = DenyList::load(&db)
@@ -164,6 +165,7 @@ impl Application {
             flags,
             realtime,
             clock,
+            audit_chain,
         });
         let router = router(state.clone());
         Ok(Self {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::chain::ChainKey;
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::caller::cache::SessionCache;
@@ -67,6 +68,8 @@ pub struct Services {
     pub realtime: Arc<Realtime>,
     /// The time every expiry, limit and lockout is decided by.
     pub clock: Clock,
+    /// The key the audit chain is sealed with, so the chain's status can be checked live.
+    pub audit_chain: ChainKey,
 }
 
 impl AppState {
@@ -165,5 +168,10 @@ impl AppState {
     /// The time every expiry, limit and lockout is decided by.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// The audit chain's key.
+    pub fn audit_chain(&self) -> &ChainKey {
+        &self.inner.audit_chain
     }
 }
