@@ -34,8 +34,8 @@ use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, flags, health, http, keys, oauth, rbac, realtime, revocations,
-    sessions, tenants,
+    audit, auth, cleanup, clients, console, flags, health, http, keys, oauth, rbac, realtime,
+    revocations, sessions, tenants,
 };
 
 /// A server ready to run: connected, migrated, routes built.
@@ -262,6 +262,7 @@ fn router(state: AppState) -> Router {
         .merge(http::csp::router())
         .merge(flags::routes::router())
         .merge(realtime::router())
+        .merge(console::routes::router())
         .route("/metrics", get(http::metrics::public));
     http::apply_stack(routes, state.config()).with_state(state)
 }
