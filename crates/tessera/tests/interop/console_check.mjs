@@ -177,6 +177,14 @@ try {
   step('a wrong password, typed and sent with the keyboard alone, is refused with a plain message');
   await signIn(ann1.page, input.ann);
   step('ann signs in without a second factor');
+  const readable = await ann1.page.evaluate(() => ({
+    cookies: document.cookie.split(';').map((c) => c.trim().split('=')[0]).filter(Boolean),
+    storage: localStorage.length + sessionStorage.length,
+  }));
+  if (readable.cookies.join() !== 'csrf_token' || readable.storage !== 0) {
+    fail(`page scripts can read ${JSON.stringify(readable)}; only the CSRF cookie is expected`);
+  }
+  step('page scripts see only the CSRF cookie, never a token');
   await visit(ann1.page, '/account', 'account');
 
   // 2. Two sessions of ann: the first signs the second out, then the second (signed in
@@ -244,6 +252,7 @@ try {
   const carol = await (await page.request.get('/api/v1/admin/users?q=carol')).json();
   const carolRoles = (await (await page.request.get(`/api/v1/admin/users/${carol.items[0].id}`)).json()).roles;
   if (!carolRoles.includes('auditor')) fail(`carol's roles are ${JSON.stringify(carolRoles)}`);
+  await axe(page, 'users-manage');
   await shoot(page, 'users-manage');
   step('the administrator gives carol the role auditor');
   await panel.getByRole('button', { name: 'Disable' }).click();
@@ -302,6 +311,14 @@ try {
     return cell && cell.textContent === 'false';
   }, input.flag, WAIT);
   step('a flag turned off by the administrator changes on ann\'s page without a reload');
+  await page.getByRole('button', { name: `Edit ${input.flag}` }).click();
+  await page.getByLabel(/^Rollout/).fill('25');
+  await page.getByRole('button', { name: 'Save rollout' }).click();
+  await page.getByText(`Rollout of ${input.flag}: 25% on.`).waitFor(WAIT);
+  await page.waitForFunction((key) => document.querySelector(`[data-list="flags"] tr[data-flag="${key}"]`).textContent.includes('25% on'), input.flag, WAIT);
+  await axe(page, 'flags-edit');
+  await shoot(page, 'flags-edit');
+  step('the rollout slider sets a 25% rollout');
 
   await visit(page, '/admin/audit', 'audit');
   await page.getByText(/sealed events verify/).waitFor(WAIT);
