@@ -8,6 +8,7 @@ import json
 import os
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -18,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tessera_client import AuthError, ServiceTokens, SetupError, Verifier, has_permission
+from tessera_client import AuthError, Flags, ServiceTokens, SetupError, Verifier, has_permission
 from tessera_client.asgi import TesseraMiddleware
 
 from conftest import Live, Proxy
@@ -244,3 +245,56 @@ def test_service_tokens_come_from_the_client_credentials_grant_and_are_cached(li
     assert tokens.token() == first and tokens.fetches == 1
     claims = verifier.verify(first)
     assert claims["sub"] == live.client_id and claims.get("sid") is None
+
+
+def _send(live: Live, method: str, path: str, token: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        live.issuer + path,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_flags_are_read_from_memory_and_follow_changes_through_the_stream(live: Live) -> None:
+    tokens = ServiceTokens(live.issuer, live.client_id, live.client_secret, scope="flags:read")
+    flags = Flags(live.issuer, tokens=tokens, context={"targetingKey": "worker-1"})
+    changes: List[bool] = []
+    flags.on_change(lambda: changes.append(flags.bool("beta_banner", True)))
+    flags.start()
+    try:
+        assert flags.bool("beta_banner", True) is False
+        assert flags.string("beta_banner", "fallback") == "fallback", "getters never coerce"
+        assert flags.number("beta_banner", 7.0) == 7.0 and flags.object("beta_banner") is None
+        assert flags.bool("no_such_flag", True) is True
+        assert flags.refresh() is False, "nothing changed: a 304"
+        assert flags.refreshes == 1 and changes == [False]
+        deadline = time.monotonic() + 10
+        while not flags.live:
+            assert time.monotonic() < deadline, "the change stream never opened"
+            time.sleep(0.02)
+
+        # The tenant's administrator turns the flag on for the service's tenant.
+        root = live.login("root@example.com")[0]["access_token"]
+        me = _send(live, "GET", "/api/v1/auth/me", root)
+        tenant = me.get("tenant_id") or me["user"]["tenant_id"]
+        _send(live, "PUT", f"/api/v1/admin/flags/beta_banner/tenants/{tenant}", root, {"value": True})
+        deadline = time.monotonic() + 5
+        while not flags.bool("beta_banner", False):
+            assert time.monotonic() < deadline, "the change never arrived"
+            time.sleep(0.02)
+        assert changes == [False, True]
+        assert flags.health() == {"flags_live": True, "flags_stale": False, "flags_held": flags.health()["flags_held"]}
+        assert flags.health()["flags_held"] >= 1
+    finally:
+        flags.stop()
+
+
+def test_flags_need_exactly_one_credential(live: Live) -> None:
+    with pytest.raises(SetupError):
+        Flags(live.issuer)
+    tokens = ServiceTokens(live.issuer, live.client_id, live.client_secret)
+    with pytest.raises(SetupError):
+        Flags(live.issuer, tokens=tokens, bearer="x")

@@ -10,6 +10,8 @@ import { after, before, test } from "node:test";
 
 import { AuthError, SetupError, Verifier, requirePermission } from "../dist/node/index.js";
 import { createTesseraFetch } from "../dist/browser/index.js";
+import { PlatformConfigLoader, connectRealtime } from "../dist/index.js";
+import { EventSource } from "eventsource";
 
 const env = process.env;
 const live = env.TESSERA_TEST_ISSUER !== undefined;
@@ -17,6 +19,15 @@ const skip = live ? false : "no live Tessera: run through `cargo test -p tessera
 const issuer = env.TESSERA_TEST_ISSUER ?? "";
 const audience = env.TESSERA_TEST_AUDIENCE ?? "";
 const password = env.TESSERA_TEST_PASSWORD ?? "";
+
+/** Resolves once `check()` holds, polling; fails after `ms`. */
+async function until(check, what, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await check())) {
+    assert.ok(Date.now() < deadline, `timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 /** A small service on the package, as a platform would write it. */
 function service(verifier) {
@@ -226,4 +237,134 @@ test("the browser wrapper sends CSRF headers, refreshes once on 401, and signs o
   jar.get("refresh_token").value = "revoked";
   assert.equal((await me()).status, 401);
   assert.equal(signedOut, 1);
+});
+
+/** Root signed in through the browser wrapper, with its tenant and a second (Bearer) session. */
+async function browserSession() {
+  const browserSide = browser();
+  let signedOut = 0;
+  const api = createTesseraFetch({ tesseraUrl: issuer, fetch: browserSide.browserFetch, cookies: browserSide.documentCookie, onSignOut: () => signedOut++ });
+  const loggedIn = await api(`${issuer}/api/v1/auth/login`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ login: "root@example.com", password, delivery: "cookie" }),
+  });
+  assert.equal(loggedIn.status, 200);
+  const me = await (await api(`${issuer}/api/v1/auth/me`)).json();
+  const tenant = me.tenant_id ?? me.user?.tenant_id;
+  assert.ok(tenant, JSON.stringify(me));
+  const bearer = (await login("root@example.com")).access_token;
+  return { ...browserSide, api, tenant, bearer, signedOut: () => signedOut };
+}
+
+async function publish(bearer, channel, type, data) {
+  const response = await fetch(`${issuer}/api/v1/realtime/publish`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+    body: JSON.stringify({ channel, type, data }),
+  });
+  const text = await response.text();
+  assert.equal(response.status, 201, text);
+  return JSON.parse(text).id;
+}
+
+test("the platform config loader revalidates with its ETag and follows flag changes through the hub", { skip }, async () => {
+  const { api, sent, tenant, bearer } = await browserSession();
+  const loader = new PlatformConfigLoader({ tesseraUrl: issuer, fetch: api });
+  const changes = [];
+  loader.onChange((config) => changes.push(config.features.beta_banner));
+  const first = await loader.load();
+  assert.equal(first.features.beta_banner, false, JSON.stringify(first.features));
+  assert.equal(loader.enabled("beta_banner", true), false);
+  assert.equal(loader.string("beta_banner", "fallback"), "fallback", "typed getters never coerce");
+  assert.equal(await loader.load(), first, "an unchanged configuration is the same object");
+  assert.equal(sent.at(-1).headers.get("if-none-match"), sent.at(-2).headers.get("if-none-match") ?? sent.at(-1).headers.get("if-none-match"));
+  assert.ok(sent.at(-1).headers.get("if-none-match"), "the second load revalidates");
+  assert.deepEqual(changes, [false], "a 304 is not a change");
+
+  const opened = [];
+  const realtime = connectRealtime({ tesseraUrl: issuer, channels: ["flags"], fetch: api, EventSource, onOpen: (recovered) => opened.push(recovered) });
+  try {
+    loader.follow(realtime);
+    await until(() => opened.length === 1, "the stream to open");
+    // The tenant's administrator turns the flag on for the tenant: the page sees it live.
+    const set = await fetch(`${issuer}/api/v1/admin/flags/beta_banner/tenants/${tenant}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${bearer}`, "content-type": "application/json" },
+      body: JSON.stringify({ value: true }),
+    });
+    assert.equal(set.status, 200, `override answered ${set.status}`);
+    await until(() => loader.enabled("beta_banner") === true, "the override to reach the loader");
+    assert.deepEqual(changes, [false, true]);
+  } finally {
+    realtime.close();
+  }
+  assert.equal(realtime.state, "closed");
+});
+
+test("the realtime helper delivers typed SSE events with tickets and signs out when the session ends", { skip }, async () => {
+  const { api, sent, tenant, bearer, jar, signedOut } = await browserSession();
+  const channel = `tenant:${tenant}:jobs`;
+  const early = await publish(bearer, channel, "job.progress", { step: 0 });
+  let ended = 0;
+  const opened = [];
+  const realtime = connectRealtime({ tesseraUrl: issuer, channels: [channel], fetch: api, EventSource, since: early - 1, onOpen: (r) => opened.push(r), onSignedOut: () => ended++ });
+  after(() => realtime.close());
+  const steps = [];
+  realtime.on("job.progress", (event) => steps.push([event.channel, event.type, event.data.step]));
+  await until(() => steps.length === 1, "the missed event from history");
+  assert.deepEqual(opened, [true]);
+  await publish(bearer, channel, "job.progress", { step: 1 });
+  await until(() => steps.length === 2, "the live event");
+  assert.deepEqual(steps, [[channel, "job.progress", 0], [channel, "job.progress", 1]]);
+  const tickets = sent.filter((r) => r.path === "/api/v1/realtime/ticket");
+  assert.equal(tickets.length, 1);
+  assert.equal(tickets[0].headers.get("x-csrf-token"), jar.get("csrf_token").value, "the ticket request carries the CSRF header");
+  assert.ok(!sent.some((r) => r.path.startsWith("/api/v1/realtime/sse")), "the stream itself carries no cookie: only the single-use ticket");
+
+  // Signing out elsewhere (this session logs out through the API) ends the stream for good.
+  const logout = await api(`${issuer}/api/v1/auth/logout`, { method: "POST" });
+  assert.equal(logout.status, 204);
+  await until(() => ended === 1, "auth.revoked");
+  assert.equal(realtime.state, "closed");
+  assert.equal(signedOut(), 0, "the fetch wrapper was not involved");
+});
+
+test("the realtime helper reconnects a dropped WebSocket with a fresh ticket and misses nothing", { skip }, async () => {
+  const { api, sent, tenant, bearer } = await browserSession();
+  const channel = `tenant:${tenant}:jobs`;
+  const sockets = [];
+  class Tracked extends WebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
+  const opened = [];
+  let ended = 0;
+  const realtime = connectRealtime({ tesseraUrl: issuer, channels: [channel], transport: "websocket", WebSocket: Tracked, fetch: api, minDelayMs: 50, onOpen: (r) => opened.push(r), onSignedOut: () => ended++ });
+  after(() => realtime.close());
+  const seen = [];
+  realtime.on("*", (event) => seen.push(event.data.n));
+  await until(() => opened.length === 1, "the socket to open");
+  await publish(bearer, channel, "job.progress", { n: 1 });
+  await until(() => seen.length === 1, "the first event");
+  // The network drops the socket; an event is published while it is down.
+  sockets[0].close(4000, "network gone");
+  await publish(bearer, channel, "job.progress", { n: 2 });
+  await until(() => opened.length === 2, "the reconnect");
+  await publish(bearer, channel, "job.progress", { n: 3 });
+  await until(() => seen.length === 3, "every event");
+  assert.deepEqual(seen, [1, 2, 3], "in order, none twice, none missed");
+  assert.equal(sockets.length, 2);
+  assert.ok(sockets.every((s) => !/token=/.test(s.url) && /ticket=/.test(s.url)), "tickets, never tokens, in the URL");
+  assert.equal(sent.filter((r) => r.path === "/api/v1/realtime/ticket").length, 2, "one ticket per connection attempt");
+
+  // The session revoked elsewhere: closed with 4401 and the page is told to sign out.
+  const current = await (await api(`${issuer}/api/v1/auth/sessions/current`)).json();
+  assert.ok(current.id, JSON.stringify(current));
+  const revoke = await fetch(`${issuer}/api/v1/auth/sessions/${current.id}/revoke`, { method: "POST", headers: { authorization: `Bearer ${bearer}` } });
+  assert.ok(revoke.status === 204 || revoke.status === 200, `revoke answered ${revoke.status}`);
+  await until(() => ended === 1, "the 4401 close");
+  assert.equal(realtime.state, "closed");
 });

@@ -7,7 +7,7 @@ import base64
 import json
 import urllib.error
 import urllib.request
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 from urllib.parse import quote_plus, urlencode
 
 # Longest metadata, JWKS, feed page or introspection answer read.
@@ -63,3 +63,39 @@ def request_json(
     if not isinstance(parsed, dict):
         raise FetchError(f"{url} answered JSON that is not an object")
     return parsed
+
+
+def post_json(
+    url: str,
+    body: bytes,
+    *,
+    authorization: Optional[str] = None,
+    if_none_match: Optional[str] = None,
+    timeout: float = REQUEST_TIMEOUT,
+) -> Tuple[int, Optional[str], Optional[Dict[str, Any]]]:
+    """POSTs a JSON `body`; returns the status, the `ETag` and the parsed object (None for a
+    304). Any other status than 200 or 304 is an error naming it."""
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Accept", "application/json")
+    request.add_header("Content-Type", "application/json")
+    if authorization is not None:
+        request.add_header("Authorization", authorization)
+    if if_none_match is not None:
+        request.add_header("If-None-Match", if_none_match)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            raw = _read(response, url)
+            status, etag = response.status, response.headers.get("ETag")
+    except urllib.error.HTTPError as e:
+        if e.code == 304:
+            return 304, e.headers.get("ETag"), None
+        raise FetchError(f"{url} answered {e.code}") from None
+    except (OSError, ValueError) as e:
+        raise FetchError(f"{url} cannot be reached: {e}") from None
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise FetchError(f"{url} answered unreadable JSON") from None
+    if not isinstance(parsed, dict):
+        raise FetchError(f"{url} answered JSON that is not an object")
+    return status, etag, parsed

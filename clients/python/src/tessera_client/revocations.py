@@ -12,27 +12,17 @@ from __future__ import annotations
 
 import json
 import logging
-import random
-import socket
 import threading
 import time
-import urllib.error
 import urllib.request
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from ._http import request_json
+from ._sse import SseEvent, SseParser, StreamFollower
 
 __all__ = ["RevocationFeed", "RevocationSet", "SseParser"]
 
 log = logging.getLogger("tessera_client.revocations")
-
-# Longest silence on the stream before it is taken for dead (Tessera comments every 15 s).
-STREAM_IDLE = 45.0
-BACKOFF_MIN = 0.25
-BACKOFF_MAX = 30.0
-# Longest event accepted from the stream.
-MAX_EVENT_BYTES = 64 * 1024
-
 
 class RevocationSet:
     """Revocations held in memory, filed under the one claim of a token that finds them."""
@@ -113,78 +103,7 @@ class RevocationSet:
             )
 
 
-class SseEvent:
-    """One dispatched server-sent event."""
-
-    __slots__ = ("id", "event", "data")
-
-    def __init__(self, id: Optional[str], event: str, data: str) -> None:
-        self.id = id
-        self.event = event
-        self.data = data
-
-
-class SseParser:
-    """Just enough of `text/event-stream`: `id`, `event`, `data`, comments; events end at a
-    blank line. Fed line by line (without the line ending)."""
-
-    def __init__(self) -> None:
-        self._id: Optional[str] = None
-        self._event: Optional[str] = None
-        self._data: Optional[str] = None
-        self._size = 0
-
-    def line(self, line: str) -> Optional[SseEvent]:
-        """Feeds one line; the event it completes, if any."""
-        if line == "":
-            self._size = 0
-            data, event = self._data, self._event
-            self._data = self._event = None
-            # Like a browser: an event without data is not dispatched, its id still counts.
-            if data is None:
-                return None
-            return SseEvent(self._id, event or "message", data)
-        self._size += len(line)
-        if self._size > MAX_EVENT_BYTES:
-            raise ValueError("event too large")
-        if line.startswith(":"):
-            return None
-        name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if name == "id" and "\0" not in value:
-            self._id = value
-        elif name == "event":
-            self._event = value
-        elif name == "data":
-            self._data = value if self._data is None else self._data + "\n" + value
-        return None
-
-
-def _lines(response: Any) -> Iterator[str]:
-    """Lines of a streamed response, each ended by LF, CRLF or CR."""
-    line = bytearray()
-    after_cr = False
-    while True:
-        chunk = response.read1(65536)
-        if not chunk:
-            return
-        for byte in chunk:
-            if after_cr:
-                after_cr = False
-                if byte == 0x0A:
-                    continue
-            if byte in (0x0A, 0x0D):
-                after_cr = byte == 0x0D
-                yield line.decode("utf-8")
-                line.clear()
-            else:
-                line.append(byte)
-                if len(line) > MAX_EVENT_BYTES:
-                    raise ValueError("line too long")
-
-
-class RevocationFeed:
+class RevocationFeed(StreamFollower):
     """The feed as one service follows it, on a daemon thread."""
 
     def __init__(
@@ -196,6 +115,7 @@ class RevocationFeed:
         leeway: int = 30,
         timeout: float = 10.0,
     ) -> None:
+        super().__init__("tessera-revocations", log)
         self._page_url = page_url
         self._stream_url = stream_url
         self._authorization = authorization
@@ -203,16 +123,7 @@ class RevocationFeed:
         self._timeout = timeout
         self.set = RevocationSet()
         self._cursor = "0"
-        self._live = threading.Event()
-        self._stopped = threading.Event()
         self._last_contact = 0.0
-        self._socket: Any = None
-        self._thread: Optional[threading.Thread] = None
-
-    @property
-    def live(self) -> bool:
-        """Whether the stream is open and caught up."""
-        return self._live.is_set()
 
     @property
     def silence(self) -> float:
@@ -243,69 +154,24 @@ class RevocationFeed:
         """Catches up (raising when that fails: a service that does not know what was
         revoked would accept it), then follows the stream on a daemon thread."""
         self.catch_up()
-        self._thread = threading.Thread(
-            target=self._follow, name="tessera-revocations", daemon=True
-        )
-        self._thread.start()
+        self._follow_in_background()
 
-    def stop(self) -> None:
-        """Stops following (the set stays as it is)."""
-        self._stopped.set()
-        self._live.clear()
-        # Shut the socket down rather than close the response: closing waits for the lock the
-        # reading thread holds until the next keep-alive arrives.
-        sock = self._socket
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def _follow(self) -> None:
-        backoff = BACKOFF_MIN
-        while not self._stopped.is_set():
-            try:
-                backoff = self._stream_once(backoff)
-                log.info("revocation stream ended; reconnecting")
-            except Exception as e:  # noqa: BLE001 - any failure means: reconnect
-                if self._stopped.is_set():
-                    return
-                log.warning("revocation stream failed (%s); reconnecting", e)
-            self._live.clear()
-            self._stopped.wait(backoff * (1 + random.random() / 4))
-            backoff = min(backoff * 2, BACKOFF_MAX)
-
-    def _stream_once(self, backoff: float) -> float:
+    def _request(self) -> urllib.request.Request:
         request = urllib.request.Request(self._stream_url)
         request.add_header("Authorization", self._authorization)
-        request.add_header("Accept", "text/event-stream")
         request.add_header("Last-Event-ID", self._cursor)
-        response = urllib.request.urlopen(request, timeout=STREAM_IDLE)
-        self._socket = getattr(getattr(response.fp, "raw", None), "_sock", None)
-        if self._stopped.is_set():
-            response.close()
-            return backoff
-        try:
-            if response.status != 200:
-                raise OSError(f"the stream answered {response.status}")
-            parser = SseParser()
-            for line in _lines(response):
-                self._heard()
-                event = parser.line(line)
-                if event is None:
-                    continue
-                if event.event == "revocation":
-                    try:
-                        self._apply([json.loads(event.data)])
-                    except ValueError:
-                        log.warning("skipping an unreadable revocation event")
-                elif event.event == "ready":
-                    self._live.set()
-                    backoff = BACKOFF_MIN
-                    self.set.prune(time.time(), self._leeway)
-                if event.id is not None:
-                    self._cursor = event.id
-        finally:
-            self._socket = None
-            response.close()
-        return backoff
+        return request
+
+    def _event(self, event: SseEvent) -> bool:
+        ready = False
+        if event.event == "revocation":
+            try:
+                self._apply([json.loads(event.data)])
+            except ValueError:
+                log.warning("skipping an unreadable revocation event")
+        elif event.event == "ready":
+            ready = True
+            self.set.prune(time.time(), self._leeway)
+        if event.id is not None:
+            self._cursor = event.id
+        return ready

@@ -16,7 +16,8 @@
 //! `tokio::sync::watch::Receiver<Arc<FlagSet>>`: it holds the current set and wakes on every
 //! new one, whichever instance made the change (each set's [`FlagSet::changes`] names the
 //! flags and tenants concerned, and [`FlagSet::revision`] is the OFREP change stream's
-//! `etag`). A real-time hub publishes its `flags` events from it without touching this module.
+//! `etag`). The admin routes announce each change once on the real-time hub's `flags`
+//! channel (`flag.changed`), which carries it to every instance's subscribers.
 
 pub mod caller;
 pub mod eval;

@@ -78,7 +78,18 @@ fn segment_ok(segment: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'-'))
 }
 
+/// The event type on the `flags` channel when a flag or a tenant's override changed.
+pub const FLAG_CHANGED: &str = "flag.changed";
+
 impl ChannelName {
+    /// The `flags` channel, where Tessera announces flag changes.
+    pub fn flags() -> Self {
+        Self {
+            text: "flags".to_owned(),
+            kind: ChannelKind::Flags,
+        }
+    }
+
     /// Parses a channel name.
     pub fn parse(text: &str) -> Result<Self, InvalidChannel> {
         if text.len() > MAX_CHANNEL_BYTES {

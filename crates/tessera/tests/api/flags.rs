@@ -245,7 +245,7 @@ on_each_database! {
 }
 
 /// The tenant id of a token's account.
-async fn tenant_of(app: &TestApp, token: &str) -> String {
+pub(crate) async fn tenant_of(app: &TestApp, token: &str) -> String {
     let me: Value = app
         .get_bearer("/api/v1/auth/me", token)
         .await

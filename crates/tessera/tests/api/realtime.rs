@@ -986,3 +986,41 @@ async fn the_provisioning_example_shows_six_steps_live_to_a_cookie_authenticated
     assert_eq!(history["events"][5]["id"], first["id"]);
     app.stop().await;
 }
+
+on_each_database! {
+    async fn flag_changes_are_announced_on_the_flags_channel_with_the_key_only(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let platform = crate::flags::platform_admin(&app).await;
+        let ada = sign_in(&app, "ada@example.com", &["user"]).await;
+        let mut ws = ws_bearer(&app, &ada.token).await;
+        subscribe(&mut ws, "flags").await;
+
+        let created = app
+            .send(Method::POST, "/api/v1/admin/flags", &platform, Some(json!({"key": "beta_banner", "type": "bool", "default": false})))
+            .await;
+        assert_eq!(created.status(), 201);
+        let event = next_json(&mut ws).await;
+        assert_eq!((event["type"].as_str(), event["event"]["channel"].as_str()), (Some("event"), Some("flags")), "{event}");
+        assert_eq!(event["event"]["type"], "flag.changed");
+        assert_eq!(event["event"]["data"], json!({"key": "beta_banner"}));
+
+        // A tenant's override is announced without naming the tenant.
+        let tenant = crate::flags::tenant_of(&app, &ada.token).await;
+        let set = app
+            .send(Method::PUT, &format!("/api/v1/admin/flags/beta_banner/tenants/{tenant}"), &platform, Some(json!({"value": true})))
+            .await;
+        assert_eq!(set.status(), 200);
+        let event = next_json(&mut ws).await;
+        assert_eq!(event["event"]["data"], json!({"key": "beta_banner"}), "{event}");
+        assert!(!event.to_string().contains(&tenant), "{event}");
+
+        // Nobody publishes to `flags` through the API; a failed change announces nothing.
+        let refused = app
+            .send(Method::PATCH, "/api/v1/admin/flags/beta_banner", &platform, Some(json!({"default": "yes"})))
+            .await;
+        assert_eq!(refused.status(), 422);
+        app.send(Method::DELETE, "/api/v1/admin/flags/beta_banner", &platform, None).await;
+        let event = next_json(&mut ws).await;
+        assert_eq!(event["event"]["data"], json!({"key": "beta_banner"}), "the delete, not the refused patch: {event}");
+    }
+}

@@ -7,6 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use reqwest::Method;
 use serde_json::json;
 
 use crate::interop::{INTEROP_DIR, available, example_cases, run_with_stdin};
@@ -20,7 +21,7 @@ fn node_available() -> bool {
     available(
         Command::new("node").current_dir(INTEROP_DIR).args([
             "-e",
-            "for (const p of ['typescript', '@types/node/package.json', 'jose']) require.resolve(p)",
+            "for (const p of ['typescript', '@types/node/package.json', 'jose', 'eventsource']) require.resolve(p)",
         ]),
         "the TypeScript package's suite",
         "run `npm ci` in crates/tessera/tests/interop",
@@ -68,13 +69,26 @@ async fn the_typescript_package_compiles_strictly_and_passes_its_suite_against_a
     app.create_user("vic@example.com", PASSWORD, &["viewer"], None)
         .await;
     let (client_id, client_secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
+    // A flag the configuration loader test turns on for the tenant.
+    let platform = crate::flags::platform_admin(&app).await;
+    let flag = json!({"key": "beta_banner", "type": "bool", "default": false});
+    let created = app
+        .send(Method::POST, "/api/v1/admin/flags", &platform, Some(flag))
+        .await;
+    assert_eq!(created.status(), 201);
     let table_file = dir.path().join("table.json");
     std::fs::write(&table_file, table(&app, &cases).to_string()).expect("table written");
 
     let config = app.state.config();
     let mut node = Command::new("node");
     node.current_dir(&package)
-        .args(["--test", "--test-reporter=spec", "test/"])
+        .args([
+            "--experimental-websocket",
+            "--test-timeout=60000",
+            "--test",
+            "--test-reporter=spec",
+            "test/",
+        ])
         .env("TESSERA_TEST_ISSUER", config.issuer())
         .env("TESSERA_TEST_AUDIENCE", &config.token.audience)
         .env("TESSERA_TEST_CLIENT_ID", client_id)

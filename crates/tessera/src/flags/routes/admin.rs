@@ -27,6 +27,7 @@ use crate::http::error::db_error;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
+use crate::realtime::channel::{ChannelName, FLAG_CHANGED};
 use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The admin routes.
@@ -229,7 +230,7 @@ async fn create(
     )
     .await?;
     tx.commit().await.map_err(db_error)?;
-    reload(&state).await;
+    changed(&state, key.as_str()).await;
     let set = state.flags().snapshot();
     let entry = set.get(key.as_str()).ok_or_else(flag_not_found)?;
     Ok((StatusCode::CREATED, Json(view(entry, None))).into_response())
@@ -305,7 +306,7 @@ async fn update(
     let details = json!({ "old": old, "new": new });
     record(&caller, &mut tx, "flag.updated", &key, &origin, details).await?;
     tx.commit().await.map_err(db_error)?;
-    reload(&state).await;
+    changed(&state, &key).await;
     let set = state.flags().snapshot();
     let entry = set.get(&key).ok_or_else(flag_not_found)?;
     let found = set.override_of(Some(caller.tenant_id()), &key);
@@ -334,7 +335,7 @@ async fn remove(
     let details = json!({ "old": old, "new": Value::Null });
     record(&caller, &mut tx, "flag.deleted", &key, &origin, details).await?;
     tx.commit().await.map_err(db_error)?;
-    reload(&state).await;
+    changed(&state, &key).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -403,7 +404,7 @@ async fn set_override(
     )
     .await?;
     tx.commit().await.map_err(db_error)?;
-    reload(&state).await;
+    changed(&state, &key).await;
     Ok(Json(json!({ "key": key, "tenant_id": tenant_id, "value": body.value })).into_response())
 }
 
@@ -439,7 +440,7 @@ async fn clear_override(
     )
     .await?;
     tx.commit().await.map_err(db_error)?;
-    reload(&state).await;
+    changed(&state, &key).await;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -457,10 +458,21 @@ async fn record(
 }
 
 /// After a commit here: this instance answers with the change at once (the others within a
-/// poll). A failed read leaves it to the poller.
-async fn reload(state: &AppState) {
+/// poll; a failed read leaves it to the poller), and the real-time hub's `flags` channel
+/// announces it once, from here, to every instance's subscribers (`flag.changed` with the
+/// key only: which tenant's override changed is not every signed-in user's business; a
+/// client reloads its configuration, which is a 304 when nothing changed for it).
+async fn changed(state: &AppState, key: &str) {
     if let Err(e) = state.flags().reload(state.db()).await {
         tracing::warn!(error = %e, "reloading the flags after a change failed");
         state.flags().wake();
+    }
+    let channel = ChannelName::flags();
+    if let Err(e) = state
+        .realtime()
+        .publish(&channel, FLAG_CHANGED, json!({ "key": key }))
+        .await
+    {
+        tracing::warn!(error = %e, flag = key, "announcing a flag change on the hub failed");
     }
 }
