@@ -30,7 +30,6 @@ const EXPECTED_REFUSALS = [
   '/api/v1/auth/refresh',
   '/api/v1/auth/sessions/current',
   '/api/v1/realtime/sse',
-  '/ofrep/v1/events',
   '/admin/users',
 ];
 // The lockout and disabled-account scenarios provoke 403 and 429 sign-in refusals: covered by

@@ -1,6 +1,6 @@
 // Tessera console: the one script of the server-rendered pages. It sends forms to the JSON API
 // (cookie authentication, the CSRF token echoed in X-CSRF-Token), fills lists, and follows the
-// session and the flags live. It never sees a credential: the access and refresh tokens live
+// session and the flags live on the real-time hub. It never sees a credential: the access and refresh tokens live
 // in HttpOnly cookies; the CSRF cookie it reads is worthless without them.
 'use strict';
 
@@ -184,14 +184,20 @@
     location.replace(`/login?reason=${reason}&next=${next}`);
   }
 
-  // ---- live: the session (real-time hub) and the flags (OFREP change stream) -------------
+  // ---- live: one stream on the real-time hub's `flags` channel, which anyone signed in may
+  // follow. It carries `flag.changed` (a flag or an override changed: reload what is shown)
+  // and ends with `auth.revoked` the moment this session is revoked anywhere.
 
   let sessionStream = null;
+  const flagListeners = [];
   function followSession() {
     sessionStream = new EventSource('/api/v1/realtime/sse?channel=flags');
     sessionStream.addEventListener('auth.revoked', () => {
       sessionStream.close();
       signedOut('revoked');
+    });
+    sessionStream.addEventListener('flag.changed', () => {
+      for (const listener of flagListeners) listener();
     });
     sessionStream.addEventListener('error', async () => {
       if (sessionStream.readyState !== EventSource.CLOSED || leaving) return;
@@ -207,11 +213,7 @@
   }
 
   function followFlags(changed) {
-    const stream = new EventSource('/ofrep/v1/events');
-    stream.addEventListener('message', (event) => {
-      const message = JSON.parse(event.data);
-      if (message.type === 'refetchEvaluation') changed();
-    });
+    flagListeners.push(changed);
   }
 
   window.addEventListener('pagehide', () => { if (sessionStream) sessionStream.close(); });
