@@ -74,7 +74,7 @@ pub struct Page {
 }
 
 /// Every page behind sign-in, in navigation order.
-pub const PAGES: [Page; 11] = [
+pub const PAGES: [Page; 10] = [
     Page {
         path: "/account",
         id: "account",
@@ -155,15 +155,6 @@ pub const PAGES: [Page; 11] = [
         needs: Some(Perm::AuditRead),
         platform_only: false,
         body: include_str!("pages/audit.html"),
-    },
-    Page {
-        path: "/admin/status",
-        id: "status",
-        title: "Platform status",
-        section: Section::Admin,
-        needs: None,
-        platform_only: false,
-        body: include_str!("pages/status.html"),
     },
     Page {
         path: "/live/provisioning",

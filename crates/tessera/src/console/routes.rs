@@ -157,7 +157,6 @@ async fn show(
                 ("mfa", if mfa { "on" } else { "off" }),
                 ("created_at", &user.created_at.to_string()),
                 ("last_login_at", &last_login),
-                ("status_write", "no"),
             ],
         )
     };

@@ -297,7 +297,6 @@ async fn the_console_works_in_a_real_browser() {
         "dora": {"login": "dora@secure.example", "password": PASSWORD, "tenant": "secure"},
         "flag": "new_banner",
         "provisioning_url": provisioning_url,
-        "status": false,
     });
     let mut command = Command::new("node");
     command.current_dir(INTEROP_DIR).arg("console_check.mjs");

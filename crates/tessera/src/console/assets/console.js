@@ -700,42 +700,6 @@
     await load(false);
   }
 
-  const STATUS_BADGE = { operational: 'badge ok', maintenance: 'badge', degraded: 'badge off', partial_outage: 'badge off', major_outage: 'badge off' };
-  const statusBadge2 = (status) => el('span', { class: STATUS_BADGE[status] || 'badge', text: String(status).replace('_', ' ') });
-
-  async function initStatus() {
-    const overall = $('[data-status-overall]');
-    const post = $('[data-status-post]');
-    post.hidden = post.dataset.statusPost !== 'yes';
-    const load = async () => {
-      const answer = await api('GET', '/api/v1/status?page_size=20');
-      overall.classList.remove('muted');
-      overall.replaceChildren('All services: ', statusBadge2(answer.overall));
-      fillRows('status-services', answer.services || [], (s) => el('tr', { 'data-service': s.service },
-        el('th', { scope: 'row', text: s.service }),
-        el('td', {}, statusBadge2(s.status)),
-        el('td', { text: s.latest ? s.latest.message : '' }),
-        el('td', { text: s.latest && s.latest.ends_at ? when(s.latest.ends_at) : '—' })), 'No service has reported anything: all operational.');
-      fillRows('status-events', answer.items || [], (e) => el('tr', {},
-        el('td', { text: new Date(e.created_at).toLocaleString() }),
-        el('th', { scope: 'row', text: e.service }),
-        el('td', {}, statusBadge2(e.status)),
-        el('td', { text: e.message })), 'No events.');
-    };
-    // Events posted anywhere arrive on the hub's `status` channel.
-    const stream = new EventSource('/api/v1/realtime/sse?channel=status');
-    stream.addEventListener('status.changed', () => load().catch((p) => toast(explain(p))));
-    onSubmit('status-event', async (values, form) => {
-      const body = { service: values.service.trim(), status: values.status, message: values.message };
-      if (values.ends_at) body.ends_at = Math.floor(Date.parse(values.ends_at) / 1000);
-      await api('POST', '/api/v1/status/events', body);
-      form.reset();
-      toast('Status event posted.');
-      await load();
-    });
-    await load();
-  }
-
   function initProvisioning() {
     const steps = $$('[data-steps] li');
     const progress = $('[data-progress]');
@@ -779,7 +743,6 @@
     clients: initClients,
     flags: initFlags,
     audit: initAudit,
-    status: initStatus,
     provisioning: initProvisioning,
   };
 
