@@ -167,7 +167,7 @@ impl Application {
             clock,
             audit_chain,
         });
-        let router = router(state.clone());
+        let router = router(state.clone(), &jobs);
         Ok(Self {
             state,
             router,
@@ -246,7 +246,7 @@ impl Application {
 }
 
 /// Every capability's routes behind the shared stack.
-fn router(state: AppState) -> Router {
+fn router(state: AppState, jobs: &Jobs) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(keys::routes::router())
@@ -264,5 +264,5 @@ fn router(state: AppState) -> Router {
         .merge(realtime::router())
         .merge(console::routes::router())
         .route("/metrics", get(http::metrics::public));
-    http::apply_stack(routes, state.config()).with_state(state)
+    http::apply_stack(routes, state.config(), jobs).with_state(state)
 }
