@@ -38,8 +38,8 @@ use crate::sessions::Sessions;
 use crate::state::{AppState, Services};
 use crate::users::{self, bootstrap};
 use crate::{
-    audit, auth, cleanup, clients, flags, health, http, idempotency, keys, oauth, rbac, realtime,
-    revocations, sessions, status, tenants,
+    audit, auth, cleanup, clients, console, flags, health, http, idempotency, keys, oauth, rbac,
+    realtime, revocations, sessions, status, tenants,
 };
 
 /// A server ready to run: connected, migrated, routes built.
@@ -136,10 +136,11 @@ impl Application {
         let idempotency = Arc::new(Idempotency::new(&config, &master));
         cleanup::spawn(&jobs, db.clone(), idempotency.ttl_secs());
         let auth = Arc::new(Auth::new(&config, &master));
+        let audit_chain = audit::chain::ChainKey::new(&master);
         audit::chain::spawn_sealer(
             &jobs,
             db.clone(),
-            audit::chain::ChainKey::new(&master),
+            audit_chain.clone(),
             config.audit.retention_days,
         );
         let limiter = Arc::new(Limiter::new(&config, clock.clone()).await?);
@@ -181,6 +182,7 @@ impl Application {
             realtime,
             clock,
             idempotency,
+            audit_chain,
         });
         let router = router(state.clone(), &jobs);
         Ok(Self {
@@ -280,6 +282,7 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
         .merge(flags::routes::router())
         .merge(realtime::router())
         .merge(status::routes::router())
+        .merge(console::routes::router())
         .route("/metrics", get(http::metrics::public));
     let preconditions = http::conditional::Preconditions {
         routes: routes.clone().with_state(state.clone()),

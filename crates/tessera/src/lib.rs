@@ -14,6 +14,7 @@ pub mod cli;
 pub mod clients;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod db;
 pub mod digest;
 pub mod flags;

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::chain::ChainKey;
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
 use crate::bus::Bus;
@@ -76,6 +77,8 @@ pub struct Services {
     pub clock: Clock,
     /// The keys of the idempotency replay store.
     pub idempotency: Arc<Idempotency>,
+    /// The key the audit chain is sealed with, so the chain's status can be checked live.
+    pub audit_chain: ChainKey,
 }
 
 impl AppState {
@@ -189,5 +192,10 @@ impl AppState {
     /// The time every expiry, limit and lockout is decided by.
     pub fn clock(&self) -> &Clock {
         &self.inner.clock
+    }
+
+    /// The audit chain's key.
+    pub fn audit_chain(&self) -> &ChainKey {
+        &self.inner.audit_chain
     }
 }

@@ -3,6 +3,10 @@
 //! ending in `.`: `login.`), `actor`, `target`, `outcome` (`success` | `failure`), `from` and
 //! `to` (Unix seconds, `to` exclusive). A tenant's administrators see their tenant's events;
 //! platform administrators see every event and may narrow with `tenant`.
+//!
+//! `GET /api/v1/audit/chain`: whether the tamper-evident chain verifies (what `tessera audit
+//! verify` prints), for platform administrators with `audit:read`: the chain spans every
+//! tenant, and walking it reads the whole log, so tenant administrators get neither.
 
 use std::convert::Infallible;
 
@@ -13,8 +17,10 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::chain::{self as audit_chain, Verdict};
 use super::store::{self, EventView, Filter, invalid};
 use crate::caller::Authenticated;
 use crate::http::cursor::Scope;
@@ -29,6 +35,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/audit", get(list))
         .route("/api/v1/audit/export", get(export))
+        .route("/api/v1/audit/chain", get(chain_status))
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -151,6 +158,40 @@ async fn list(
         next_cursor,
         position.is_some(),
     )))
+}
+
+/// The chain's verdict, walked now.
+async fn chain_status(
+    State(state): State<AppState>,
+    caller: Authenticated,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(&state, Perm::AuditRead).await?;
+    if caller.tenant_id() != SYSTEM_TENANT_ID {
+        return Err(ApiError::forbidden(
+            "forbidden",
+            "the chain spans every tenant: only platform administrators check it",
+        ));
+    }
+    let verdict = audit_chain::verify(state.db(), state.audit_chain()).await?;
+    Ok(Json(match verdict {
+        Verdict::Intact {
+            verified,
+            from_seq,
+            to_seq,
+            unsealed,
+        } => json!({
+            "intact": true,
+            "verified": verified,
+            "from_seq": from_seq,
+            "to_seq": to_seq,
+            "unsealed": unsealed,
+        }),
+        Verdict::Broken { seq, reason } => json!({
+            "intact": false,
+            "broken_at": seq,
+            "reason": reason,
+        }),
+    }))
 }
 
 async fn export(

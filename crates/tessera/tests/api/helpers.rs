@@ -356,6 +356,16 @@ pub async fn spawn_app() -> TestApp {
 /// The application on `db`, with `configure` applied to the test configuration (after its
 /// port is bound: `http.bind` is not for tests to change).
 pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_on(db, Clock::manual(), configure).await
+}
+
+/// The application on `db` and `clock`: a browser or another process outside the test
+/// (computing TOTP codes from its own time) needs the system clock.
+pub async fn spawn_app_on(
+    db: TestDatabase,
+    clock: Clock,
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = db.config();
     let listener = TcpListener::bind(config.http.bind)
         .await
@@ -365,7 +375,6 @@ pub async fn spawn_app_with(db: TestDatabase, configure: impl FnOnce(&mut Config
     // client can discover everything from the issuer as in production; a test may change it.
     config.public_url = url::Url::parse(&address).expect("server URL");
     configure(&mut config);
-    let clock = Clock::manual();
     let app = Application::build_with_clock(config, clock.clone())
         .await
         .expect("application builds");

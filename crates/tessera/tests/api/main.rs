@@ -9,6 +9,7 @@ mod auth;
 mod cli;
 mod clients;
 mod cluster;
+mod console;
 mod containment;
 mod conventions;
 mod cookies;

@@ -524,7 +524,7 @@ async fn acme_member(app: &TestApp, roles: &[&str]) -> (String, User) {
     (acme_id, user)
 }
 
-async fn service_token(app: &TestApp, id: &str, secret: &str) -> String {
+pub(crate) async fn service_token(app: &TestApp, id: &str, secret: &str) -> String {
     let response = app
         .client
         .post(app.url("/oauth2/token"))
