@@ -178,7 +178,7 @@ impl Application {
             realtime,
             clock,
         });
-        let router = router(state.clone());
+        let router = router(state.clone(), &jobs);
         Ok(Self {
             state,
             router,
@@ -257,7 +257,7 @@ impl Application {
 }
 
 /// Every capability's routes behind the shared stack.
-fn router(state: AppState) -> Router {
+fn router(state: AppState, jobs: &Jobs) -> Router {
     let routes = Router::new()
         .merge(health::router())
         .merge(keys::routes::router())
@@ -274,5 +274,5 @@ fn router(state: AppState) -> Router {
         .merge(flags::routes::router())
         .merge(realtime::router())
         .route("/metrics", get(http::metrics::public));
-    http::apply_stack(routes, state.config()).with_state(state)
+    http::apply_stack(routes, state.config(), jobs).with_state(state)
 }

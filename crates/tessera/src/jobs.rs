@@ -63,6 +63,17 @@ impl Jobs {
         });
     }
 
+    /// Runs a job that ends by itself once shutdown begins, after finishing what it holds
+    /// (an exporter flushing its queue, say): it is handed the shutdown token, is not cut off
+    /// at cancellation, and shutdown waits for it. It must end promptly once the token fires.
+    pub fn spawn_draining<F, Fut>(&self, job: F)
+    where
+        F: FnOnce(CancellationToken) -> Fut,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.tracker.spawn(job(self.stop.clone()));
+    }
+
     /// Cancelled when shutdown begins.
     pub fn stopping(&self) -> CancellationToken {
         self.stop.clone()
@@ -110,5 +121,20 @@ mod tests {
             3,
             "nothing runs after shutdown"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_draining_job_finishes_its_work_before_shutdown_returns() {
+        let jobs = Jobs::new();
+        let flushed = Arc::new(AtomicU32::new(0));
+        let done = Arc::clone(&flushed);
+        jobs.spawn_draining(move |stop| async move {
+            stop.cancelled().await;
+            // Work after the signal (a last flush) still happens, and shutdown waits for it.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+        });
+        jobs.shutdown().await;
+        assert_eq!(flushed.load(Ordering::SeqCst), 1);
     }
 }

@@ -33,14 +33,15 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use crate::config::Config;
+use crate::jobs::Jobs;
 pub use error::{ApiError, PROBLEM_JSON};
 pub use json::Json;
 use request_id::RequestId;
 
 /// Wraps `router` in the full stack, outermost first: request id, sensitive-header marking,
 /// tracing, metrics, problem+json for framework errors, security headers, CORS, panic
-/// catching, timeout, body limit.
-pub fn apply_stack<S>(router: Router<S>, config: &Config) -> Router<S>
+/// catching, timeout, body limit. The trace exporter, when configured, runs on `jobs`.
+pub fn apply_stack<S>(router: Router<S>, config: &Config, jobs: &Jobs) -> Router<S>
 where
     S: Clone + Send + Sync + 'static,
 {
@@ -70,7 +71,7 @@ where
         )
         .layer(middleware::from_fn(metrics::track))
         .option_layer(
-            crate::telemetry::traces::Tracer::start(&config.telemetry).map(|tracer| {
+            crate::telemetry::traces::Tracer::start(&config.telemetry, jobs).map(|tracer| {
                 middleware::from_fn_with_state(tracer, crate::telemetry::traces::layer)
             }),
         )
@@ -312,7 +313,7 @@ mod tests {
                     "late"
                 }),
             );
-        apply_stack(router, config)
+        apply_stack(router, config, &Jobs::new())
     }
 
     async fn call(app: Router, request: Request) -> (Response, serde_json::Value) {
@@ -457,7 +458,11 @@ mod tests {
             .header("x-request-id", "trace-me-7")
             .body(Body::empty())
             .expect("request");
-        let (response, _) = call(apply_stack(router, &Config::default()), request).await;
+        let (response, _) = call(
+            apply_stack(router, &Config::default(), &Jobs::new()),
+            request,
+        )
+        .await;
         assert_eq!(response.status(), 500);
 
         let output = String::from_utf8(captured.0.lock().expect("lock").clone()).expect("utf8");

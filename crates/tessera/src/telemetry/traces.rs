@@ -17,9 +17,11 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::traceparent::{TraceParent, to_hex};
 use crate::config::TelemetryConfig;
+use crate::jobs::Jobs;
 
 /// Spans waiting for export at most; beyond, new ones are dropped.
 const QUEUE: usize = 4096;
@@ -56,12 +58,14 @@ pub struct Tracer {
 
 impl Tracer {
     /// A tracer exporting to `config.otlp_endpoint`, or `None` when tracing is off. Starts
-    /// the export task (call within the runtime).
-    pub fn start(config: &TelemetryConfig) -> Option<Self> {
+    /// the export task on the application's task set (call within the runtime); at shutdown
+    /// it sends what is queued, then ends.
+    pub fn start(config: &TelemetryConfig, jobs: &Jobs) -> Option<Self> {
         let endpoint = config.otlp_endpoint.as_ref()?;
         let url = format!("{}/v1/traces", endpoint.as_str().trim_end_matches('/'));
         let (spans, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(export(url, config.service_name.clone(), queue));
+        let service = config.service_name.clone();
+        jobs.spawn_draining(move |stop| export(url, service, queue, stop));
         Some(Self { spans })
     }
 }
@@ -135,37 +139,63 @@ fn random_id<const N: usize>() -> [u8; N] {
 }
 
 /// Posts batches until every sender is gone.
-async fn export(url: String, service: String, mut queue: mpsc::Receiver<Span>) {
+async fn export(
+    url: String,
+    service: String,
+    mut queue: mpsc::Receiver<Span>,
+    stop: CancellationToken,
+) {
     let http = reqwest::Client::new();
     let mut batch = Vec::with_capacity(BATCH);
-    while let Some(first) = queue.recv().await {
+    loop {
+        let first = tokio::select! {
+            first = queue.recv() => first,
+            () = stop.cancelled() => None,
+        };
+        let Some(first) = first else {
+            // Shutting down (or every tracer is gone): what is queued goes out in one last
+            // batch.
+            while batch.len() < BATCH {
+                let Ok(span) = queue.try_recv() else { break };
+                batch.push(span);
+            }
+            if !batch.is_empty() {
+                send(&http, &url, &service, &batch).await;
+            }
+            return;
+        };
         batch.push(first);
         let deadline = tokio::time::Instant::now() + FLUSH_EVERY;
-        while batch.len() < BATCH {
+        while batch.len() < BATCH && !stop.is_cancelled() {
             match tokio::time::timeout_at(deadline, queue.recv()).await {
                 Ok(Some(span)) => batch.push(span),
                 Ok(None) | Err(_) => break,
             }
         }
-        let body = otlp_json(&service, &batch);
-        let sent = http
-            .post(&url)
-            .timeout(EXPORT_TIMEOUT)
-            .json(&body)
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {}
-            Ok(response) => {
-                tracing::warn!(status = %response.status(), "the OTLP collector refused spans");
-                dropped(batch.len());
-            }
-            Err(e) => {
-                tracing::warn!(error = %e.without_url(), "the OTLP collector cannot be reached");
-                dropped(batch.len());
-            }
-        }
+        send(&http, &url, &service, &batch).await;
         batch.clear();
+    }
+}
+
+/// Sends one batch; a failure is logged and counted, never retried.
+async fn send(http: &reqwest::Client, url: &str, service: &str, batch: &[Span]) {
+    let body = otlp_json(service, batch);
+    let sent = http
+        .post(url)
+        .timeout(EXPORT_TIMEOUT)
+        .json(&body)
+        .send()
+        .await;
+    match sent {
+        Ok(response) if response.status().is_success() => {}
+        Ok(response) => {
+            tracing::warn!(status = %response.status(), "the OTLP collector refused spans");
+            dropped(batch.len());
+        }
+        Err(e) => {
+            tracing::warn!(error = %e.without_url(), "the OTLP collector cannot be reached");
+            dropped(batch.len());
+        }
     }
 }
 

@@ -119,3 +119,26 @@ async fn requests_are_exported_as_spans_continuing_the_callers_trace() {
     assert!(fresh.get("parentSpanId").is_none(), "it starts a new trace");
     assert_eq!(fresh["traceId"].as_str().map(str::len), Some(32));
 }
+
+#[tokio::test]
+async fn spans_still_queued_at_shutdown_are_exported_before_it_ends() {
+    let (url, spans) = collector().await;
+    let app = spawn_app_with(TestDatabase::sqlite(), |c| {
+        c.telemetry.otlp_endpoint = Some(url.parse().expect("URL"));
+    })
+    .await;
+    let trace = "5c2a9b1e7d3f40c6a8e1b2c3d4e5f607";
+    app.client
+        .get(app.url("/healthz"))
+        .header("traceparent", format!("00-{trace}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .expect("sent");
+    // The span is queued before the answer leaves; the exporter's batch is not due yet.
+    app.stop().await;
+    let exported = spans.lock().expect("lock").clone();
+    assert!(
+        exported.iter().any(|s| s["traceId"] == trace),
+        "the queued span went out during shutdown: {exported:?}"
+    );
+}
