@@ -166,13 +166,14 @@ impl Changes {
         });
         let weak = Arc::downgrade(&changes);
         let db = db.clone();
-        let mut last_prune: Option<tokio::time::Instant> = None;
+        // The first prune an hour after start: no write competes with the start itself.
+        let mut last_prune = tokio::time::Instant::now();
         bus.follow(jobs, Topic::Changes, start, move |mut cursor| {
             let weak = weak.clone();
             let db = db.clone();
-            let prune = last_prune.is_none_or(|at| at.elapsed() > Duration::from_secs(3_600));
+            let prune = last_prune.elapsed() > Duration::from_secs(3_600);
             if prune {
-                last_prune = Some(tokio::time::Instant::now());
+                last_prune = tokio::time::Instant::now();
             }
             let cutoff = clock.now_ms() - KEEP_MS;
             async move {
@@ -235,13 +236,16 @@ impl Changes {
 /// Deletes rows older than `before_ms`, always keeping the newest (it is where starting
 /// instances begin).
 async fn prune_before(db: &Db, before_ms: i64) -> Result<u64, sqlx::Error> {
+    // A write: it takes this process's writer turn like every other (SQLite).
+    let mut tx = db.begin_write().await?;
     let done = sqlx::query(
         "DELETE FROM cache_changes WHERE created_at < $1 \
          AND seq < (SELECT MAX(seq) FROM cache_changes)",
     )
     .bind(before_ms)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(done.rows_affected())
 }
 
