@@ -139,7 +139,7 @@ async fn the_typescript_platform_config_loader_revalidates_with_etags() {
     if !crate::interop::typescript_available() {
         return;
     }
-    let compiled = crate::interop::compiled_typescript_example().await;
+    let compiled = crate::typescript_client::compiled_package().await;
     let catalogue = std::fs::read_to_string(crate::flags::CATALOGUE).expect("catalogue");
     let app = spawn_app_with(TestDatabase::sqlite(), |c| apply_flags(c, &catalogue, &[])).await;
     let token = app.token_for("ann@example.com", PASSWORD, &["user"]).await;
@@ -147,7 +147,7 @@ async fn the_typescript_platform_config_loader_revalidates_with_etags() {
     driver
         .current_dir(INTEROP_DIR)
         .arg("platform_config_driver.mjs")
-        .arg(compiled.path().join("dist"));
+        .arg(compiled.path().join("package/dist"));
     let input = json!({"base_url": app.address, "token": token});
     let output: Value =
         serde_json::from_str(&run_with_stdin(driver, input.to_string()).await).expect("JSON");

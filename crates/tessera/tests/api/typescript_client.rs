@@ -45,11 +45,9 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test]
-async fn the_typescript_package_compiles_strictly_and_passes_its_suite_against_a_live_tessera() {
-    if !node_available() {
-        return;
-    }
+/// The package copied into a temporary folder and compiled strictly (`tsc`); its `dist/`
+/// is then in `<folder>/package/dist`.
+pub(crate) async fn compiled_package() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temporary folder");
     let package = dir.path().join("package");
     copy_tree(Path::new(PACKAGE_DIR), &package);
@@ -60,6 +58,16 @@ async fn the_typescript_package_compiles_strictly_and_passes_its_suite_against_a
         .arg(node_modules.join("typescript/bin/tsc"))
         .args(["-p", "."]);
     run_with_stdin(tsc, String::new()).await;
+    dir
+}
+
+#[tokio::test]
+async fn the_typescript_package_compiles_strictly_and_passes_its_suite_against_a_live_tessera() {
+    if !node_available() {
+        return;
+    }
+    let dir = compiled_package().await;
+    let package = dir.path().join("package");
 
     let app = crate::helpers::spawn_app().await;
     let cases = example_cases(&app).await;
