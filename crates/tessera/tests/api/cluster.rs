@@ -332,8 +332,18 @@ async fn exactly_one_instance_at_a_time_runs_each_singleton_job() {
     let b = spawn_peer(&a, |_| {}).await;
     let c = spawn_peer(&a, |_| {}).await;
     for job in [Job::AuditChain, Job::Cleanup, Job::KeyRotation] {
-        let held = a.state.db().try_job_lock(job).await.expect("lock query");
-        let held = held.expect("A runs the job");
+        // The instances' own loops take these locks too: A gets its turn once a run ends.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let held = loop {
+            if let Some(held) = a.state.db().try_job_lock(job).await.expect("lock query") {
+                break held;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "A never got {job:?}'s lock"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         for other in [&b, &c] {
             let skipped = other
                 .state

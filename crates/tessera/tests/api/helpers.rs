@@ -309,7 +309,7 @@ impl TestApp {
             password_hash: Some(hash),
             roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         };
-        let mut tx = self.state.db().pool().begin().await.expect("tx");
+        let mut tx = self.state.db().begin_write().await.expect("tx");
         let user = users::create(&mut tx, &new, &Actor::System, &RequestMeta::default())
             .await
             .expect("user created");
