@@ -11,6 +11,8 @@ use axum::middleware;
 use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::DropGuard;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Auth;
 use crate::auth::mfa::Mfa;
@@ -262,11 +264,9 @@ impl Application {
     }
 }
 
-/// Every capability's routes behind the conventions every route follows (idempotency keys,
-/// preconditions and locks on administrative resources, ETags, `Link` and `Cache-Control`)
-/// and the shared stack.
-fn router(state: AppState, jobs: &Jobs) -> Router {
-    let routes = Router::new()
+/// Every capability's routes and the OpenAPI document they make up.
+pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(http::openapi::base())
         .merge(health::router())
         .merge(keys::routes::router())
         .merge(oauth::router())
@@ -283,7 +283,18 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
         .merge(realtime::router())
         .merge(status::routes::router())
         .merge(console::routes::router())
-        .route("/metrics", get(http::metrics::public));
+        .routes(routes!(http::metrics::public))
+        .routes(routes!(http::openapi::serve))
+        .split_for_parts()
+}
+
+/// Every capability's routes behind the conventions every route follows (idempotency keys,
+/// preconditions and locks on administrative resources, ETags, `Link` and `Cache-Control`)
+/// and the shared stack.
+fn router(state: AppState, jobs: &Jobs) -> Router {
+    let (routes, openapi) = routes();
+    let document = http::openapi::Document(Arc::new(http::openapi::complete(openapi)));
+    let routes = routes.layer(axum::Extension(document));
     let preconditions = http::conditional::Preconditions {
         routes: routes.clone().with_state(state.clone()),
         db: state.db().clone(),

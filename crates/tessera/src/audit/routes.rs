@@ -10,12 +10,10 @@
 
 use std::convert::Infallible;
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -24,18 +22,20 @@ use super::chain::{self as audit_chain, Verdict};
 use super::store::{self, EventView, Filter, invalid};
 use crate::caller::Authenticated;
 use crate::http::cursor::Scope;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// The audit routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/audit", get(list))
-        .route("/api/v1/audit/export", get(export))
-        .route("/api/v1/audit/chain", get(chain_status))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(export))
+        .routes(routes!(chain_status))
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -113,6 +113,12 @@ const TOTAL_CAP: i64 = 10_000;
 /// Where a page ends: the last event's time and id, the list's order.
 type Position = (i64, String);
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit",
+    tag = "audit",
+    responses((status = 200, description = "A page of audit events", body = Page<EventView>))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -161,6 +167,12 @@ async fn list(
 }
 
 /// The chain's verdict, walked now.
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/chain",
+    tag = "audit",
+    responses((status = 200, description = "The hash chain's verification", body = Object))
+)]
 async fn chain_status(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -194,6 +206,12 @@ async fn chain_status(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/audit/export",
+    tag = "audit",
+    responses((status = 200, description = "Every matching event, one JSON object a line", body = String, content_type = "application/x-ndjson"))
+)]
 async fn export(
     State(state): State<AppState>,
     caller: Authenticated,

@@ -92,7 +92,7 @@ impl Filter {
 }
 
 /// An event as administrators see it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     /// The event id.
     pub id: String,
@@ -112,7 +112,7 @@ pub struct EventView {
     seq: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Party {
     #[serde(rename = "type")]
     kind: String,

@@ -16,7 +16,7 @@ use crate::state::AppState;
 use crate::users::User;
 
 /// Where tokens go.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Delivery {
     /// `Set-Cookie`, nothing in the body: browsers.

@@ -61,7 +61,7 @@ pub fn hash_secret(secret: &str) -> String {
 }
 
 /// A stored client, without its secret hash.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Client {
     /// The `client_id`.
     pub id: String,

@@ -4,11 +4,9 @@
 //! client holding a scope they do not hold (the containment rule): its secret would hand
 //! them that scope.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use tessera_token::Revocation;
@@ -17,20 +15,19 @@ use super::Client;
 use crate::bus::Topic;
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// The client routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/clients", get(list).post(create))
-        .route(
-            "/api/v1/admin/clients/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/admin/clients/{id}/secret", post(rotate))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(rotate))
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -89,6 +86,12 @@ fn changed(state: &AppState, client: &Client, revoked: Option<Revocation>) {
     state.bus().publish(Topic::Changes, 0);
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/clients",
+    tag = "clients",
+    responses((status = 200, description = "A page of clients", body = Page<Client>))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -100,6 +103,12 @@ async fn list(
     Ok(Json(page.page(clients, total)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/clients/{id}",
+    tag = "clients",
+    responses((status = 200, description = "The client", body = Client))
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -111,7 +120,7 @@ async fn show(
 }
 
 /// A client and, once, its secret.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct WithSecret {
     #[serde(flatten)]
     client: Client,
@@ -132,7 +141,7 @@ fn with_secret(status: StatusCode, client: Client, secret: &super::ClientSecret)
 }
 
 /// A new client.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewClient {
     name: String,
@@ -140,6 +149,13 @@ struct NewClient {
     scopes: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/clients",
+    tag = "clients",
+    request_body = NewClient,
+    responses((status = 201, description = "Created; the secret is shown this once", body = WithSecret))
+)]
 async fn create(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -165,7 +181,7 @@ async fn create(
 }
 
 /// Changes to a client; absent fields stay as they are.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ClientChange {
     name: Option<String>,
@@ -173,6 +189,13 @@ struct ClientChange {
     active: Option<bool>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/clients/{id}",
+    tag = "clients",
+    request_body = ClientChange,
+    responses((status = 200, description = "Changed", body = Client))
+)]
 async fn update(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -197,6 +220,12 @@ async fn update(
 }
 
 /// Deleting disables the client: it obtains no more tokens; the row stays for the audit log.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/clients/{id}",
+    tag = "clients",
+    responses((status = 204, description = "Deleted"))
+)]
 async fn remove(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -210,6 +239,12 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/clients/{id}/secret",
+    tag = "clients",
+    responses((status = 200, description = "A new secret, shown this once", body = WithSecret))
+)]
 async fn rotate(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -3,7 +3,6 @@
 //! session redirects to `/login?next=<its path>`; a page whose permission the caller lacks
 //! answers 403 with the frame and a plain message, and its link is not in the navigation.
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,27 +12,26 @@ use serde::Deserialize;
 use super::{ASSETS, Frame, PAGES, Page, document, fill, login_document};
 use crate::caller::Authenticated;
 use crate::http::ApiError;
+use crate::http::openapi;
+use crate::http::openapi::ApiRouter;
 use crate::rbac::{self, Permission};
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// The console's routes.
-pub fn router() -> Router<AppState> {
-    let mut router = Router::new()
-        .route("/", get(home))
-        .route("/login", get(login))
-        .route("/assets/{name}", get(asset));
+pub fn router() -> ApiRouter {
+    let mut router = ApiRouter::new()
+        .routes(routes!(home))
+        .routes(routes!(login))
+        .routes(routes!(asset));
     for page in &PAGES {
-        router =
-            router.route(
-                page.path,
-                get(
-                    move |State(state): State<AppState>,
-                          caller: Result<Authenticated, ApiError>| async move {
-                        show(&state, caller, page).await
-                    },
-                ),
-            );
+        let show = get(
+            move |State(state): State<AppState>, caller: Result<Authenticated, ApiError>| async move {
+                show(&state, caller, page).await
+            },
+        );
+        router = router.routes(openapi::html_page(page.path, page.title, show));
     }
     router
 }
@@ -50,6 +48,13 @@ fn html(status: StatusCode, body: String) -> Response {
     response
 }
 
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "console",
+    security(()),
+    responses((status = 303, description = "To the account page, or the sign-in page"))
+)]
 async fn home(caller: Result<Authenticated, ApiError>) -> Redirect {
     match caller {
         Ok(_) => Redirect::to("/account"),
@@ -64,6 +69,13 @@ struct LoginQuery {
 
 /// The sign-in page. `reason` picks one of the fixed notices; nothing from the query string
 /// is ever written into the page.
+#[utoipa::path(
+    get,
+    path = "/login",
+    tag = "console",
+    security(()),
+    responses((status = 200, description = "The sign-in page", body = String, content_type = "text/html"))
+)]
 async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -> Response {
     let notice = match query.reason.as_deref() {
         Some("revoked") => Some("This session was ended elsewhere. Sign in again."),
@@ -77,6 +89,13 @@ async fn login(State(state): State<AppState>, Query(query): Query<LoginQuery>) -
     )
 }
 
+#[utoipa::path(
+    get,
+    path = "/assets/{name}",
+    tag = "console",
+    security(()),
+    responses((status = 200, description = "A script, style sheet or image compiled into the binary", body = String, content_type = "application/octet-stream"))
+)]
 async fn asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|a| a.name == name) {
         Some(asset) => {

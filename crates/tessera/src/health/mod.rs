@@ -4,16 +4,16 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
 
 use crate::db::Db;
+use crate::http::openapi::ApiRouter;
 use crate::http::{ApiError, Json};
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// A readiness probe must answer quickly even when the database hangs.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,16 +50,30 @@ impl Check {
 }
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
 }
 
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "The process is up", body = Object))
+)]
 async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    security(()),
+    responses((status = 200, description = "Ready, or degraded (serving without Redis or the bus)", body = Object))
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let mut checks = database_checks(state.db()).await;
     checks.push(state.keys().health());

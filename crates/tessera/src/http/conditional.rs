@@ -191,7 +191,7 @@ pub struct Preconditions {
 }
 
 /// `/api/v1/admin/<collection>/<id>` of a path at or under an administrative resource.
-fn admin_resource(path: &str) -> Option<&str> {
+pub(crate) fn admin_resource(path: &str) -> Option<&str> {
     let rest = path.strip_prefix("/api/v1/admin/")?;
     let mut segments = rest.splitn(3, '/');
     let collection = segments.next().filter(|s| !s.is_empty())?;

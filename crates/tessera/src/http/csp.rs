@@ -4,18 +4,18 @@
 //! IP, counted by directive in the metrics, and written to the audit log aggregated (one
 //! event per directive and minute), so a flood of reports costs nothing lasting.
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::post;
 use serde_json::Value;
 
 use super::ApiError;
 use super::client::RequestMeta;
 use super::ratelimit::{ip_subject, limited};
+use crate::http::openapi::ApiRouter;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Largest report accepted.
 pub const MAX_REPORT_BYTES: usize = 16 * 1024;
@@ -52,11 +52,13 @@ const KNOWN_DIRECTIVES: [&str; 24] = [
 const MAX_REPORTS: usize = 32;
 
 /// The report route, with its own body limit.
-pub fn router() -> Router<AppState> {
-    Router::new().route(
-        "/api/v1/csp-report",
-        post(report).layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
-    )
+pub fn router() -> ApiRouter {
+    let (schemas, paths, report) = routes!(report);
+    ApiRouter::new().routes((
+        schemas,
+        paths,
+        report.layer(DefaultBodyLimit::max(MAX_REPORT_BYTES)),
+    ))
 }
 
 /// One violation, reduced to what is kept: the directive and where the blocked resource was
@@ -67,6 +69,14 @@ struct Violation {
     blocked: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/csp-report",
+    tag = "meta",
+    request_body(content = Object, content_type = "application/reports+json"),
+    security(()),
+    responses((status = 204, description = "Recorded"))
+)]
 async fn report(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -149,6 +149,13 @@ pub fn served_publicly(config: &Config) -> bool {
 
 /// `GET /metrics` on the public listener: 404 where it is not served there, 401 without the
 /// configured token.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "meta",
+    security(("metrics_token" = [])),
+    responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"))
+)]
 pub async fn public(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !served_publicly(state.config()) {
         return ApiError::not_found().into_response();

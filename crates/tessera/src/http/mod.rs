@@ -10,6 +10,7 @@ pub mod error;
 pub mod etag;
 pub mod json;
 pub mod metrics;
+pub mod openapi;
 pub mod pagination;
 pub mod ratelimit;
 pub mod request_id;

@@ -149,7 +149,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PageRequest {
 }
 
 /// One page of a list.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     /// The items of this page.
     pub items: Vec<T>,

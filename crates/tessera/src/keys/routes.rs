@@ -1,19 +1,26 @@
 //! `GET /.well-known/jwks.json`: the public keys every verifier trusts.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use axum::routing::get;
 
 use crate::http::etag;
+use crate::http::openapi::ApiRouter;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/.well-known/jwks.json", get(jwks))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(jwks))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "oauth",
+    security(()),
+    responses((status = 200, description = "The JSON Web Key Set every verifier trusts", body = Object), (status = 304, description = "`If-None-Match` names the current ETag"))
+)]
 async fn jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let published = state.keys().current();
     etag::json_response(

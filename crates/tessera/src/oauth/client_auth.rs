@@ -54,8 +54,10 @@ impl OAuthError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
+/// The body of an [`OAuthError`].
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = OAuthError)]
+pub struct ErrorBody {
     error: &'static str,
     error_description: &'static str,
 }

@@ -23,6 +23,14 @@ use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The introspection endpoint.
+#[utoipa::path(
+    post,
+    path = "/oauth2/introspect",
+    tag = "oauth",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses((status = 200, description = "RFC 7662 introspection answer", body = Object), (status = 400, description = "RFC 6749 error", body = client_auth::ErrorBody), (status = 401, description = "Client authentication failed", body = client_auth::ErrorBody), (status = 403, description = "The client lacks `tokens:introspect`", body = client_auth::ErrorBody))
+)]
 pub async fn introspect(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -7,29 +7,36 @@ pub mod introspect;
 pub mod revoke;
 pub mod token;
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::http::etag;
+use crate::http::openapi::ApiRouter;
 use crate::keys::etag_of;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Routes of this module.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/.well-known/oauth-authorization-server", get(metadata))
-        .route("/oauth2/token", post(token::token))
-        .route("/oauth2/introspect", post(introspect::introspect))
-        .route("/oauth2/revoke", post(revoke::revoke))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(metadata))
+        .routes(routes!(token::token))
+        .routes(routes!(introspect::introspect))
+        .routes(routes!(revoke::revoke))
 }
 
 /// Client authentication methods of every endpoint that authenticates clients.
 const CLIENT_AUTH_METHODS: [&str; 2] = ["client_secret_basic", "client_secret_post"];
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/oauth-authorization-server",
+    tag = "oauth",
+    security(()),
+    responses((status = 200, description = "RFC 8414 authorization-server metadata", body = Object), (status = 304, description = "`If-None-Match` names the current ETag"))
+)]
 async fn metadata(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let issuer = state.config().issuer();
     let algorithms = state.keys().current().algorithms.clone();

@@ -25,6 +25,14 @@ use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
 
 /// The revocation endpoint.
+#[utoipa::path(
+    post,
+    path = "/oauth2/revoke",
+    tag = "oauth",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses((status = 200, description = "Revoked, or nothing to revoke (RFC 7009)"), (status = 400, description = "RFC 6749 error", body = client_auth::ErrorBody), (status = 401, description = "Client authentication failed", body = client_auth::ErrorBody), (status = 403, description = "Not the client's token", body = client_auth::ErrorBody))
+)]
 pub async fn revoke(State(state): State<AppState>, request: axum::extract::Request) -> Response {
     let (parts, body) = request.into_parts();
     let origin = meta_of(&parts);

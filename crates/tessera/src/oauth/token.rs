@@ -15,7 +15,7 @@ use crate::keys::{Grant, access_claims};
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct TokenBody {
     access_token: String,
     token_type: &'static str,
@@ -25,6 +25,14 @@ struct TokenBody {
 
 /// The token endpoint, limited per client: once the client is known every answer carries
 /// the rate-limit headers, and past the limit it gets a 429 problem.
+#[utoipa::path(
+    post,
+    path = "/oauth2/token",
+    tag = "oauth",
+    request_body(content = Object, content_type = "application/x-www-form-urlencoded"),
+    security((), ("client_basic" = [])),
+    responses((status = 200, description = "An access token", body = TokenBody), (status = 400, description = "RFC 6749 error", body = client_auth::ErrorBody), (status = 401, description = "Client authentication failed", body = client_auth::ErrorBody), (status = 403, description = "A scope the client may not have", body = client_auth::ErrorBody))
+)]
 pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let mut decision = None;
     let mut response = match issue(&state, &headers, &body, &mut decision).await {

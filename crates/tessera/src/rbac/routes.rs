@@ -4,11 +4,9 @@
 //! hold themselves. Taking a permission away from a role ends, at services, the tokens its
 //! holders were issued before (a subject entry each), as taking a role from a user does.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use tessera_token::unix_now;
 
@@ -17,10 +15,12 @@ use super::{AccessChanged, Permission};
 use crate::bus::changes::{self, Change, Changed};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Most permissions one role may hold.
 const MAX_PERMISSIONS: usize = 100;
@@ -29,13 +29,10 @@ const MAX_PERMISSIONS: usize = 100;
 const MAX_DESCRIPTION: usize = 500;
 
 /// The role routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/roles", get(list).post(create))
-        .route(
-            "/api/v1/admin/roles/{name}",
-            get(show).patch(update).delete(remove),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -111,6 +108,12 @@ async fn find(state: &AppState, tenant_id: &str, name: &str) -> Result<RoleView,
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/roles",
+    tag = "roles",
+    responses((status = 200, description = "A page of roles", body = Page<RoleView>))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -121,6 +124,12 @@ async fn list(
     Ok(Json(page.page(items, total)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "roles",
+    responses((status = 200, description = "The role", body = RoleView))
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -131,7 +140,7 @@ async fn show(
 }
 
 /// A new role.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewRole {
     name: String,
@@ -140,6 +149,13 @@ struct NewRole {
     permissions: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/roles",
+    tag = "roles",
+    request_body = NewRole,
+    responses((status = 201, description = "Created", body = RoleView))
+)]
 async fn create(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -185,7 +201,7 @@ async fn create(
 }
 
 /// Changes to a role; absent fields stay as they are.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RoleChange {
     description: Option<String>,
@@ -200,6 +216,13 @@ fn built_in_refused() -> ApiError {
     )
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "roles",
+    request_body = RoleChange,
+    responses((status = 200, description = "Changed", body = RoleView))
+)]
 async fn update(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -255,6 +278,12 @@ async fn update(
     Ok(Json(role))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/roles/{name}",
+    tag = "roles",
+    responses((status = 204, description = "Deleted"))
+)]
 async fn remove(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -10,7 +10,7 @@ use crate::http::pagination::PageRequest;
 const COLUMNS: &str = "name, description, permissions, built_in, created_at, updated_at";
 
 /// A role as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RoleView {
     /// Name users hold.
     pub name: String,

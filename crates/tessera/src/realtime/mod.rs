@@ -42,7 +42,6 @@ pub mod ws;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use axum::Router;
 use tessera_token::{Revoked, unix_now};
 use tokio::sync::{broadcast, watch};
 
@@ -50,6 +49,7 @@ use crate::bus::{Bus, Followed, Topic};
 use crate::caller::cache::Lookup;
 use crate::config::Config;
 use crate::db::Db;
+use crate::http::openapi::ApiRouter;
 use crate::jobs::Jobs;
 use crate::revocations::Feed;
 use crate::state::AppState;
@@ -57,6 +57,7 @@ use channel::ChannelName;
 use event::{Envelope, Event};
 use hub::{Connection, Hub, SESSION_ENDED};
 use store::{NewEvent, Written};
+use utoipa_axum::routes;
 
 /// How often connections' sessions are looked at for expiry, and aged history dropped.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
@@ -379,8 +380,8 @@ pub async fn recheck(state: &AppState, connection: &mut Connection) -> Rechecked
 }
 
 /// Every real-time route.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .merge(routes::router())
         .merge(tickets::router())
         .merge(ws::router())

@@ -2,12 +2,10 @@
 //! `GET /api/v1/realtime/history` (the polling fallback: a channel's recent events after an
 //! id, for anyone who may subscribe to it).
 
-use axum::Router;
 use axum::extract::{FromRequestParts, Query, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use tessera_token::{Credential, extract_token};
 
@@ -19,15 +17,17 @@ use super::{PublishError, Published};
 use crate::caller::Authenticated;
 use crate::caller::SESSION_CLIENT_ID;
 use crate::http::error::db_error;
+use crate::http::openapi::ApiRouter;
 use crate::http::{ApiError, Json};
 use crate::revocations::parse_cursor;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// The publish and history routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/realtime/publish", post(publish))
-        .route("/api/v1/realtime/history", get(history))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(publish))
+        .routes(routes!(history))
 }
 
 impl FromRequestParts<AppState> for Publisher {
@@ -61,7 +61,7 @@ impl FromRequestParts<AppState> for Publisher {
     }
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PublishRequest {
     channel: String,
@@ -88,6 +88,13 @@ fn publish_error(error: PublishError) -> ApiError {
 /// `POST /api/v1/realtime/publish`: `{channel, type, data}` → 201 with the event's envelope.
 /// A retry with the same `Idempotency-Key` replays the answer instead of publishing twice
 /// (the idempotency layer in front of every route).
+#[utoipa::path(
+    post,
+    path = "/api/v1/realtime/publish",
+    tag = "realtime",
+    request_body = PublishRequest,
+    responses((status = 201, description = "The published event", body = Object))
+)]
 async fn publish(
     State(state): State<AppState>,
     publisher: Publisher,
@@ -139,6 +146,12 @@ pub fn parse_since(text: Option<&str>, name: &str) -> Result<i64, ApiError> {
 }
 
 /// `GET /api/v1/realtime/history?channel=&since=`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/realtime/history",
+    tag = "realtime",
+    responses((status = 200, description = "A channel's events after `since`", body = Object))
+)]
 async fn history(
     State(state): State<AppState>,
     caller: Authenticated,

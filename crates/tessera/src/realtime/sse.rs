@@ -14,13 +14,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde_json::json;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
@@ -31,7 +29,9 @@ use super::hub::{Close, Connection, SESSION_ENDED, Transport};
 use super::routes::parse_since;
 use super::{Rechecked, recheck};
 use crate::http::ApiError;
+use crate::http::openapi::ApiRouter;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// How often an idle stream sends a comment.
 const HEARTBEAT: Duration = Duration::from_secs(15);
@@ -43,10 +43,17 @@ const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const BUFFER: usize = 16;
 
 /// The SSE route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/realtime/sse", get(open))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(open))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/realtime/sse",
+    tag = "realtime",
+    security((), ("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "Channel events as they happen", body = String, content_type = "text/event-stream"))
+)]
 async fn open(State(state): State<AppState>, request: Request) -> Response {
     match prepare(&state, request).await {
         Ok(response) => response,

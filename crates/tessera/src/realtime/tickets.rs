@@ -13,12 +13,10 @@
 use std::sync::Arc;
 
 use aws_lc_rs::rand::{SecureRandom as _, SystemRandom};
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -31,9 +29,11 @@ use crate::caller::cache::SessionInfo;
 use crate::digest::sha256_hex;
 use crate::http::ApiError;
 use crate::http::error::db_error;
+use crate::http::openapi::ApiRouter;
 use crate::oauth::client_auth::{self, no_store};
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// How long a ticket is valid.
 pub const TICKET_TTL_SECS: i64 = 30;
@@ -46,10 +46,10 @@ pub const MAX_OUTSTANDING: i64 = 32;
 const PREFIX: &str = "rtk_";
 
 /// The ticket routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/realtime/ticket", post(mint))
-        .route("/api/v1/realtime/ticket/redeem", post(redeem))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(mint))
+        .routes(routes!(redeem))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -121,6 +121,13 @@ async fn check_audience(
 }
 
 /// `POST /api/v1/realtime/ticket`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/realtime/ticket",
+    tag = "realtime",
+    request_body = Object,
+    responses((status = 201, description = "A single-use ticket", body = Object))
+)]
 async fn mint(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -224,6 +231,14 @@ struct Redeemed {
 
 /// `POST /api/v1/realtime/ticket/redeem`: a service (`client_secret_basic`) redeems a ticket
 /// minted for it.
+#[utoipa::path(
+    post,
+    path = "/api/v1/realtime/ticket/redeem",
+    tag = "realtime",
+    request_body = Object,
+    security(("client_basic" = [])),
+    responses((status = 200, description = "The ticket's session", body = Object))
+)]
 async fn redeem(
     State(state): State<AppState>,
     headers: HeaderMap,

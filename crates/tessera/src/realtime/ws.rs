@@ -16,12 +16,10 @@
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use serde_json::json;
 use tokio::time::{Instant, MissedTickBehavior, timeout};
@@ -31,7 +29,9 @@ use super::handshake::{self, Handshake};
 use super::hub::{Close, Connection, FORBIDDEN, IDLE, Transport};
 use super::{Rechecked, access, recheck};
 use crate::http::ApiError;
+use crate::http::openapi::ApiRouter;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// How often the server pings.
 const PING_EVERY: Duration = Duration::from_secs(25);
@@ -49,11 +49,18 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const MAX_REFUSALS: u32 = 16;
 
 /// The WebSocket route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/realtime/ws", get(open))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(open))
 }
 
 /// Authenticates, permits the channels asked for, and only then upgrades.
+#[utoipa::path(
+    get,
+    path = "/api/v1/realtime/ws",
+    tag = "realtime",
+    security((), ("bearer" = []), ("session" = [])),
+    responses((status = 101, description = "Switching to the WebSocket protocol"))
+)]
 async fn open(State(state): State<AppState>, request: Request) -> Response {
     match prepare(&state, request).await {
         Ok(response) => response,

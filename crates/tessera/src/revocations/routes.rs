@@ -9,12 +9,10 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use futures_util::Stream;
 use serde::Deserialize;
 use tessera_token::{RevocationPage, Revoked};
@@ -23,10 +21,12 @@ use tokio::sync::{broadcast, mpsc, watch};
 use super::{Batch, Entry, MAX_PAGE, MAX_STREAMS_PER_CLIENT, parse_cursor, read_after};
 use crate::clients::{CachedClient, Client};
 use crate::http::ApiError;
+use crate::http::openapi::ApiRouter;
 use crate::oauth::client_auth::{self, no_store};
 use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// Page size unless `limit` says otherwise.
 const DEFAULT_PAGE: i64 = 500;
@@ -41,10 +41,10 @@ const RECHECK_CLIENT: Duration = Duration::from_secs(30);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The feed routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/revocations", get(page))
-        .route("/api/v1/auth/revocations/stream", get(stream))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(stream))
 }
 
 #[derive(Deserialize)]
@@ -82,6 +82,13 @@ fn cursor_param(text: Option<&str>, name: &str) -> Result<i64, ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/revocations",
+    tag = "revocations",
+    security(("client_basic" = [])),
+    responses((status = 200, description = "Revocation entries after a cursor", body = Object))
+)]
 async fn page(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -124,6 +131,13 @@ struct StreamQuery {
     after: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/revocations/stream",
+    tag = "revocations",
+    security(("client_basic" = [])),
+    responses((status = 200, description = "Revocation entries as they happen", body = String, content_type = "text/event-stream"))
+)]
 async fn stream(
     State(state): State<AppState>,
     headers: HeaderMap,

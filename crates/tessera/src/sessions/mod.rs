@@ -82,7 +82,7 @@ impl Session {
 }
 
 /// A session as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     /// Session id.
     pub id: String,

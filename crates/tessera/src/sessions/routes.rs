@@ -4,38 +4,35 @@
 //! or revoking another user's sessions follows the containment rule: the caller must hold
 //! everything that user holds.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
 use serde::Serialize;
 
 use super::{Scope, SessionView};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::state::AppState;
 use crate::users::{self, UserError};
+use utoipa_axum::routes;
 
 /// The session routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/sessions", get(list_mine))
-        .route("/api/v1/auth/sessions/current", get(current))
-        .route("/api/v1/auth/sessions/revoke-others", post(revoke_others))
-        .route("/api/v1/auth/sessions/{id}/revoke", post(revoke_mine))
-        .route("/api/v1/admin/users/{id}/sessions", get(list_for_admin))
-        .route(
-            "/api/v1/admin/users/{id}/sessions/revoke-all",
-            post(revoke_all_for_admin),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list_mine))
+        .routes(routes!(current))
+        .routes(routes!(revoke_others))
+        .routes(routes!(revoke_mine))
+        .routes(routes!(list_for_admin))
+        .routes(routes!(revoke_all_for_admin))
 }
 
 /// How many sessions a revocation ended.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct RevokedCount {
     revoked: usize,
 }
@@ -52,6 +49,12 @@ async fn page_of(
     Ok(page.page(items, total))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/sessions",
+    tag = "sessions",
+    responses((status = 200, description = "A page of the caller's sessions", body = Page<SessionView>))
+)]
 async fn list_mine(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -61,6 +64,12 @@ async fn list_mine(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/sessions/current",
+    tag = "sessions",
+    responses((status = 200, description = "The caller's session", body = SessionView))
+)]
 async fn current(caller: Authenticated) -> Json<SessionView> {
     Json(caller.info.session.view(Some(caller.session_id())))
 }
@@ -80,6 +89,12 @@ async fn revoke(
     Ok(count)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/sessions/{id}/revoke",
+    tag = "sessions",
+    responses((status = 204, description = "Ended"))
+)]
 async fn revoke_mine(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -98,6 +113,12 @@ async fn revoke_mine(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/sessions/revoke-others",
+    tag = "sessions",
+    responses((status = 200, description = "How many sessions ended", body = RevokedCount))
+)]
 async fn revoke_others(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -126,6 +147,12 @@ async fn administered_user(
     Ok(user)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}/sessions",
+    tag = "sessions",
+    responses((status = 200, description = "A page of the account's sessions", body = Page<SessionView>))
+)]
 async fn list_for_admin(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -137,6 +164,12 @@ async fn list_for_admin(
     Ok(Json(page))
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/sessions/revoke-all",
+    tag = "sessions",
+    responses((status = 200, description = "How many sessions ended", body = RevokedCount))
+)]
 async fn revoke_all_for_admin(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -12,7 +12,7 @@ pub mod store;
 use serde::{Deserialize, Serialize};
 
 /// A service's status, from best to worst.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// Working normally.
@@ -67,7 +67,7 @@ impl Status {
 }
 
 /// One status event.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct StatusEvent {
     /// Its id.
     pub id: String,

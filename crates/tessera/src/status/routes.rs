@@ -3,22 +3,22 @@
 //! page of recent events. Each new event is also published on the real-time `status`
 //! channel, which anyone signed in may subscribe to.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::store::{self, NewEvent};
 use super::{Status, StatusEvent, overall, valid_service};
 use crate::caller::Principal;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::realtime::channel::ChannelName;
 use crate::state::AppState;
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// Longest message, in characters.
 const MAX_MESSAGE_CHARS: usize = 2_000;
@@ -27,13 +27,13 @@ const MAX_MESSAGE_CHARS: usize = 2_000;
 const MAX_ENDS_AHEAD_SECS: i64 = 366 * 86_400;
 
 /// The status routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/status", get(page))
-        .route("/api/v1/status/events", post(create))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(page))
+        .routes(routes!(create))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewStatusEvent {
     service: String,
@@ -52,6 +52,13 @@ fn invalid(detail: impl Into<String>) -> ApiError {
 }
 
 /// `POST /api/v1/status/events` → 201 with the stored event.
+#[utoipa::path(
+    post,
+    path = "/api/v1/status/events",
+    tag = "status",
+    request_body = NewStatusEvent,
+    responses((status = 201, description = "Recorded", body = StatusEvent))
+)]
 async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -129,7 +136,7 @@ async fn announce(state: &AppState, event: &StatusEvent) {
 }
 
 /// A service's current status.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ServiceStatus {
     service: String,
     /// Its latest event's status, or `operational` once that event's `ends_at` passed.
@@ -139,7 +146,7 @@ struct ServiceStatus {
 }
 
 /// The status page: a page of recent events beside the overall and per-service status.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct StatusPage {
     overall: Status,
     services: Vec<ServiceStatus>,
@@ -148,6 +155,13 @@ struct StatusPage {
 }
 
 /// `GET /api/v1/status?page=&page_size=`: public.
+#[utoipa::path(
+    get,
+    path = "/api/v1/status",
+    tag = "status",
+    security(()),
+    responses((status = 200, description = "Overall status, each service's latest and recent events", body = StatusPage))
+)]
 async fn page(
     State(state): State<AppState>,
     page: PageRequest,

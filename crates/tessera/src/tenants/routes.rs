@@ -7,11 +7,9 @@
 //! for introspection and for every verifier alike. Enabling it again lets new logins and
 //! tokens work and brings back none of the old ones.
 
-use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::Deserialize;
 use tessera_token::unix_now;
 
@@ -20,21 +18,20 @@ use super::store::{self, TenantView};
 use crate::bus::changes::{self, Change};
 use crate::caller::Authenticated;
 use crate::http::client::RequestMeta;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::revocations;
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// The tenant routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/tenants", get(list).post(create))
-        .route(
-            "/api/v1/admin/tenants/{id}",
-            get(show).patch(update).delete(remove),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
 }
 
 fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -79,6 +76,12 @@ async fn find(state: &AppState, id: &str) -> Result<TenantView, ApiError> {
         .ok_or_else(ApiError::not_found)
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tenants",
+    tag = "tenants",
+    responses((status = 200, description = "A page of tenants", body = Page<TenantView>))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -89,6 +92,12 @@ async fn list(
     Ok(Json(page.page(items, total)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/tenants/{id}",
+    tag = "tenants",
+    responses((status = 200, description = "The tenant", body = TenantView))
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -99,13 +108,20 @@ async fn show(
 }
 
 /// A new tenant.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewTenant {
     slug: String,
     name: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/tenants",
+    tag = "tenants",
+    request_body = NewTenant,
+    responses((status = 201, description = "Created", body = TenantView))
+)]
 async fn create(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -147,7 +163,7 @@ async fn create(
 }
 
 /// Changes to a tenant; absent fields stay as they are.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct TenantChange {
     name: Option<String>,
@@ -257,6 +273,13 @@ async fn apply(
     Ok(tenant)
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/tenants/{id}",
+    tag = "tenants",
+    request_body = TenantChange,
+    responses((status = 200, description = "Changed", body = TenantView))
+)]
 async fn update(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -270,6 +293,12 @@ async fn update(
 }
 
 /// Deleting disables the tenant and ends its sessions; its rows stay for the audit trail.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/tenants/{id}",
+    tag = "tenants",
+    responses((status = 204, description = "Disabled"))
+)]
 async fn remove(
     State(state): State<AppState>,
     origin: RequestMeta,

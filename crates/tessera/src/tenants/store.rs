@@ -7,7 +7,7 @@ use crate::db::{Db, Param};
 use crate::http::pagination::PageRequest;
 
 /// A tenant as platform admins see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct TenantView {
     /// UUIDv7 (fixed for `default` and `system`).
     pub id: String,

@@ -120,7 +120,7 @@ pub struct NewUser {
 }
 
 /// A stored user, without the password hash.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct User {
     /// UUIDv7.
     pub id: String,

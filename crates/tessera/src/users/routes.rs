@@ -6,11 +6,9 @@
 //! or deletes their own account here, so a tenant cannot lose its last administrator by a
 //! slip.
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::listing::ListQuery;
@@ -19,12 +17,14 @@ use crate::bus::changes::{self, Change};
 use crate::caller::{Authenticated, Target};
 use crate::http::client::RequestMeta;
 use crate::http::cursor::Scope as CursorScope;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{After, Page, PageRequest, capped_total};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::rbac::AccessChanged;
 use crate::sessions;
 use crate::state::AppState;
+use utoipa_axum::routes;
 
 /// Most roles one account may hold.
 const MAX_ROLES: usize = 32;
@@ -33,19 +33,16 @@ const MAX_ROLES: usize = 32;
 const MAX_QUERY: usize = 100;
 
 /// The user routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/users", get(list).post(create))
-        .route(
-            "/api/v1/admin/users/{id}",
-            get(show).patch(update).delete(remove),
-        )
-        .route("/api/v1/admin/users/{id}/password", post(reset_password))
-        .route("/api/v1/admin/users/{id}/unlock", post(unlock))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(reset_password))
+        .routes(routes!(unlock))
 }
 
 /// An account as administrators see it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct UserView {
     /// The account.
     #[serde(flatten)]
@@ -130,6 +127,12 @@ struct Search {
     q: String,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users",
+    tag = "users",
+    responses((status = 200, description = "A page of accounts", body = Page<UserView>))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -195,6 +198,12 @@ async fn list(
     )))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/users/{id}",
+    tag = "users",
+    responses((status = 200, description = "The account", body = UserView))
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -206,7 +215,7 @@ async fn show(
 }
 
 /// A new account.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
     email: String,
@@ -221,6 +230,13 @@ struct NewAccount {
     roles: Vec<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users",
+    tag = "users",
+    request_body = NewAccount,
+    responses((status = 201, description = "Created", body = UserView))
+)]
 async fn create(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -256,7 +272,7 @@ async fn create(
 }
 
 /// Changes to an account; absent fields stay as they are.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct AccountChange {
     first_name: Option<String>,
@@ -265,6 +281,13 @@ struct AccountChange {
     roles: Option<Vec<String>>,
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/users/{id}",
+    tag = "users",
+    request_body = AccountChange,
+    responses((status = 200, description = "Changed", body = UserView))
+)]
 async fn update(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -364,6 +387,12 @@ async fn update(
 }
 
 /// Lifts every lockout of the account (wrong passwords and wrong codes), audited.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/unlock",
+    tag = "users",
+    responses((status = 204, description = "Unlocked"))
+)]
 async fn unlock(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -381,6 +410,12 @@ async fn unlock(
 }
 
 /// Deleting disables the account and ends its sessions; the row stays for the audit trail.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/users/{id}",
+    tag = "users",
+    responses((status = 204, description = "Deleted"))
+)]
 async fn remove(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -397,12 +432,19 @@ async fn remove(
 }
 
 /// An administrator's password reset.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PasswordReset {
     new_password: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/users/{id}/password",
+    tag = "users",
+    request_body = PasswordReset,
+    responses((status = 204, description = "Password set; the account's sessions ended"))
+)]
 async fn reset_password(
     State(state): State<AppState>,
     origin: RequestMeta,

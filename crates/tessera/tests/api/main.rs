@@ -28,6 +28,7 @@ mod layers;
 mod lists;
 mod mfa;
 mod migrations;
+mod openapi;
 mod openfeature;
 mod outage;
 mod python_client;

@@ -79,6 +79,14 @@ fn refresh_refused(error: RefreshError) -> ApiError {
 
 /// `POST /api/v1/auth/refresh`: rotates the refresh token (from the body, or the cookie) and
 /// issues a new access token.
+#[utoipa::path(
+    post,
+    path = crate::auth::cookies::REFRESH_PATH,
+    tag = "auth",
+    request_body = Object,
+    security((), ("session" = [], "csrf" = [])),
+    responses((status = 200, description = "New tokens (the refresh token rotates)", body = Object))
+)]
 pub async fn refresh(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -182,6 +190,12 @@ pub async fn refresh(
 }
 
 /// `POST /api/v1/auth/logout`: revokes the current session and clears the cookies.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/logout",
+    tag = "auth",
+    responses((status = 204, description = "The session ended; cookies cleared"))
+)]
 pub async fn logout(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -219,6 +233,12 @@ struct Me<'a> {
 
 /// `GET /api/v1/auth/me`: who the caller is, answered from the session and roles caches
 /// (its current roles, not the token's).
+#[utoipa::path(
+    get,
+    path = "/api/v1/auth/me",
+    tag = "auth",
+    responses((status = 200, description = "The caller: account, tenant, roles and permissions", body = Object))
+)]
 pub async fn me(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -240,7 +260,7 @@ pub async fn me(
 }
 
 /// The password change request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChangePassword {
     current_password: String,
@@ -250,6 +270,13 @@ pub struct ChangePassword {
 /// `POST /api/v1/auth/password`: needs the current password, checked under the account's
 /// lockout like a login; every other session of the account is revoked, the current one
 /// stays.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/password",
+    tag = "auth",
+    request_body = ChangePassword,
+    responses((status = 204, description = "Changed; the other sessions ended"))
+)]
 pub async fn change_password(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -33,7 +33,7 @@ const MAX_LOGIN_BYTES: usize = 320;
 /// The login request. The account is named by exactly one of `login`, `username` or `email`
 /// (the names platforms' clients already send); each accepts an email or a username, so the
 /// field chosen never changes the answer.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
     /// Email or username.
@@ -72,6 +72,14 @@ fn invalid_credentials() -> ApiError {
 /// Logs in with a password and opens a session. Limited per client IP, and per client IP and
 /// account (the resolved account, so its email and its username share one allowance); every
 /// answer carries the rate-limit headers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/login",
+    tag = "auth",
+    request_body = LoginRequest,
+    security(()),
+    responses((status = 200, description = "Tokens (and session cookies with `cookie: true`), or `mfa_required` with an MFA token", body = Object))
+)]
 pub async fn login(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -337,7 +345,7 @@ async fn login_failed(
 }
 
 /// The self-service registration request.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
     email: String,
@@ -356,6 +364,14 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
 }
 
 /// Creates an account when `auth.registration = "open"`; limited per client IP.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/register",
+    tag = "auth",
+    request_body = RegisterRequest,
+    security(()),
+    responses((status = 201, description = "The new account", body = Object))
+)]
 pub async fn register(
     State(state): State<AppState>,
     origin: RequestMeta,

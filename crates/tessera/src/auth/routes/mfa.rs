@@ -1,10 +1,8 @@
 //! The MFA endpoints, and the challenge a login answers with for an enrolled account.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -16,21 +14,23 @@ use crate::auth::tokens::Delivery;
 use crate::caller::Authenticated;
 use crate::db::WriteTx;
 use crate::http::client::RequestMeta;
+use crate::http::openapi::ApiRouter;
 use crate::http::ratelimit::Decision;
 use crate::http::{ApiError, Json};
 use crate::sessions::{self, Scope};
 use crate::state::AppState;
 use crate::users::{self, User};
+use utoipa_axum::routes;
 
 /// The MFA routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/mfa/totp/setup", post(setup))
-        .route("/api/v1/auth/mfa/totp/confirm", post(confirm))
-        .route("/api/v1/auth/mfa/totp/disable", post(disable))
-        .route("/api/v1/auth/mfa/verify", post(verify))
-        .route("/api/v1/auth/mfa/enroll/setup", post(enroll_setup))
-        .route("/api/v1/auth/mfa/enroll/confirm", post(enroll_confirm))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(setup))
+        .routes(routes!(confirm))
+        .routes(routes!(disable))
+        .routes(routes!(verify))
+        .routes(routes!(enroll_setup))
+        .routes(routes!(enroll_confirm))
 }
 
 fn feature_on(state: &AppState) -> Result<(), ApiError> {
@@ -74,7 +74,7 @@ async fn record(
     Ok(())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SetupRequest {
     password: String,
@@ -82,6 +82,13 @@ struct SetupRequest {
 
 /// Enrollment by a signed-in user, who proves the password again: a stolen session alone
 /// must not bind the thief's authenticator to the account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/totp/setup",
+    tag = "mfa",
+    request_body = SetupRequest,
+    responses((status = 200, description = "A TOTP secret and its otpauth URI and QR code, shown once", body = Object))
+)]
 async fn setup(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -142,12 +149,19 @@ async fn begin_enrollment(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CodeRequest {
     code: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/totp/confirm",
+    tag = "mfa",
+    request_body = CodeRequest,
+    responses((status = 200, description = "Enabled; recovery codes, shown once", body = Object))
+)]
 async fn confirm(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -200,13 +214,20 @@ async fn finish_enrollment(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DisableRequest {
     password: String,
     code: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/totp/disable",
+    tag = "mfa",
+    request_body = DisableRequest,
+    responses((status = 204, description = "Disabled"))
+)]
 async fn disable(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -317,7 +338,7 @@ pub(crate) async fn challenge(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EnrollRequest {
     mfa_token: String,
@@ -348,6 +369,14 @@ async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
 
 /// Enrollment a tenant requires, during the login that found it missing: the secret, as
 /// `setup` gives it to a signed-in user.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/enroll/setup",
+    tag = "mfa",
+    request_body = EnrollRequest,
+    security(()),
+    responses((status = 200, description = "A TOTP secret for an enrolment a login required", body = Object))
+)]
 async fn enroll_setup(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -360,6 +389,14 @@ async fn enroll_setup(
 
 /// Confirms that enrollment with a code: the second factor is on, the recovery codes are
 /// shown, and the login starts again (password, then a code).
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/enroll/confirm",
+    tag = "mfa",
+    request_body = EnrollRequest,
+    security(()),
+    responses((status = 200, description = "Enabled; tokens and recovery codes", body = Object))
+)]
 async fn enroll_confirm(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -380,7 +417,7 @@ async fn enroll_confirm(
     Ok(response)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct VerifyRequest {
     mfa_token: String,
@@ -390,6 +427,14 @@ struct VerifyRequest {
 
 /// Completes a login. Limited per challenge (5 attempts in its 5 minutes): once the
 /// challenge is known every answer carries the rate-limit headers.
+#[utoipa::path(
+    post,
+    path = "/api/v1/auth/mfa/verify",
+    tag = "mfa",
+    request_body = VerifyRequest,
+    security(()),
+    responses((status = 200, description = "Tokens, as a login answers", body = Object))
+)]
 async fn verify(
     State(state): State<AppState>,
     origin: RequestMeta,

@@ -5,20 +5,17 @@ pub mod account;
 pub mod login;
 pub mod mfa;
 
-use axum::Router;
-use axum::routing::{get, post};
-
-use crate::auth::cookies;
-use crate::state::AppState;
+use crate::http::openapi::ApiRouter;
+use utoipa_axum::routes;
 
 /// `/api/v1/auth/*` except the session list (see [`crate::sessions::routes`]).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/auth/login", post(login::login))
-        .route("/api/v1/auth/register", post(login::register))
-        .route(cookies::REFRESH_PATH, post(account::refresh))
-        .route("/api/v1/auth/logout", post(account::logout))
-        .route("/api/v1/auth/me", get(account::me))
-        .route("/api/v1/auth/password", post(account::change_password))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(login::login))
+        .routes(routes!(login::register))
+        .routes(routes!(account::refresh))
+        .routes(routes!(account::logout))
+        .routes(routes!(account::me))
+        .routes(routes!(account::change_password))
         .merge(mfa::router())
 }

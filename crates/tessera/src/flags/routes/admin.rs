@@ -9,11 +9,9 @@
 //! as declared. Every change is audited with the old and new definition, written in the same
 //! transaction as a change row, and reaches every instance within a poll (200 ms).
 
-use axum::Router;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -24,24 +22,20 @@ use crate::flags::set::{Defined, Entry, ValuePatch, ValueSource};
 use crate::flags::store::{self, Origin};
 use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
+use crate::http::openapi::ApiRouter;
 use crate::http::pagination::{Page, PageRequest};
 use crate::http::{ApiError, Json};
 use crate::permissions::Perm;
 use crate::realtime::channel::{ChannelName, FLAG_CHANGED};
 use crate::tenants::SYSTEM_TENANT_ID;
+use utoipa_axum::routes;
 
 /// The admin routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/admin/flags", get(list).post(create))
-        .route(
-            "/api/v1/admin/flags/{key}",
-            get(show).patch(update).delete(remove),
-        )
-        .route(
-            "/api/v1/admin/flags/{key}/tenants/{tenant_id}",
-            put(set_override).delete(clear_override),
-        )
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(list, create))
+        .routes(routes!(show, update, remove))
+        .routes(routes!(set_override, clear_override))
 }
 
 /// Fields the admin API may override on a config-declared flag.
@@ -114,6 +108,12 @@ struct ListFilter {
     page_size: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/flags",
+    tag = "flags",
+    responses((status = 200, description = "A page of flags", body = Object))
+)]
 async fn list(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -153,6 +153,12 @@ async fn list(
     Ok(Json(body).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/flags/{key}",
+    tag = "flags",
+    responses((status = 200, description = "The flag", body = Object))
+)]
 async fn show(
     State(state): State<AppState>,
     caller: Authenticated,
@@ -176,6 +182,13 @@ fn object(body: Value) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/flags",
+    tag = "flags",
+    request_body = Object,
+    responses((status = 201, description = "Created", body = Object))
+)]
 async fn create(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -236,6 +249,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(view(entry, None))).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/api/v1/admin/flags/{key}",
+    tag = "flags",
+    request_body = Object,
+    responses((status = 200, description = "Changed", body = Object))
+)]
 async fn update(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -313,6 +333,12 @@ async fn update(
     Ok(Json(view(entry, found.map(|o| &o.value))).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/flags/{key}",
+    tag = "flags",
+    responses((status = 204, description = "Deleted"))
+)]
 async fn remove(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -339,7 +365,7 @@ async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OverrideBody {
     value: Value,
@@ -369,6 +395,13 @@ async fn tenant_admin(
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", "no such tenant"))
 }
 
+#[utoipa::path(
+    put,
+    path = "/api/v1/admin/flags/{key}/tenants/{tenant_id}",
+    tag = "flags",
+    request_body = OverrideBody,
+    responses((status = 200, description = "The tenant's override", body = Object))
+)]
 async fn set_override(
     State(state): State<AppState>,
     origin: RequestMeta,
@@ -408,6 +441,12 @@ async fn set_override(
     Ok(Json(json!({ "key": key, "tenant_id": tenant_id, "value": body.value })).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/v1/admin/flags/{key}/tenants/{tenant_id}",
+    tag = "flags",
+    responses((status = 204, description = "Removed"))
+)]
 async fn clear_override(
     State(state): State<AppState>,
     origin: RequestMeta,

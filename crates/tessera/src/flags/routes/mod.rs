@@ -5,13 +5,11 @@ pub mod admin;
 pub mod ofrep;
 pub mod platform;
 
-use axum::Router;
-
-use crate::AppState;
+use crate::http::openapi::ApiRouter;
 
 /// Every flag route.
-pub fn router() -> Router<AppState> {
-    Router::new()
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
         .merge(ofrep::router())
         .merge(platform::router())
         .merge(admin::router())

@@ -17,13 +17,11 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -33,7 +31,9 @@ use crate::flags::caller::Caller;
 use crate::flags::eval::{Context, Evaluation, Reason};
 use crate::flags::set::FlagSet;
 use crate::flags::{Flags, MAX_STREAMS_PER_CALLER, StreamSlot};
+use crate::http::openapi::ApiRouter;
 use crate::http::{ApiError, etag};
+use utoipa_axum::routes;
 
 /// Most attributes an evaluation context may hold.
 const MAX_ATTRIBUTES: usize = 256;
@@ -51,11 +51,11 @@ const INACTIVITY_DELAY_SECS: u64 = 120;
 pub const EVENTS_PATH: &str = "/ofrep/v1/events";
 
 /// The OFREP routes.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/ofrep/v1/evaluate/flags/{key}", post(evaluate_one))
-        .route("/ofrep/v1/evaluate/flags", post(evaluate_all))
-        .route(EVENTS_PATH, get(events))
+pub fn router() -> ApiRouter {
+    ApiRouter::new()
+        .routes(routes!(evaluate_one))
+        .routes(routes!(evaluate_all))
+        .routes(routes!(events))
 }
 
 /// An OFREP error: its HTTP status, Tessera code, OFREP code and details.
@@ -194,6 +194,13 @@ async fn prepare(
     Ok((caller, context, state.flags().snapshot()))
 }
 
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags/{key}",
+    tag = "flags",
+    request_body = Object,
+    responses((status = 200, description = "The OFREP evaluation of one flag", body = Object))
+)]
 async fn evaluate_one(
     State(state): State<AppState>,
     Path(key): Path<String>,
@@ -270,6 +277,13 @@ pub fn bulk_etag(set: &FlagSet, caller: &Caller, context: &Context) -> HeaderVal
     super::platform::content_etag(&input)
 }
 
+#[utoipa::path(
+    post,
+    path = "/ofrep/v1/evaluate/flags",
+    tag = "flags",
+    request_body = Object,
+    responses((status = 200, description = "Every flag evaluated (OFREP bulk)", body = Object), (status = 304, description = "`If-None-Match` names the current ETag"))
+)]
 async fn evaluate_all(
     State(state): State<AppState>,
     caller: Caller,
@@ -317,6 +331,12 @@ struct Follower {
     _slot: StreamSlot,
 }
 
+#[utoipa::path(
+    get,
+    path = EVENTS_PATH,
+    tag = "flags",
+    responses((status = 200, description = "Flag changes as they happen", body = String, content_type = "text/event-stream"))
+)]
 async fn events(
     State(state): State<AppState>,
     caller: Caller,

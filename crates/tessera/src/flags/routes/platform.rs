@@ -4,25 +4,32 @@
 //! an authenticated caller gets every flag evaluated for their user and tenant. `ETag` with
 //! `If-None-Match` → 304; `Cache-Control: no-cache` so a browser always revalidates.
 
-use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
 use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::flags::caller::Caller;
+use crate::http::openapi::ApiRouter;
 use crate::http::{ApiError, etag};
+use utoipa_axum::routes;
 
 /// The route.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/api/v1/platform/config", get(config))
+pub fn router() -> ApiRouter {
+    ApiRouter::new().routes(routes!(config))
 }
 
 /// The CSRF header browsers echo on unsafe requests.
 const CSRF_HEADER: &str = "X-CSRF-Token";
 
+#[utoipa::path(
+    get,
+    path = "/api/v1/platform/config",
+    tag = "flags",
+    security((), ("bearer" = []), ("session" = [])),
+    responses((status = 200, description = "`{app, features, api, auth, branding}` for a frontend", body = Object), (status = 304, description = "`If-None-Match` names the current ETag"))
+)]
 async fn config(
     State(state): State<AppState>,
     caller: Result<Caller, ApiError>,
