@@ -288,6 +288,12 @@ fn conventions(path: &str, method: &str, operation: &mut Value) {
         .and_then(Value::as_array)
         .is_some_and(|s| s.iter().all(|r| r.as_object().is_some_and(Map::is_empty)));
     let has_body = op.contains_key("requestBody");
+    // Handler names repeat across capabilities (`list`, `create`): the route is the id.
+    let id: String = format!("{method}{path}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    op.insert("operationId".into(), json!(id));
     let mut params: Vec<Value> = Vec::new();
     for name in path_parameters(path) {
         params.push(

@@ -43,13 +43,13 @@ async fn routed(
             .map(|s| if s.starts_with('{') { "x" } else { s })
             .collect();
         for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
-            let request = axum::http::Request::builder()
+            let request = http::Request::builder()
                 .method(method)
                 .uri(concrete.join("/"))
                 .body(axum::body::Body::empty())
                 .expect("request");
             let response = router.clone().oneshot(request).await.expect("infallible");
-            if response.status() != axum::http::StatusCode::METHOD_NOT_ALLOWED {
+            if response.status() != http::StatusCode::METHOD_NOT_ALLOWED {
                 routes.insert((method.to_ascii_lowercase(), path.clone()));
             }
         }

@@ -46,7 +46,8 @@ fuzz() {
     --workers 2 --request-timeout 10 --seed 1 --no-shrink "$@"
 }
 
-python3 -m openapi_spec_validator "$base/api/v1/openapi.json"
+curl -fsS "$base/api/v1/openapi.json" -o "$dir/openapi.json"
+python3 -m openapi_spec_validator "$dir/openapi.json"
 fuzz anonymous
 login body
 token="$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["access_token"])' "$dir/body")"
