@@ -156,7 +156,7 @@ async fn attempt_login(
 
 /// Login CSRF: a foreign page must not sign a browser into the attacker's account. A browser
 /// always names the Origin of a cross-site POST; API clients may send none.
-fn refuse_cross_site(
+pub(super) fn refuse_cross_site(
     state: &AppState,
     headers: &HeaderMap,
     delivery: Delivery,
