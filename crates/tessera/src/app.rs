@@ -304,13 +304,14 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
             .saturating_add(5),
     };
     // Outermost first: tags and links see every answer, replays included; a replay never
-    // meets a precondition (the resource changed by the request it repeats).
+    // meets a precondition (the resource changed by the request it repeats). Keys and
+    // preconditions apply to a method a route answers: any other is 405 before either.
     let routes = routes
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             preconditions,
             http::conditional::if_match,
         ))
-        .layer(middleware::from_fn_with_state(
+        .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
         ))

@@ -61,6 +61,14 @@ pub fn router() -> ApiRouter {
     ))
 }
 
+/// A report in the legacy `report-uri` form (also accepted as `application/json`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+struct LegacyReport {
+    #[serde(rename = "csp-report")]
+    #[schema(value_type = Object)]
+    report: serde_json::Map<String, Value>,
+}
+
 /// One violation, reduced to what is kept: the directive and where the blocked resource was
 /// (scheme, host and path; a query string may hold a token and is dropped).
 #[derive(Debug, PartialEq, Eq)]
@@ -73,7 +81,10 @@ struct Violation {
     post,
     path = "/api/v1/csp-report",
     tag = "meta",
-    request_body(content = Object, content_type = "application/reports+json"),
+    request_body(content(
+        (LegacyReport = "application/csp-report"),
+        (Vec<Object> = "application/reports+json"),
+    )),
     security(()),
     responses((status = 204, description = "Recorded"))
 )]
@@ -134,22 +145,21 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Violation>, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|_| invalid("the report is not JSON"))?;
     let violations: Vec<Violation> = if legacy {
-        let report = value
-            .get("csp-report")
-            .ok_or_else(|| invalid("expected {\"csp-report\": {…}}"))?;
-        vec![
-            violation(
-                report,
-                "effective-directive",
-                "violated-directive",
-                "blocked-uri",
-            )
-            .ok_or_else(|| invalid("the report names no directive"))?,
-        ]
+        let LegacyReport { report } =
+            serde_json::from_value(value).map_err(|_| invalid("expected {\"csp-report\": {…}}"))?;
+        violation(
+            &Value::Object(report),
+            "effective-directive",
+            "violated-directive",
+            "blocked-uri",
+        )
+        .into_iter()
+        .collect()
     } else {
         let reports = value
             .as_array()
-            .ok_or_else(|| invalid("expected an array of reports"))?;
+            .filter(|reports| reports.iter().all(Value::is_object))
+            .ok_or_else(|| invalid("expected an array of reports (objects)"))?;
         reports
             .iter()
             .take(MAX_REPORTS)
@@ -158,9 +168,8 @@ fn parse(headers: &HeaderMap, body: &[u8]) -> Result<Vec<Violation>, ApiError> {
             .filter_map(|b| violation(b, "effectiveDirective", "violatedDirective", "blockedURL"))
             .collect()
     };
-    if violations.is_empty() {
-        return Err(invalid("no CSP violation in the report"));
-    }
+    // A well-formed report with nothing to count (another report type, a directive that is
+    // no name) is accepted and dropped: reports are written by anyone.
     Ok(violations)
 }
 
@@ -260,6 +269,27 @@ mod tests {
     }
 
     #[test]
+    fn well_formed_reports_with_nothing_to_count_are_dropped() {
+        for (media, body) in [
+            ("application/reports+json", &b"[]"[..]),
+            (
+                "application/reports+json",
+                br#"[{"type": "deprecation", "body": {}}, {}]"#,
+            ),
+            (
+                "application/csp-report",
+                br#"{"csp-report": {"violated-directive": "<script>"}}"#,
+            ),
+        ] {
+            assert_eq!(
+                parse(&headers(media), body).expect("accepted"),
+                [],
+                "{body:?}"
+            );
+        }
+    }
+
+    #[test]
     fn anything_else_is_refused_clearly() {
         for (media, body, code) in [
             ("text/plain", &b"{}"[..], "unsupported_media_type"),
@@ -271,11 +301,11 @@ mod tests {
             ),
             (
                 "application/csp-report",
-                br#"{"csp-report": {"violated-directive": "<script>"}}"#,
+                b"{\"csp-report\": 1}",
                 "invalid_report",
             ),
-            ("application/reports+json", b"[]", "invalid_report"),
             ("application/reports+json", b"{}", "invalid_report"),
+            ("application/reports+json", b"[null]", "invalid_report"),
         ] {
             let error = parse(&headers(media), body).expect_err("refused");
             assert_eq!(error.code(), code, "{media} {body:?}");

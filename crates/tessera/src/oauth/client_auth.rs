@@ -112,7 +112,18 @@ pub fn no_store(headers: &mut HeaderMap) {
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
 }
 
-/// The form body; every parameter at most once (RFC 6749 §3.2).
+/// The parameters the OAuth endpoints read. RFC 6749 §3.1: each at most once; any other is
+/// ignored, however often it comes.
+const PARAMETERS: &[&str] = &[
+    "grant_type",
+    "scope",
+    "client_id",
+    "client_secret",
+    "token",
+    "token_type_hint",
+];
+
+/// The form body; every parameter the endpoints read at most once (RFC 6749 §3.1).
 fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String>, OAuthError> {
     let form = headers
         .get(header::CONTENT_TYPE)
@@ -130,6 +141,9 @@ fn parse_form(headers: &HeaderMap, body: &[u8]) -> Result<HashMap<String, String
     }
     let mut fields = HashMap::new();
     for (key, value) in form_urlencoded::parse(body) {
+        if !PARAMETERS.contains(&key.as_ref()) {
+            continue;
+        }
         if fields
             .insert(key.into_owned(), value.into_owned())
             .is_some()

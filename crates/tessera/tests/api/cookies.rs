@@ -146,7 +146,7 @@ on_each_database! {
             .send()
             .await
             .expect("sent");
-        problem(to_body, 422, "validation_failed").await;
+        problem(to_body, 403, "forbidden").await;
         let response = refresh(&browser.csrf).await.expect("sent");
         assert_eq!(response.status(), 200);
         let cookies = set_cookies(&response);

@@ -82,11 +82,16 @@ async fn malformed_and_oversized_reports_are_refused_cleanly() {
     )
     .await;
     problem(
-        send(&app, "application/reports+json", "[]").await,
+        send(&app, "application/reports+json", "{}").await,
         400,
         "invalid_report",
     )
     .await;
+    assert_eq!(
+        send(&app, "application/reports+json", "[]").await.status(),
+        204,
+        "a well-formed batch with nothing to count is dropped"
+    );
     problem(
         send(&app, "text/plain", LEGACY).await,
         415,

@@ -22,7 +22,7 @@ use crate::tenants::Tenant;
 use crate::users::{self, User};
 
 /// The refresh request; the body may be empty when the token is in the cookie.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
     refresh_token: Option<String>,
@@ -84,7 +84,7 @@ fn refresh_refused(error: RefreshError) -> ApiError {
     post,
     path = crate::auth::cookies::REFRESH_PATH,
     tag = "auth",
-    request_body = Object,
+    request_body = RefreshRequest,
     security((), ("session" = [], "csrf" = [])),
     responses((status = 200, description = "New tokens (the refresh token rotates)", body = Object))
 )]
@@ -164,9 +164,10 @@ impl Presented {
         asked: Option<Delivery>,
     ) -> Result<Delivery, ApiError> {
         match (self.from_cookie, asked) {
+            // A well-formed request the credential does not permit.
             (true, Some(Delivery::Body)) => Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
+                StatusCode::FORBIDDEN,
+                "forbidden",
                 "a refresh token from the cookie is answered with cookies only",
             )),
             (true, _) => Ok(Delivery::Cookie),

@@ -342,7 +342,13 @@ pub(crate) async fn challenge(
 #[serde(deny_unknown_fields)]
 struct EnrollRequest {
     mfa_token: String,
-    code: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+struct EnrollConfirmRequest {
+    mfa_token: String,
+    code: String,
 }
 
 /// The account an enrollment challenge belongs to (counting an attempt on it).
@@ -375,7 +381,10 @@ async fn enrolling(state: &AppState, token: &str) -> Result<User, ApiError> {
     tag = "mfa",
     request_body = EnrollRequest,
     security(()),
-    responses((status = 200, description = "A TOTP secret for an enrolment a login required", body = Object))
+    responses(
+        (status = 200, description = "A TOTP secret for an enrolment a login required", body = Object),
+        (status = 401, description = "The MFA token is unknown, expired or used up (`invalid_mfa_token`)"),
+    )
 )]
 async fn enroll_setup(
     State(state): State<AppState>,
@@ -393,25 +402,21 @@ async fn enroll_setup(
     post,
     path = "/api/v1/auth/mfa/enroll/confirm",
     tag = "mfa",
-    request_body = EnrollRequest,
+    request_body = EnrollConfirmRequest,
     security(()),
-    responses((status = 200, description = "Enabled; tokens and recovery codes", body = Object))
+    responses(
+        (status = 200, description = "Enabled; tokens and recovery codes", body = Object),
+        (status = 401, description = "The MFA token is unknown, expired or used up (`invalid_mfa_token`)"),
+    )
 )]
 async fn enroll_confirm(
     State(state): State<AppState>,
     origin: RequestMeta,
-    Json(request): Json<EnrollRequest>,
+    Json(request): Json<EnrollConfirmRequest>,
 ) -> Result<Response, ApiError> {
     feature_on(&state)?;
-    let code = request.code.clone().ok_or_else(|| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "`code` is required",
-        )
-    })?;
     let user = enrolling(&state, &request.mfa_token).await?;
-    let response = finish_enrollment(&state, &user, &code, &origin, None).await?;
+    let response = finish_enrollment(&state, &user, &request.code, &origin, None).await?;
     let mut conn = state.db().pool().acquire().await?;
     state.mfa().finish(&mut conn, &request.mfa_token).await?;
     Ok(response)
@@ -433,7 +438,10 @@ struct VerifyRequest {
     tag = "mfa",
     request_body = VerifyRequest,
     security(()),
-    responses((status = 200, description = "Tokens, as a login answers", body = Object))
+    responses(
+        (status = 200, description = "Tokens, as a login answers", body = Object),
+        (status = 401, description = "The MFA token or the code is wrong, expired or used up"),
+    )
 )]
 async fn verify(
     State(state): State<AppState>,
