@@ -56,6 +56,46 @@ pub fn has_hidden(text: &str) -> bool {
     text.chars().any(is_hidden)
 }
 
+/// A regular-expression character class of every [`is_hidden`] character, derived from it (so
+/// the published schemas and the check cannot drift): ranges of the characters themselves,
+/// control characters as `\xNN`, which ECMA-262 and the other common dialects read alike.
+pub fn hidden_class() -> String {
+    let mut class = String::from("[");
+    let mut run: Option<(char, char)> = None;
+    let push = |class: &mut String, c: char| {
+        if c.is_control() {
+            class.push_str(&format!("\\x{:02x}", u32::from(c)));
+        } else {
+            class.push(c);
+        }
+    };
+    let close = |class: &mut String, (first, last): (char, char)| {
+        push(class, first);
+        if last != first {
+            class.push('-');
+            push(class, last);
+        }
+    };
+    for c in (0..=u32::from(char::MAX)).filter_map(char::from_u32) {
+        match run {
+            Some((first, last)) if is_hidden(c) && u32::from(last) + 1 == u32::from(c) => {
+                run = Some((first, c));
+            }
+            _ if is_hidden(c) => {
+                if let Some(done) = run.replace((c, c)) {
+                    close(&mut class, done);
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(done) = run {
+        close(&mut class, done);
+    }
+    class.push(']');
+    class
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,6 +137,18 @@ mod tests {
             "ß",
         ] {
             assert!(!has_hidden(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn the_hidden_class_names_hidden_characters_and_no_others() {
+        let class = hidden_class();
+        assert!(class.starts_with("[\\x00-\\x1f\\x7f-\\x9f"), "{class}");
+        for c in ['\u{00AD}', '\u{200B}', '\u{202E}', '\u{E0001}'] {
+            assert!(class.contains(c), "{c:?} in {class}");
+        }
+        for c in ['a', ' ', 'é', '\u{1F600}'] {
+            assert!(!class.contains(c), "{c:?} not in {class}");
         }
     }
 }

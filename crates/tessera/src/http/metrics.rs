@@ -153,7 +153,7 @@ pub fn served_publicly(config: &Config) -> bool {
     get,
     path = "/metrics",
     tag = "meta",
-    security(("metrics_token" = [])),
+    security((), ("metrics_token" = [])),
     responses((status = 200, description = "Prometheus metrics", body = String, content_type = "text/plain"))
 )]
 pub async fn public(State(state): State<AppState>, headers: HeaderMap) -> Response {

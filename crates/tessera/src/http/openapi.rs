@@ -133,6 +133,45 @@ pub const OAUTH_ERROR_CODES: &[&str] = &[
     "unsupported_grant_type",
 ];
 
+/// Request bodies that name a thing by exactly one of several optional members, a rule serde's
+/// types cannot carry: the schema and the member names.
+const EXACTLY_ONE_OF: &[(&str, &[&str])] = &[
+    ("LoginRequest", &["login", "username", "email"]),
+    ("VerifyRequest", &["code", "recovery_code"]),
+];
+
+/// Members checked by [`super::check_display_name`]: the schema and the member.
+const DISPLAY_NAMES: &[(&str, &str)] = &[
+    ("NewClient", "name"),
+    ("ClientChange", "name"),
+    ("NewTenant", "name"),
+    ("TenantChange", "name"),
+];
+
+/// What [`super::check_display_name`] accepts: 1 to 200 characters, not all white space, no
+/// hidden character.
+fn display_name_schema() -> Map<String, Value> {
+    let hidden = crate::text::hidden_class();
+    let visible = hidden.replacen('[', "[^", 1);
+    let shown = hidden.replacen('[', "[^\\s", 1);
+    let mut schema = Map::new();
+    schema.insert("maxLength".into(), json!(200));
+    schema.insert(
+        "pattern".into(),
+        json!(format!("^{visible}*{shown}{visible}*$")),
+    );
+    schema
+}
+
+/// One alternative per member: that member present as a string (the others absent or null,
+/// which `oneOf` enforces by letting only one alternative match).
+fn exactly_one_of(members: &[&str]) -> Value {
+    members
+        .iter()
+        .map(|m| json!({ "required": [m], "properties": { *m: { "type": "string" } } }))
+        .collect()
+}
+
 #[derive(utoipa::OpenApi)]
 #[openapi(info(
     title = "Tessera",
@@ -160,6 +199,21 @@ pub fn complete(openapi: utoipa::openapi::OpenApi) -> Value {
     doc["components"] = Value::Object(merge(components.unwrap_or_default(), components_json()));
     doc["components"]["schemas"]["OAuthError"]["properties"]["error"]["enum"] =
         json!(OAUTH_ERROR_CODES);
+    let display_name = display_name_schema();
+    for (schema, member) in DISPLAY_NAMES {
+        let property = doc["components"]["schemas"]
+            .get_mut(*schema)
+            .and_then(|s| s.pointer_mut(&format!("/properties/{member}")))
+            .and_then(Value::as_object_mut);
+        if let Some(property) = property {
+            property.extend(display_name.clone());
+        }
+    }
+    for (schema, members) in EXACTLY_ONE_OF {
+        if let Some(schema) = doc["components"]["schemas"].get_mut(*schema) {
+            schema["oneOf"] = exactly_one_of(members);
+        }
+    }
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
@@ -213,6 +267,16 @@ fn components_json() -> Value {
                 "description": "The scraper's token, `metrics.token`." },
         },
         "schemas": {
+            "ServerSentEvent": {
+                "type": "object",
+                "description": "One event of a `text/event-stream`; `data` is JSON text.",
+                "properties": {
+                    "event": { "type": "string" },
+                    "data": { "type": "string" },
+                    "id": { "type": "string" },
+                    "retry": { "type": "integer" },
+                },
+            },
             "Problem": {
                 "type": "object",
                 "description": "An RFC 9457 problem. Extra members carry details (per-field errors, OFREP's `errorCode`).",
@@ -244,7 +308,7 @@ fn components_json() -> Value {
                                 replays the first answer (`Idempotent-Replayed: true`); the same key \
                                 with another body is 422 `idempotency_key_reused`; while the first is \
                                 in flight, 409 `idempotency_in_flight`. Scoped to the caller.",
-                "schema": { "type": "string", "minLength": 1, "maxLength": 255 } },
+                "schema": { "type": "string", "pattern": "^[!-~]{1,255}$" } },
             "If-None-Match": { "name": "If-None-Match", "in": "header", "required": false,
                 "description": "An ETag from an earlier answer: 304 when it is still current.",
                 "schema": { "type": "string" } },
@@ -253,7 +317,7 @@ fn components_json() -> Value {
                                 resource changed since (optimistic concurrency).",
                 "schema": { "type": "string" } },
             "page": { "name": "page", "in": "query", "required": false,
-                "schema": { "type": "integer", "minimum": 1 } },
+                "schema": { "type": "integer", "minimum": 1, "maximum": u32::MAX } },
             "page_size": { "name": "page_size", "in": "query", "required": false,
                 "schema": { "type": "integer", "minimum": 1, "maximum": super::pagination::MAX_PAGE_SIZE } },
         },
@@ -319,6 +383,12 @@ fn conventions(path: &str, method: &str, operation: &mut Value) {
             ("422", "Unprocessable"),
         ]);
     }
+    let stream = op
+        .get_mut("responses")
+        .and_then(|r| r.pointer_mut("/200/content/text~1event-stream"));
+    if let Some(stream) = stream {
+        stream["schema"] = json!({ "$ref": "#/components/schemas/ServerSentEvent" });
+    }
     let json_ok = op["responses"]["200"]["content"]
         .get("application/json")
         .cloned();
@@ -366,11 +436,40 @@ fn conventions(path: &str, method: &str, operation: &mut Value) {
                 list.push(param);
             }
         }
+        // A query value of the right type can still name nothing (`invalid_pagination`, …).
+        let query = list.iter().any(|p| {
+            p["in"] == "query"
+                || p["$ref"]
+                    .as_str()
+                    .is_some_and(|r| r.ends_with("/page") || r.ends_with("/page_size"))
+        });
+        if query {
+            responses.push(("422", "Unprocessable"));
+        }
     }
     if let Some(map) = op["responses"].as_object_mut() {
+        if !console {
+            problem_content(map);
+        }
         for (status, name) in responses {
             map.entry(status)
                 .or_insert_with(|| json!({ "$ref": format!("#/components/responses/{name}") }));
+        }
+    }
+}
+
+/// An error answer a handler declares with only a description is a problem.
+fn problem_content(responses: &mut Map<String, Value>) {
+    let errors = responses
+        .iter_mut()
+        .filter(|(status, _)| status.starts_with(['4', '5']));
+    for (_, response) in errors {
+        if let Some(response) = response.as_object_mut()
+            && !response.contains_key("$ref")
+        {
+            response.entry("content").or_insert_with(|| {
+                json!({ super::PROBLEM_JSON: { "schema": { "$ref": "#/components/schemas/Problem" } } })
+            });
         }
     }
 }

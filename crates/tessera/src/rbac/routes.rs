@@ -143,6 +143,7 @@ async fn show(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewRole {
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     name: String,
     #[serde(default)]
     description: String,

@@ -150,7 +150,14 @@ pub fn parse_since(text: Option<&str>, name: &str) -> Result<i64, ApiError> {
     get,
     path = "/api/v1/realtime/history",
     tag = "realtime",
-    responses((status = 200, description = "A channel's events after `since`", body = Object))
+    params(
+        ("channel" = String, Query, description = "`user:<id>`, `session:<id>`, `tenant:<tenant id>:<topic>`, `flags` or `status`", pattern = "^(flags|status|(user|session):[0-9a-f-]{36}|tenant:[0-9a-f-]{36}(:[a-z0-9_-]{1,64}){1,3})$"),
+        ("since" = Option<i64>, Query, description = "The last event id seen", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "A channel's events after `since`", body = Object),
+        (status = 422, description = "Not a channel (`invalid_channel`), the caller may not read it: 403 `forbidden_channel`"),
+    )
 )]
 async fn history(
     State(state): State<AppState>,

@@ -52,7 +52,14 @@ pub fn router() -> ApiRouter {
     path = "/api/v1/realtime/sse",
     tag = "realtime",
     security((), ("bearer" = []), ("session" = [])),
-    responses((status = 200, description = "Channel events as they happen", body = String, content_type = "text/event-stream"))
+    params(
+        ("channel" = String, Query, description = "Repeatable: `user:<id>`, `session:<id>`, `tenant:<tenant id>:<topic>`, `flags` or `status`", pattern = "^(flags|status|(user|session):[0-9a-f-]{36}|tenant:[0-9a-f-]{36}(:[a-z0-9_-]{1,64}){1,3})$"),
+        ("since" = Option<i64>, Query, description = "The last event id seen", minimum = 0),
+    ),
+    responses(
+        (status = 200, description = "Channel events as they happen", body = String, content_type = "text/event-stream"),
+        (status = 422, description = "No channel, or not a channel (`invalid_channel`); too many (`too_many_channels`)"),
+    )
 )]
 async fn open(State(state): State<AppState>, request: Request) -> Response {
     match prepare(&state, request).await {

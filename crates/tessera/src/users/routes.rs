@@ -218,6 +218,7 @@ async fn show(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct NewAccount {
+    #[schema(format = Email)]
     email: String,
     /// Without one, the account cannot log in until a password is set.
     password: Option<String>,

@@ -3,7 +3,8 @@
 # SQLite database), from the server's own OpenAPI document, with every check (no 5xx, no
 # answer outside its schema, no undocumented status): anonymous, with an admin Bearer token,
 # and with an admin cookie session plus its CSRF header. Bounded: three runs of at most
-# ST_MAX_TIME seconds each.
+# ST_MAX_TIME seconds each. Deterministic generation, so a run repeats the last one. The
+# WebSocket handshake is left to the real-time tests (a plain HTTP fuzzer cannot upgrade).
 #
 #   bash crates/tessera/tests/schemathesis/run.sh [TESSERA_BIN]   (default: target/debug/tessera)
 set -euo pipefail
@@ -13,7 +14,7 @@ bin="$(realpath "${1:-target/debug/tessera}")"
 dir="$(mktemp -d)"
 port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
-max_time="${ST_MAX_TIME:-90}"
+max_time="${ST_MAX_TIME:-80}"
 
 export TESSERA_DATA_DIR="$dir"
 export TESSERA_DATABASE__URL="sqlite://$dir/tessera.db"
@@ -39,11 +40,19 @@ login() {
     "$base/api/v1/auth/login"
 }
 
+export SCHEMATHESIS_HOOKS=hooks
+export PYTHONPATH="$PWD/crates/tessera/tests/schemathesis${PYTHONPATH:+:$PYTHONPATH}"
+
+# Runs every mode even when one fails, and fails at the end. One worker: with several,
+# Hypothesis's source inspection can race inside CPython's parser and abort an operation.
+failed=0
 fuzz() {
   echo "--- schemathesis: $1"
   shift
-  st run "$base/api/v1/openapi.json" --checks all --max-time "$max_time" --max-examples 30 \
-    --workers 2 --request-timeout 10 --seed 1 --no-shrink "$@"
+  st --config-file crates/tessera/tests/schemathesis/schemathesis.toml \
+    run "$base/api/v1/openapi.json" --checks all --max-time "$max_time" --max-examples 30 \
+    --workers 1 --request-timeout 10 --seed 1 --generation-deterministic --no-shrink \
+    --exclude-path /api/v1/realtime/ws "$@" || failed=1
 }
 
 curl -fsS "$base/api/v1/openapi.json" -o "$dir/openapi.json"
@@ -55,4 +64,8 @@ fuzz "admin Bearer token" -H "Authorization: Bearer $token"
 login cookie
 cookies="$(grep -i '^set-cookie:' "$dir/headers" | sed -E 's/^[Ss]et-[Cc]ookie: *([^;]*).*/\1/' | paste -sd ';' -)"
 csrf="$(grep -i '^set-cookie:' "$dir/headers" | grep -io 'csrf[^=]*=[^;]*' | head -1 | cut -d= -f2)"
-fuzz "admin cookie session with CSRF header" -H "Cookie: $cookies" -H "x-csrf-token: $csrf"
+# The session and CSRF cookies travel in one raw `Cookie` header the fuzzer cannot take apart,
+# so its check that answers without credentials are refused stays with the two runs above.
+fuzz "admin cookie session with CSRF header" -H "Cookie: $cookies" -H "x-csrf-token: $csrf" \
+  --exclude-checks ignored_auth
+exit "$failed"

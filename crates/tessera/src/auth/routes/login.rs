@@ -90,7 +90,11 @@ fn invalid_credentials() -> ApiError {
     tag = "auth",
     request_body = LoginRequest,
     security(()),
-    responses((status = 200, description = "Tokens (and session cookies with `cookie: true`), or `mfa_required` with an MFA token", body = Object))
+    responses(
+        (status = 200, description = "Tokens (and session cookies with `cookie: true`), or `mfa_required` with an MFA token", body = Object),
+        (status = 401, description = "The login or the password is wrong (`invalid_credentials`)"),
+        (status = 403, description = "The account is disabled (`account_disabled`)"),
+    )
 )]
 pub async fn login(
     State(state): State<AppState>,
@@ -431,7 +435,10 @@ fn invalid(code: &'static str, detail: impl Into<String>) -> ApiError {
     tag = "auth",
     request_body = RegisterRequest,
     security(()),
-    responses((status = 201, description = "The new account", body = Object))
+    responses(
+        (status = 201, description = "The new account", body = Object),
+        (status = 403, description = "Registration is closed (`registration_closed`)"),
+    )
 )]
 pub async fn register(
     State(state): State<AppState>,
