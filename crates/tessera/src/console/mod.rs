@@ -5,10 +5,11 @@
 //! Pages are rendered here: the frame (landmarks, the navigation for the permissions the
 //! caller holds, who is signed in) and each page's static structure and forms. One small
 //! script (`assets/console.js`) enhances them: it sends each form to the JSON API with the
-//! CSRF header, fills lists from the API, and follows the session and flag changes live. The
-//! page never holds a credential: the access and refresh tokens stay in HttpOnly cookies, and
-//! the script reads only the CSRF cookie, which is worthless without them. Nothing inline (no
-//! `<script>`, no `style=`), so the strict policy of `http.html_csp` applies unchanged.
+//! CSRF header, fills lists from the API, and follows the session, flag changes and the
+//! platform status live. The page never holds a credential: the access and refresh tokens
+//! stay in HttpOnly cookies, and the script reads only the CSRF cookie, which is worthless
+//! without them. Nothing inline (no `<script>`, no `style=`), so the strict policy of
+//! `http.html_csp` applies unchanged.
 
 pub mod routes;
 

@@ -1,7 +1,9 @@
 //! The console's routes: `/` (to the account or the sign-in page), `/login`, every page of
 //! [`PAGES`](super::PAGES) and the compiled-in `/assets/…`. A page asked for without a live
 //! session redirects to `/login?next=<its path>`; a page whose permission the caller lacks
-//! answers 403 with the frame and a plain message, and its link is not in the navigation.
+//! answers 403 with the frame and a plain message, and its link is not in the navigation. A
+//! page's gated parts (the status page's form to post an event) are rendered only for the
+//! callers their access admits, by the same rule.
 
 use axum::Router;
 use axum::extract::{Path, Query, State};

@@ -1,7 +1,9 @@
 //! The web console: its pages as HTTP answers (redirects, the strict policy, permissions in
 //! the navigation, nothing reflected), the audit chain's status route it shows, and the whole
 //! console in a real browser (`tests/interop/console_check.mjs`: Playwright driving Debian's
-//! Chromium, axe scans, screenshots under `target/console-screenshots/`).
+//! Chromium, axe scans, screenshots under `target/console-screenshots/`). Beside the main
+//! server the browser suite uses two more: one whose password hashing is easily overloaded,
+//! one whose access tokens are short-lived.
 
 use std::path::Path;
 use std::process::Command;

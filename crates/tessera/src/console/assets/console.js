@@ -1,7 +1,9 @@
 // Tessera console: the one script of the server-rendered pages. It sends forms to the JSON API
 // (cookie authentication, the CSRF token echoed in X-CSRF-Token), fills lists, and follows the
-// session and the flags live on the real-time hub. It never sees a credential: the access and refresh tokens live
-// in HttpOnly cookies; the CSRF cookie it reads is worthless without them.
+// session, the flags and the platform status live on the real-time hub. It never sees a
+// credential: the access and refresh tokens live in HttpOnly cookies; the CSRF cookie it reads
+// is worthless without them. An access cookie that expired while the page was open is renewed
+// once, silently, through the refresh cookie, and the request made again.
 'use strict';
 
 (() => {
@@ -793,25 +795,24 @@
     let posted = '';
     const newer = $('[data-newer]');
     const older = $('[data-older]');
-    const eventRow = (e) => el('tr', { 'data-event': e.id, 'data-service': e.service },
-      el('td', { class: 'nowrap', text: when(e.created_at) }),
-      el('th', { scope: 'row', class: 'nowrap' }, el('code', { text: e.service })),
-      el('td', {}, stateBadge(e.status)),
-      el('td', { text: e.message }),
-      el('td', { class: 'hide-narrow', text: e.ends_at ? when(e.ends_at) : '—' }));
-    const serviceRow = (s) => el('tr', { 'data-service': s.service, 'data-status': s.status },
-      el('th', { scope: 'row', class: 'nowrap' }, el('code', { text: s.service })),
-      el('td', {}, stateBadge(s.status)),
-      el('td', { text: s.latest.message }),
-      el('td', { class: 'nowrap', text: when(s.latest.created_at) }),
-      el('td', { class: 'hide-narrow', text: s.latest.ends_at ? when(s.latest.ends_at) : '—' }));
+    const ends = (t) => (t ? el('p', { class: 'muted', text: `Expected to end ${when(t)}.` }) : null);
+    const eventItem = (e) => el('li', { 'data-event': e.id, 'data-service': e.service },
+      el('div', { class: 'timeline-head' }, stateBadge(e.status), el('code', { class: 'nowrap', text: e.service }),
+        el('time', { class: 'muted', datetime: new Date(e.created_at * 1000).toISOString(), text: when(e.created_at) })),
+      el('p', { text: e.message }), ends(e.ends_at));
+    const serviceItem = (s) => el('li', { 'data-service': s.service, 'data-status': s.status },
+      el('div', { class: 'timeline-head' }, el('h3', { class: 'service' }, el('code', { text: s.service })), stateBadge(s.status),
+        el('span', { class: 'muted' }, 'since ', el('time', { datetime: new Date(s.latest.created_at * 1000).toISOString(), text: when(s.latest.created_at) }))),
+      el('p', { text: s.latest.message }), s.status === s.latest.status ? ends(s.latest.ends_at) : null);
+    const list = (name, items, item, empty) => $(`[data-list="${name}"]`)
+      .replaceChildren(...(items.length ? items.map(item) : [el('li', { class: 'muted', text: empty })]));
     const render = (answer) => {
       const banner = $('[data-overall]');
       banner.dataset.state = answer.overall;
       showState($('[data-overall-state]'), answer.overall);
       $('[data-overall-text]').textContent = (STATES[answer.overall] || ['', ''])[1];
-      fillRows('services', answer.services, serviceRow, 'No service has reported yet: everything is operational.');
-      fillRows('status-events', answer.items, eventRow, 'No events yet.');
+      list('services', answer.services, serviceItem, 'No service has reported yet: everything is operational.');
+      list('status-events', answer.items, eventItem, 'No events yet.');
       const known = $('[data-known-services]');
       if (known) known.replaceChildren(...answer.services.map((s) => el('option', { value: s.service })));
       pager.pages = Math.max(1, answer.pages || 1);
