@@ -278,7 +278,6 @@ test("the platform config loader revalidates with its ETag and follows flag chan
   assert.equal(loader.enabled("beta_banner", true), false);
   assert.equal(loader.string("beta_banner", "fallback"), "fallback", "typed getters never coerce");
   assert.equal(await loader.load(), first, "an unchanged configuration is the same object");
-  assert.equal(sent.at(-1).headers.get("if-none-match"), sent.at(-2).headers.get("if-none-match") ?? sent.at(-1).headers.get("if-none-match"));
   assert.ok(sent.at(-1).headers.get("if-none-match"), "the second load revalidates");
   assert.deepEqual(changes, [false], "a 304 is not a change");
 

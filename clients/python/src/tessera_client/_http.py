@@ -17,7 +17,12 @@ REQUEST_TIMEOUT = 10.0
 
 
 class FetchError(Exception):
-    """A request to Tessera failed; the message names the URL and what went wrong."""
+    """A request to Tessera failed; the message names the URL and what went wrong, `status`
+    the HTTP status when Tessera answered one."""
+
+    def __init__(self, message: str, status: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def basic_credentials(client_id: str, secret: str) -> str:
@@ -53,9 +58,14 @@ def request_json(
         with urllib.request.urlopen(request, timeout=timeout) as response:
             body = _read(response, url)
     except urllib.error.HTTPError as e:
-        raise FetchError(f"{url} answered {e.code}") from None
+        raise FetchError(f"{url} answered {e.code}", e.code) from None
     except (OSError, ValueError) as e:
         raise FetchError(f"{url} cannot be reached: {e}") from None
+    return _object(body, url)
+
+
+def _object(body: bytes, url: str) -> Dict[str, Any]:
+    """`body` parsed as a JSON object, or an error naming `url`."""
     try:
         parsed = json.loads(body)
     except ValueError:
@@ -89,13 +99,7 @@ def post_json(
     except urllib.error.HTTPError as e:
         if e.code == 304:
             return 304, e.headers.get("ETag"), None
-        raise FetchError(f"{url} answered {e.code}") from None
+        raise FetchError(f"{url} answered {e.code}", e.code) from None
     except (OSError, ValueError) as e:
         raise FetchError(f"{url} cannot be reached: {e}") from None
-    try:
-        parsed = json.loads(raw)
-    except ValueError:
-        raise FetchError(f"{url} answered unreadable JSON") from None
-    if not isinstance(parsed, dict):
-        raise FetchError(f"{url} answered JSON that is not an object")
-    return status, etag, parsed
+    return status, etag, _object(raw, url)

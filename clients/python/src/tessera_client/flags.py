@@ -109,7 +109,7 @@ class Flags(StreamFollower):
                     timeout=self._timeout,
                 )
             except FetchError as e:
-                if self._tokens is not None and "answered 401" in str(e):
+                if self._tokens is not None and e.status == 401:
                     self._tokens.invalidate()
                 raise
             self._refreshed = time.monotonic()

@@ -5,7 +5,10 @@
 //! once, so requests never need the database to know a session is over.
 
 pub mod refresh;
+mod rotation;
 pub mod routes;
+
+pub use rotation::{RefreshError, Rotation};
 
 use std::sync::Arc;
 
@@ -117,32 +120,6 @@ pub struct NewSession<'a> {
     pub origin: &'a RequestMeta,
 }
 
-/// Why a refresh was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum RefreshError {
-    /// No such token.
-    #[error("unknown refresh token")]
-    Unknown,
-    /// A token rotated longer ago than the grace window: the session is now revoked.
-    #[error("refresh token reused; the session is revoked")]
-    Reused,
-    /// The session is revoked or expired, or its user disabled.
-    #[error("the session has ended")]
-    SessionEnded,
-    /// The database failed.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
-}
-
-/// A successful refresh.
-#[derive(Debug)]
-pub struct Rotation {
-    /// The token to use next time.
-    pub token: RefreshToken,
-    /// The session, as extended.
-    pub session: Session,
-}
-
 /// Sessions that were just revoked in a transaction: once it commits, [`Revoked::apply`]
 /// tells the cache.
 #[must_use = "the cache must learn of committed revocations"]
@@ -198,28 +175,6 @@ pub const SESSION_COLUMNS: &str = "s.id, s.user_id, s.tenant_id, s.created_at, s
      s.idle_expires_at, s.absolute_expires_at, s.auth_time, s.amr, s.ip, s.user_agent, \
      s.revoked_at, CASE WHEN u.active = 1 AND EXISTS (SELECT 1 FROM tenants ta \
      WHERE ta.id = s.tenant_id AND ta.active = 1) THEN 1 ELSE 0 END AS active";
-
-/// Rotation: replaces the session's current refresh token with its successor and extends the
-/// idle expiry (never past the absolute one), if and only if the presented token is the
-/// current one and the session is unrevoked, unexpired and its user and tenant active. One
-/// statement: the database lets exactly one of any concurrent refreshes with the same token
-/// match.
-const ROTATE_SESSION: &str = "UPDATE sessions SET refresh_hash = $1, \
-     previous_refresh_hash = refresh_hash, refreshed_at = $2, last_used_at = $2, \
-     idle_expires_at = CASE WHEN $3 < absolute_expires_at THEN $3 ELSE absolute_expires_at END \
-     WHERE refresh_hash = $4 AND revoked_at IS NULL \
-     AND idle_expires_at > $2 AND absolute_expires_at > $2 \
-     AND EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.active = 1) \
-     AND EXISTS (SELECT 1 FROM tenants t WHERE t.id = sessions.tenant_id AND t.active = 1) \
-     RETURNING id, user_id, tenant_id, created_at, last_used_at, idle_expires_at, \
-     absolute_expires_at, auth_time, amr, ip, user_agent, revoked_at, 1 AS active";
-
-/// Records a successor in the history of issued tokens before the rotation that makes it
-/// current; only while the presented token is current, so made-up tokens write nothing, and
-/// a concurrent refresh recording the same successor is not an error.
-const RECORD_SUCCESSOR: &str = "INSERT INTO refresh_tokens (token_hash, session_id, created_at) \
-     SELECT $1, id, $2 FROM sessions WHERE refresh_hash = $3 \
-     ON CONFLICT (token_hash) DO NOTHING";
 
 /// A session from a row of [`SESSION_COLUMNS`].
 pub fn row_to_session(row: &AnyRow) -> Result<Session, sqlx::Error> {
@@ -330,128 +285,6 @@ impl Sessions {
             .bind(token.hash())
             .fetch_optional(db.pool())
             .await
-    }
-
-    /// Rotates `presented`: exactly one of any number of concurrent calls with the same token
-    /// rotates it; the others, within the grace window, get the same successor. Presented
-    /// after the window, the token is reuse: the session is revoked and audited.
-    pub async fn rotate(
-        &self,
-        db: &Db,
-        presented: &RefreshToken,
-        origin: &RequestMeta,
-    ) -> Result<Rotation, RefreshError> {
-        // A token this server never issued is answered from one read, before anything that
-        // would queue behind the writers.
-        let Some(session_id) = self.session_of(db, presented).await? else {
-            return Err(RefreshError::Unknown);
-        };
-        self.rotate_known(db, &session_id, presented, origin).await
-    }
-
-    /// [`rotate`](Self::rotate) for a token whose session [`session_of`](Self::session_of)
-    /// already found (the caller needed it first: CSRF, rate limits).
-    pub async fn rotate_known(
-        &self,
-        db: &Db,
-        session_id: &str,
-        presented: &RefreshToken,
-        origin: &RequestMeta,
-    ) -> Result<Rotation, RefreshError> {
-        let now = unix_now();
-        let hash = presented.hash();
-        let successor = presented.successor(&self.successor_key);
-        let turn = db.write_turn().await;
-        sqlx::query(RECORD_SUCCESSOR)
-            .bind(successor.hash())
-            .bind(now)
-            .bind(&hash)
-            .execute(db.pool())
-            .await?;
-        let rotated = sqlx::query(ROTATE_SESSION)
-            .bind(successor.hash())
-            .bind(now)
-            .bind(now.saturating_add(self.idle_ttl))
-            .bind(&hash)
-            .fetch_optional(db.pool())
-            .await?;
-        drop(turn);
-        if let Some(row) = rotated {
-            let session = row_to_session(&row)?;
-            self.watcher.extended(&session.id);
-            return Ok(Rotation {
-                token: successor,
-                session,
-            });
-        }
-
-        // Not rotated: a dead session, the other tab, or reuse.
-        let sql = format!(
-            "SELECT {SESSION_COLUMNS}, s.refresh_hash, s.previous_refresh_hash, s.refreshed_at \
-             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = $1"
-        );
-        let row = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(session_id)
-            .fetch_optional(db.pool())
-            .await?;
-        let Some(row) = row else {
-            return Err(RefreshError::Unknown);
-        };
-        let session = row_to_session(&row)?;
-        if !session.is_live(now) {
-            return Err(RefreshError::SessionEnded);
-        }
-        let current: String = row.try_get("refresh_hash")?;
-        let previous: Option<String> = row.try_get("previous_refresh_hash")?;
-        let refreshed_at: Option<i64> = row.try_get("refreshed_at")?;
-        let within_grace = refreshed_at.is_some_and(|t| now.saturating_sub(t) <= self.grace);
-        if previous.as_deref() == Some(hash.as_str()) && current == successor.hash() && within_grace
-        {
-            // The other tab's refresh: the same successor. On record, since a copy of the token
-            // in other hands would also get here within the window.
-            let mut tx = db.begin_write().await?;
-            audit::Event::new(
-                "refresh.grace",
-                &Actor::User(session.user_id.clone()),
-                origin,
-            )
-            .in_tenant(&session.tenant_id)
-            .on("session", &session.id)
-            .record(&mut tx)
-            .await?;
-            tx.commit().await?;
-            return Ok(Rotation {
-                token: successor,
-                session,
-            });
-        }
-        if current == hash {
-            // Current, live, yet not rotated: it was revoked or expired a moment ago.
-            return Err(RefreshError::SessionEnded);
-        }
-        crate::telemetry::signals::refresh_reuse();
-        let mut tx = db.begin_write().await?;
-        audit::Event::new("refresh.reuse_detected", &Actor::Anonymous, origin)
-            .in_tenant(&session.tenant_id)
-            .on("session", &session.id)
-            .failed("refresh_reuse")
-            .details(serde_json::json!({
-                "user_id": session.user_id,
-                "last_refreshed_at": refreshed_at,
-            }))
-            .record(&mut tx)
-            .await?;
-        let revoked = revoke(
-            &mut tx,
-            Scope::One(&session.id),
-            "refresh_reuse",
-            &Actor::System,
-            origin,
-        )
-        .await?;
-        tx.commit().await?;
-        revoked.apply(self);
-        Err(RefreshError::Reused)
     }
 }
 

@@ -244,6 +244,17 @@ on_each_database! {
     }
 }
 
+/// Creates `beta_banner` (bool, off) as a platform administrator: the flag the client
+/// packages' live suites turn on for their tenant and watch arrive.
+pub(crate) async fn create_beta_banner(app: &TestApp) {
+    let platform = platform_admin(app).await;
+    let flag = json!({"key": "beta_banner", "type": "bool", "default": false});
+    let created = app
+        .send(Method::POST, "/api/v1/admin/flags", &platform, Some(flag))
+        .await;
+    assert_eq!(created.status(), 201);
+}
+
 /// The tenant id of a token's account.
 pub(crate) async fn tenant_of(app: &TestApp, token: &str) -> String {
     let me: Value = app

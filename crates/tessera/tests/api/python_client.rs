@@ -3,7 +3,6 @@
 //! (the shared table through FastAPI and the ASGI middleware, a revoked session refused within
 //! a second, permissions, CSRF, introspection, service tokens, failing closed).
 
-use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, spawn_app};
@@ -76,13 +75,7 @@ async fn the_python_package_passes_its_suite_against_a_live_tessera() {
     let (client_id, client_secret) = app
         .new_client(&admin, json!(["tokens:introspect", "flags:read"]))
         .await;
-    // A flag the flags client test sees turned on for its tenant.
-    let platform = crate::flags::platform_admin(&app).await;
-    let flag = json!({"key": "beta_banner", "type": "bool", "default": false});
-    let created = app
-        .send(Method::POST, "/api/v1/admin/flags", &platform, Some(flag))
-        .await;
-    assert_eq!(created.status(), 201);
+    crate::flags::create_beta_banner(&app).await;
     let dir = tempfile::tempdir().expect("temporary folder");
     let table_file = dir.path().join("table.json");
     std::fs::write(&table_file, table(&app, &cases).to_string()).expect("table written");

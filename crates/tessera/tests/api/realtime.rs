@@ -1019,8 +1019,17 @@ on_each_database! {
             .send(Method::PATCH, "/api/v1/admin/flags/beta_banner", &platform, Some(json!({"default": "yes"})))
             .await;
         assert_eq!(refused.status(), 422);
-        app.send(Method::DELETE, "/api/v1/admin/flags/beta_banner", &platform, None).await;
+        let other = app
+            .send(Method::POST, "/api/v1/admin/flags", &platform, Some(json!({"key": "beta_other", "type": "bool", "default": true})))
+            .await;
+        assert_eq!(other.status(), 201);
         let event = next_json(&mut ws).await;
-        assert_eq!(event["event"]["data"], json!({"key": "beta_banner"}), "the delete, not the refused patch: {event}");
+        assert_eq!(event["event"]["data"], json!({"key": "beta_other"}), "the next change, not the refused patch: {event}");
+
+        let deleted = app.send(Method::DELETE, "/api/v1/admin/flags/beta_banner", &platform, None).await;
+        assert_eq!(deleted.status(), 204);
+        let event = next_json(&mut ws).await;
+        assert_eq!(event["event"]["data"], json!({"key": "beta_banner"}), "the delete: {event}");
+        app.stop().await;
     }
 }

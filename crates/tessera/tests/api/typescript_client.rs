@@ -7,7 +7,6 @@
 use std::path::Path;
 use std::process::Command;
 
-use reqwest::Method;
 use serde_json::json;
 
 use crate::interop::{INTEROP_DIR, available, example_cases, run_with_stdin};
@@ -77,13 +76,7 @@ async fn the_typescript_package_compiles_strictly_and_passes_its_suite_against_a
     app.create_user("vic@example.com", PASSWORD, &["viewer"], None)
         .await;
     let (client_id, client_secret) = app.new_client(&admin, json!(["tokens:introspect"])).await;
-    // A flag the configuration loader test turns on for the tenant.
-    let platform = crate::flags::platform_admin(&app).await;
-    let flag = json!({"key": "beta_banner", "type": "bool", "default": false});
-    let created = app
-        .send(Method::POST, "/api/v1/admin/flags", &platform, Some(flag))
-        .await;
-    assert_eq!(created.status(), 201);
+    crate::flags::create_beta_banner(&app).await;
     let table_file = dir.path().join("table.json");
     std::fs::write(&table_file, table(&app, &cases).to_string()).expect("table written");
 

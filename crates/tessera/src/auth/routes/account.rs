@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::audit;
+use crate::auth::Auth;
 use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
 use crate::auth::tokens::{self, Delivery};
 use crate::caller::Authenticated;
@@ -87,88 +88,23 @@ pub async fn refresh(
 ) -> Result<Response, ApiError> {
     let request = parse_refresh_body(&headers, &body)?;
     let auth = state.auth();
-    let (text, from_cookie) = match request.refresh_token {
-        Some(text) => (text, false),
-        None => {
-            let cookie = tessera_token::cookie_value(&headers, auth.cookies.refresh_name())
-                .map_err(|e| ApiError::unauthorized("invalid_refresh_token", e.to_string()))?;
-            match cookie {
-                Some(text) => (text, true),
-                None => {
-                    return Err(ApiError::unauthorized(
-                        "unauthenticated",
-                        "send `refresh_token` in the body, or the refresh cookie",
-                    ));
-                }
-            }
-        }
-    };
-    // A token from an HttpOnly cookie goes back into cookies, never into a body a script
-    // could read; tokens from a body may go into cookies only for an allowed page.
-    let delivery = match (from_cookie, request.delivery) {
-        (true, Some(Delivery::Body)) => {
-            return Err(ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "validation_failed",
-                "a refresh token from the cookie is answered with cookies only",
-            ));
-        }
-        (true, _) => Delivery::Cookie,
-        (false, Some(Delivery::Cookie)) => {
-            auth.csrf.check_origin(&headers)?;
-            Delivery::Cookie
-        }
-        (false, _) => Delivery::Body,
-    };
+    let presented = Presented::from(&headers, auth, request.refresh_token)?;
+    let delivery = presented.delivery(&headers, auth, request.delivery)?;
     // Refreshes are limited per session: the limit's headers go on every answer once the
     // session is known.
     let mut decision: Option<Decision> = None;
-    let outcome = async {
-        let token =
-            RefreshToken::parse(&text).ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
-        // A token this server never issued is answered from one read, before anything that
-        // would queue behind the writers.
-        let session_id = state
-            .sessions()
-            .session_of(state.db(), &token)
-            .await?
-            .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
-        if from_cookie {
-            // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
-            // checked, against the token's session, before anything rotates.
-            auth.csrf.check_origin(&headers)?;
-            auth.csrf.check(&headers, &session_id)?;
-        }
-        if let Some(policy) = state.limiter().policies().refresh_per_session {
-            let checked = state
-                .limiter()
-                .check(policy, &format!("refresh:{session_id}"))
-                .await;
-            decision = Some(checked);
-            if !checked.allowed {
-                return Err(checked.refusal());
-            }
-        }
-        let rotation = state
-            .sessions()
-            .rotate_known(state.db(), &session_id, &token, &origin)
-            .await
-            .map_err(refresh_refused)?;
-        let roles = users::roles(state.db(), &rotation.session.user_id).await?;
-        tokens::deliver(
-            &state,
-            delivery,
-            &rotation.session,
-            &rotation.token,
-            roles,
-            None,
-        )
-        .await
-    }
+    let outcome = rotate(
+        &state,
+        &origin,
+        &headers,
+        &presented,
+        delivery,
+        &mut decision,
+    )
     .await;
     let mut response = match outcome {
         // A browser whose refresh cookie is dead should forget it, or it will keep trying.
-        Err(error) if from_cookie && error.status() == StatusCode::UNAUTHORIZED => {
+        Err(error) if presented.from_cookie && error.status() == StatusCode::UNAUTHORIZED => {
             let mut response = error.into_response();
             auth.cookies.clear(response.headers_mut());
             response
@@ -179,6 +115,112 @@ pub async fn refresh(
         decision.apply(response.headers_mut());
     }
     Ok(response)
+}
+
+/// The refresh token a refresh presents, and where it came from.
+struct Presented {
+    text: String,
+    from_cookie: bool,
+}
+
+impl Presented {
+    /// The token from the body, else from the refresh cookie.
+    fn from(headers: &HeaderMap, auth: &Auth, body: Option<String>) -> Result<Self, ApiError> {
+        if let Some(text) = body {
+            return Ok(Self {
+                text,
+                from_cookie: false,
+            });
+        }
+        let cookie = tessera_token::cookie_value(headers, auth.cookies.refresh_name())
+            .map_err(|e| ApiError::unauthorized("invalid_refresh_token", e.to_string()))?;
+        match cookie {
+            Some(text) => Ok(Self {
+                text,
+                from_cookie: true,
+            }),
+            None => Err(ApiError::unauthorized(
+                "unauthenticated",
+                "send `refresh_token` in the body, or the refresh cookie",
+            )),
+        }
+    }
+
+    /// Where the new tokens go. A token from an HttpOnly cookie goes back into cookies, never
+    /// into a body a script could read; tokens from a body may go into cookies only for an
+    /// allowed page.
+    fn delivery(
+        &self,
+        headers: &HeaderMap,
+        auth: &Auth,
+        asked: Option<Delivery>,
+    ) -> Result<Delivery, ApiError> {
+        match (self.from_cookie, asked) {
+            (true, Some(Delivery::Body)) => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "a refresh token from the cookie is answered with cookies only",
+            )),
+            (true, _) => Ok(Delivery::Cookie),
+            (false, Some(Delivery::Cookie)) => {
+                auth.csrf.check_origin(headers)?;
+                Ok(Delivery::Cookie)
+            }
+            (false, _) => Ok(Delivery::Body),
+        }
+    }
+}
+
+/// Finds the token's session, checks the CSRF proof of a cookie refresh and the per-session
+/// limit (its decision goes into `decision`), rotates and delivers.
+async fn rotate(
+    state: &AppState,
+    origin: &RequestMeta,
+    headers: &HeaderMap,
+    presented: &Presented,
+    delivery: Delivery,
+    decision: &mut Option<Decision>,
+) -> Result<Response, ApiError> {
+    let token = RefreshToken::parse(&presented.text)
+        .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+    // A token this server never issued is answered from one read, before anything that
+    // would queue behind the writers.
+    let session_id = state
+        .sessions()
+        .session_of(state.db(), &token)
+        .await?
+        .ok_or_else(|| refresh_refused(RefreshError::Unknown))?;
+    if presented.from_cookie {
+        // A cookie refresh is a cookie-authenticated state change: the CSRF proof is
+        // checked, against the token's session, before anything rotates.
+        state.auth().csrf.check_origin(headers)?;
+        state.auth().csrf.check(headers, &session_id)?;
+    }
+    if let Some(policy) = state.limiter().policies().refresh_per_session {
+        let checked = state
+            .limiter()
+            .check(policy, &format!("refresh:{session_id}"))
+            .await;
+        *decision = Some(checked);
+        if !checked.allowed {
+            return Err(checked.refusal());
+        }
+    }
+    let rotation = state
+        .sessions()
+        .rotate_known(state.db(), &session_id, &token, origin)
+        .await
+        .map_err(refresh_refused)?;
+    let roles = users::roles(state.db(), &rotation.session.user_id).await?;
+    tokens::deliver(
+        state,
+        delivery,
+        &rotation.session,
+        &rotation.token,
+        roles,
+        None,
+    )
+    .await
 }
 
 /// `POST /api/v1/auth/logout`: revokes the current session and clears the cookies.

@@ -16,7 +16,7 @@ use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
 use crate::auth::mfa;
 use crate::auth::tokens::{self, Delivery};
 use crate::config::Registration;
-use crate::db::WriteTx;
+use crate::db::{Db, WriteTx};
 use crate::http::client::RequestMeta;
 use crate::http::error::db_error;
 use crate::http::ratelimit::{Decision, ip_subject, limited};
@@ -50,18 +50,30 @@ pub struct LoginRequest {
 }
 
 impl LoginRequest {
-    /// The account name, from whichever of the three fields was sent.
-    fn account(&self) -> Result<&str, ApiError> {
-        match (&self.login, &self.username, &self.email) {
-            (Some(name), None, None) | (None, Some(name), None) | (None, None, Some(name)) => {
-                Ok(name)
+    /// The account name, from whichever of the three fields was sent, once the name and the
+    /// password are within the lengths that can name an account or verify.
+    fn checked_login(&self) -> Result<&str, ApiError> {
+        let login = match (&self.login, &self.username, &self.email) {
+            (Some(name), None, None) | (None, Some(name), None) | (None, None, Some(name)) => name,
+            _ => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation_failed",
+                    "name the account with exactly one of `login`, `username` or `email`",
+                ));
             }
-            _ => Err(ApiError::new(
+        };
+        if self.password.len() > MAX_PASSWORD_BYTES {
+            return Err(crate::passwords::PasswordError::TooLong.into());
+        }
+        if login.len() > MAX_LOGIN_BYTES {
+            return Err(ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "validation_failed",
-                "name the account with exactly one of `login`, `username` or `email`",
-            )),
+                format!("`login` has at most {MAX_LOGIN_BYTES} bytes"),
+            ));
         }
+        Ok(login)
     }
 }
 
@@ -119,6 +131,9 @@ fn tenant_name(slug: Option<&str>) -> String {
     }
 }
 
+/// A login past the per-IP limit: checks the request, finds the account, applies the
+/// per-account limit, verifies the password, then opens the session or the second-factor
+/// step.
 async fn attempt_login(
     state: &AppState,
     origin: RequestMeta,
@@ -127,78 +142,138 @@ async fn attempt_login(
     ip: &str,
     decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
-    let login = request.account()?.to_owned();
-    if request.password.len() > MAX_PASSWORD_BYTES {
-        return Err(crate::passwords::PasswordError::TooLong.into());
+    let login = request.checked_login()?.to_owned();
+    refuse_cross_site(state, &headers, request.delivery)?;
+    let found = Found::look_up(state.db(), request.tenant.as_deref(), &login).await?;
+    limit_per_account(state, ip, &found, decision).await?;
+    let (user, hash, upgraded) = verify_password(state, found, request.password, &origin).await?;
+    let tx = admit(state, &user, &hash, upgraded.as_deref(), &origin).await?;
+    let details = upgraded
+        .is_some()
+        .then(|| serde_json::json!({ "password_hash_upgraded": true }));
+    finish(state, tx, &user, request.delivery, &origin, details).await
+}
+
+/// Login CSRF: a foreign page must not sign a browser into the attacker's account. A browser
+/// always names the Origin of a cross-site POST; API clients may send none.
+pub(super) fn refuse_cross_site(
+    state: &AppState,
+    headers: &HeaderMap,
+    delivery: Delivery,
+) -> Result<(), ApiError> {
+    match headers.get(header::ORIGIN) {
+        Some(origin)
+            if delivery == Delivery::Cookie
+                && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o)) =>
+        {
+            Err(ApiError::forbidden(
+                "csrf_failed",
+                "the request comes from an origin that is not allowed",
+            ))
+        }
+        _ => Ok(()),
     }
-    if login.len() > MAX_LOGIN_BYTES {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            format!("`login` has at most {MAX_LOGIN_BYTES} bytes"),
-        ));
-    }
-    // Login CSRF: a foreign page must not sign a browser into the attacker's account. A
-    // browser always names the Origin of a cross-site POST; API clients may send none.
-    if request.delivery == Delivery::Cookie
-        && let Some(origin) = headers.get(header::ORIGIN)
-        && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o))
-    {
-        return Err(ApiError::forbidden(
-            "csrf_failed",
-            "the request comes from an origin that is not allowed",
-        ));
+}
+
+/// What a login name reaches, looked up the same way whether or not anything exists.
+struct Found {
+    /// The tenant, when the slug names one.
+    tenant_id: Option<String>,
+    /// The account and its password hash, when the name reaches one.
+    account: Option<(User, Option<String>)>,
+    /// The tenant and name that limits and lockout count when no account was reached, so an
+    /// unknown name answers like a known one.
+    unknown: String,
+}
+
+impl Found {
+    async fn look_up(db: &Db, tenant: Option<&str>, login: &str) -> Result<Self, ApiError> {
+        let tenant_id = match tenant {
+            None => Some(DEFAULT_TENANT_ID.to_owned()),
+            Some(slug) if slug.len() <= 64 => tenants::tenant_id(db, slug).await?,
+            Some(_) => None,
+        };
+        let account = match &tenant_id {
+            Some(tenant_id) => users::find_for_login(db, tenant_id, login).await?,
+            None => None,
+        };
+        let unknown = format!(
+            "{}|{}",
+            tenant_id
+                .clone()
+                .unwrap_or_else(|| format!("unknown:{}", tenant_name(tenant))),
+            account_name(login)
+        );
+        Ok(Self {
+            tenant_id,
+            account,
+            unknown,
+        })
     }
 
-    let db = state.db();
-    let tenant_id = match request.tenant.as_deref() {
-        None => Some(DEFAULT_TENANT_ID.to_owned()),
-        Some(slug) if slug.len() <= 64 => tenants::tenant_id(db, slug).await?,
-        Some(_) => None,
-    };
-    let account = match &tenant_id {
-        Some(tenant_id) => users::find_for_login(db, tenant_id, &login).await?,
-        None => None,
-    };
-    // Limits and lockout count the account, whatever name reached it; a name that reaches
-    // none is counted under the name in its tenant, so both answer alike.
-    let unknown = format!(
-        "{}|{}",
-        tenant_id
-            .clone()
-            .unwrap_or_else(|| format!("unknown:{}", tenant_name(request.tenant.as_deref()))),
-        account_name(&login)
-    );
-    let subject = match &account {
-        Some((user, _)) => Subject::Account(user),
-        None => Subject::Unknown {
-            tenant_id: tenant_id.as_deref(),
-            name: &unknown,
-        },
-    };
-    if let Some(policy) = state.limiter().policies().login_per_ip_account {
-        let counted = match &account {
-            Some((user, _)) => format!("acct:{}", user.id),
-            None => format!("name:{unknown}"),
-        };
-        let per_account = state
-            .limiter()
-            .check(policy, &format!("login_account:{ip}|{counted}"))
-            .await;
-        let stricter = decision.map_or(per_account, |d| d.stricter(per_account));
-        *decision = Some(stricter);
-        if !stricter.allowed {
-            return Err(stricter.refusal());
+    /// Whom lockout counts: the account, whatever name reached it, or the name.
+    fn subject(&self) -> Subject<'_> {
+        match &self.account {
+            Some((user, _)) => Subject::Account(user),
+            None => Subject::Unknown {
+                tenant_id: self.tenant_id.as_deref(),
+                name: &self.unknown,
+            },
         }
     }
-    let check = SecretCheck::begin(state, Factor::Password, subject).await?;
-    let stored = account.as_ref().and_then(|(_, hash)| hash.clone());
-    let verified = state.passwords().verify(request.password, stored).await?;
 
-    let (user, verified_hash) = match account {
-        Some((user, Some(hash))) if verified.ok => (user, hash),
+    /// Whom the per-account limit counts, the same way.
+    fn counted(&self) -> String {
+        match &self.account {
+            Some((user, _)) => format!("acct:{}", user.id),
+            None => format!("name:{}", self.unknown),
+        }
+    }
+}
+
+/// The per-IP-and-account limit; the stricter of both decisions goes on the answer.
+async fn limit_per_account(
+    state: &AppState,
+    ip: &str,
+    found: &Found,
+    decision: &mut Option<Decision>,
+) -> Result<(), ApiError> {
+    let Some(policy) = state.limiter().policies().login_per_ip_account else {
+        return Ok(());
+    };
+    let per_account = state
+        .limiter()
+        .check(policy, &format!("login_account:{ip}|{}", found.counted()))
+        .await;
+    let stricter = decision.map_or(per_account, |d| d.stricter(per_account));
+    *decision = Some(stricter);
+    if stricter.allowed {
+        Ok(())
+    } else {
+        Err(stricter.refusal())
+    }
+}
+
+/// Verifies the password at the same cost whatever `found` holds (a dummy hash stands in for
+/// a missing one) and counts a failure towards lockout. Answers the user, the hash that
+/// verified and its replacement when it should be upgraded.
+async fn verify_password(
+    state: &AppState,
+    found: Found,
+    password: String,
+    origin: &RequestMeta,
+) -> Result<(User, String, Option<String>), ApiError> {
+    let check = SecretCheck::begin(state, Factor::Password, found.subject()).await?;
+    let stored = found.account.as_ref().and_then(|(_, hash)| hash.clone());
+    let verified = state.passwords().verify(password, stored).await?;
+    match found.account {
+        Some((user, Some(hash))) if verified.ok => {
+            // The password was right: whatever follows, the guessing stops counting.
+            check.passed().await;
+            Ok((user, hash, verified.upgraded))
+        }
         account => {
-            let reason = match (&tenant_id, &account) {
+            let reason = match (&found.tenant_id, &account) {
                 (None, _) => "unknown_tenant",
                 (Some(_), None) => "unknown_account",
                 (Some(_), Some(_)) => "wrong_password",
@@ -208,56 +283,52 @@ async fn attempt_login(
                     action: "login.failed",
                     actor: &Actor::Anonymous,
                     reason: Some(reason),
-                    origin: &origin,
+                    origin,
                     details: None,
                 })
                 .await?;
-            return Err(invalid_credentials());
+            Err(invalid_credentials())
         }
-    };
-    // The password was right: whatever follows, the guessing stops counting.
-    check.passed().await;
+    }
+}
+
+/// After a right password: refuses a disabled account, then records the login (and the
+/// upgraded hash) in the transaction the session will be opened in, unless the password was
+/// reset or the account disabled while it was verifying.
+async fn admit(
+    state: &AppState,
+    user: &User,
+    verified_hash: &str,
+    upgraded: Option<&str>,
+    origin: &RequestMeta,
+) -> Result<WriteTx, ApiError> {
+    let refused = |reason| login_failed(state, Some(&user.tenant_id), Some(user), reason, origin);
     if !user.active {
-        login_failed(
-            state,
-            Some(&user.tenant_id),
-            Some(&user),
-            "account_disabled",
-            &origin,
-        )
-        .await?;
+        refused("account_disabled").await?;
         return Err(ApiError::forbidden(
             "account_disabled",
             "this account is disabled",
         ));
     }
-
-    let mut tx = db.begin_write().await?;
-    let still_valid = users::record_login(
-        &mut tx,
-        &user.id,
-        &verified_hash,
-        verified.upgraded.as_deref(),
-        unix_now(),
-    )
-    .await?;
-    if !still_valid {
-        // The password was reset or the account disabled while this login was verifying.
-        drop(tx);
-        login_failed(
-            state,
-            Some(&user.tenant_id),
-            Some(&user),
-            "changed_meanwhile",
-            &origin,
-        )
-        .await?;
-        return Err(invalid_credentials());
+    let mut tx = state.db().begin_write().await?;
+    if users::record_login(&mut tx, &user.id, verified_hash, upgraded, unix_now()).await? {
+        return Ok(tx);
     }
-    let details = verified
-        .upgraded
-        .is_some()
-        .then(|| serde_json::json!({ "password_hash_upgraded": true }));
+    drop(tx);
+    refused("changed_meanwhile").await?;
+    Err(invalid_credentials())
+}
+
+/// Opens the session, or the second-factor step when the user has a second factor or the
+/// tenant requires one.
+async fn finish(
+    state: &AppState,
+    mut tx: WriteTx,
+    user: &User,
+    delivery: Delivery,
+    origin: &RequestMeta,
+    details: Option<serde_json::Value>,
+) -> Result<Response, ApiError> {
     if state.config().features.mfa_enabled {
         let purpose = if state.mfa().enabled(&mut tx, &user.id).await? {
             Some(mfa::Purpose::Verify)
@@ -267,20 +338,10 @@ async fn attempt_login(
                 .then_some(mfa::Purpose::Enroll)
         };
         if let Some(purpose) = purpose {
-            return super::mfa::challenge(state, tx, &user, request.delivery, &origin, purpose)
-                .await;
+            return super::mfa::challenge(state, tx, user, delivery, origin, purpose).await;
         }
     }
-    open_session(
-        state,
-        tx,
-        &user,
-        &["pwd"],
-        request.delivery,
-        &origin,
-        details,
-    )
-    .await
+    open_session(state, tx, user, &["pwd"], delivery, origin, details).await
 }
 
 /// Completes a login on `tx` (which already checked everything): opens the session with
@@ -450,11 +511,7 @@ fn registration_accepted() -> Response {
 
 /// Audits a registration that named a taken email or username (administrators see attempts
 /// to probe or squat on accounts; the caller does not).
-async fn record_taken(
-    db: &crate::db::Db,
-    tenant_id: &str,
-    origin: &RequestMeta,
-) -> Result<(), ApiError> {
+async fn record_taken(db: &Db, tenant_id: &str, origin: &RequestMeta) -> Result<(), ApiError> {
     let mut tx = db.begin_write().await?;
     audit::Event::new("user.registration_refused", &Actor::Anonymous, origin)
         .in_tenant(tenant_id)

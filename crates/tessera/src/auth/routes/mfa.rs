@@ -8,7 +8,7 @@ use axum::routing::post;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::login::open_session;
+use super::login::{open_session, refuse_cross_site};
 use crate::audit::{self, Actor};
 use crate::auth::attempts::{Factor, Failure, SecretCheck, Subject};
 use crate::auth::mfa::{CHALLENGE_TTL_SECS, CodeError, Purpose, otpauth_uri, qr_svg_data_url};
@@ -406,6 +406,34 @@ async fn verify(
     response
 }
 
+/// The second factor a verification presents.
+enum Presented<'a> {
+    Code(&'a str),
+    RecoveryCode(&'a str),
+}
+
+impl VerifyRequest {
+    fn presented(&self) -> Result<Presented<'_>, ApiError> {
+        match (&self.code, &self.recovery_code) {
+            (Some(code), None) => Ok(Presented::Code(code)),
+            (None, Some(code)) => Ok(Presented::RecoveryCode(code)),
+            _ => Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "send either `code` or `recovery_code`",
+            )),
+        }
+    }
+}
+
+fn expired() -> ApiError {
+    ApiError::unauthorized(
+        "invalid_mfa_token",
+        "the login expired or used up its attempts; log in again",
+    )
+}
+
+/// Checks the challenge and the code, then opens the session the password started.
 async fn complete(
     state: &AppState,
     origin: RequestMeta,
@@ -414,50 +442,8 @@ async fn complete(
     decision: &mut Option<Decision>,
 ) -> Result<Response, ApiError> {
     feature_on(state)?;
-    if request.code.is_some() == request.recovery_code.is_some() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            "send either `code` or `recovery_code`",
-        ));
-    }
-    let expired = || {
-        ApiError::unauthorized(
-            "invalid_mfa_token",
-            "the login expired or used up its attempts; log in again",
-        )
-    };
-    // The attempt on the challenge counts whatever follows; the code is checked in a
-    // transaction of its own, once the account's check has its place (never waiting for one
-    // while holding the write lock).
-    let challenge = state
-        .mfa()
-        .count_attempt(state.db(), &request.mfa_token, Purpose::Verify)
-        .await?
-        .ok_or_else(expired)?;
-    *decision = Some(Decision {
-        allowed: true,
-        limit: u32::try_from(crate::auth::mfa::CHALLENGE_ATTEMPTS).unwrap_or(0),
-        remaining: u32::try_from(challenge.attempts_left).unwrap_or(0),
-        reset: challenge.expires_at,
-        retry_after: 0,
-    });
-    let user_id = challenge.user_id;
-    let delivery = if challenge.delivery == "cookie" {
-        // Like a cookie login: a foreign page must not complete one.
-        if let Some(origin) = headers.get(header::ORIGIN)
-            && !origin.to_str().is_ok_and(|o| state.auth().csrf.allows(o))
-        {
-            return Err(ApiError::forbidden(
-                "csrf_failed",
-                "the request comes from an origin that is not allowed",
-            ));
-        }
-        Delivery::Cookie
-    } else {
-        Delivery::Body
-    };
-    let user = users::find_for_login_by_id(state.db(), &user_id).await?;
+    let presented = request.presented()?;
+    let (user, delivery) = challenged(state, headers, &request.mfa_token, decision).await?;
     // Codes are counted per account across challenges, like passwords: logging in again for
     // a fresh challenge does not buy more guesses.
     let check = SecretCheck::begin(state, Factor::Code, Subject::Account(&user)).await?;
@@ -466,23 +452,22 @@ async fn complete(
     if !state.mfa().finish(&mut tx, &request.mfa_token).await? {
         return Err(expired());
     }
-    let (accepted, method) = match (&request.code, &request.recovery_code) {
-        (Some(code), None) => (
+    let (accepted, method) = match presented {
+        Presented::Code(code) => (
             state
                 .mfa()
-                .accept_code(&mut tx, &user_id, code, false)
+                .accept_code(&mut tx, &user.id, code, false)
                 .await?
                 .is_ok(),
             "totp",
         ),
-        (None, Some(code)) => (
+        Presented::RecoveryCode(code) => (
             state
                 .mfa()
-                .use_recovery_code(&mut tx, &user_id, code)
+                .use_recovery_code(&mut tx, &user.id, code)
                 .await?,
             "recovery_code",
         ),
-        _ => (false, "none"),
     };
     let details = Some(json!({ "method": method }));
     if !accepted {
@@ -517,4 +502,37 @@ async fn complete(
         details,
     )
     .await
+}
+
+/// Counts the attempt on the challenge `mfa_token` (it counts whatever follows; its limit
+/// goes into `decision`) and answers whose login it is and where its tokens go. The code is
+/// checked later in a transaction of its own, once the account's check has its place (never
+/// waiting for one while holding the write lock).
+async fn challenged(
+    state: &AppState,
+    headers: &HeaderMap,
+    mfa_token: &str,
+    decision: &mut Option<Decision>,
+) -> Result<(User, Delivery), ApiError> {
+    let challenge = state
+        .mfa()
+        .count_attempt(state.db(), mfa_token, Purpose::Verify)
+        .await?
+        .ok_or_else(expired)?;
+    *decision = Some(Decision {
+        allowed: true,
+        limit: u32::try_from(crate::auth::mfa::CHALLENGE_ATTEMPTS).unwrap_or(0),
+        remaining: u32::try_from(challenge.attempts_left).unwrap_or(0),
+        reset: challenge.expires_at,
+        retry_after: 0,
+    });
+    let delivery = if challenge.delivery == "cookie" {
+        // Like a cookie login: a foreign page must not complete one.
+        refuse_cross_site(state, headers, Delivery::Cookie)?;
+        Delivery::Cookie
+    } else {
+        Delivery::Body
+    };
+    let user = users::find_for_login_by_id(state.db(), &challenge.user_id).await?;
+    Ok((user, delivery))
 }
