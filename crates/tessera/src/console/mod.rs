@@ -5,10 +5,11 @@
 //! Pages are rendered here: the frame (landmarks, the navigation for the permissions the
 //! caller holds, who is signed in) and each page's static structure and forms. One small
 //! script (`assets/console.js`) enhances them: it sends each form to the JSON API with the
-//! CSRF header, fills lists from the API, and follows the session and flag changes live. The
-//! page never holds a credential: the access and refresh tokens stay in HttpOnly cookies, and
-//! the script reads only the CSRF cookie, which is worthless without them. Nothing inline (no
-//! `<script>`, no `style=`), so the strict policy of `http.html_csp` applies unchanged.
+//! CSRF header, fills lists from the API, and follows the session, flag changes and the
+//! platform status live. The page never holds a credential: the access and refresh tokens
+//! stay in HttpOnly cookies, and the script reads only the CSRF cookie, which is worthless
+//! without them. Nothing inline (no `<script>`, no `style=`), so the strict policy of
+//! `http.html_csp` applies unchanged.
 
 pub mod routes;
 
@@ -64,24 +65,79 @@ pub struct Page {
     pub title: &'static str,
     /// Its navigation group.
     pub section: Section,
-    /// The permission needed to see it; `None`: anyone signed in.
-    pub needs: Option<Perm>,
-    /// Only for the platform's own administrators (callers of the `system` tenant), as the
-    /// API behind it decides.
-    pub platform_only: bool,
+    /// Who may open it.
+    pub access: Access,
+    /// The parts of its content shown only to some of those.
+    pub parts: &'static [Part],
     /// Its content, placeholders `{{name}}` filled by the route.
     pub body: &'static str,
 }
 
+/// Who may open a page or see a part of one. It mirrors what the API behind it decides, so
+/// nobody is shown a form the server would refuse; the API checks again regardless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// The permission needed; `None`: anyone signed in.
+    pub needs: Option<Perm>,
+    /// Only for the platform's own administrators (callers of the `system` tenant).
+    pub platform_only: bool,
+}
+
+impl Access {
+    /// Anyone signed in.
+    pub const ANYONE: Self = Self {
+        needs: None,
+        platform_only: false,
+    };
+
+    /// Callers holding `perm` in their tenant.
+    pub const fn needs(perm: Perm) -> Self {
+        Self {
+            needs: Some(perm),
+            platform_only: false,
+        }
+    }
+
+    /// Callers of the `system` tenant holding `perm`.
+    pub const fn platform(perm: Perm) -> Self {
+        Self {
+            needs: Some(perm),
+            platform_only: true,
+        }
+    }
+}
+
+/// A part of a page (a form, usually) for the callers `access` admits. It stands in the
+/// page's body as the marker `<!-- part:{name} -->`; for anyone else the marker is dropped.
+pub struct Part {
+    /// The marker's name.
+    pub name: &'static str,
+    /// Who sees it.
+    pub access: Access,
+    /// Its content, with placeholders like the page's.
+    pub body: &'static str,
+}
+
+/// `page`'s content with each part put in place for the callers `admits`, or dropped.
+pub fn assemble(page: &Page, admits: impl Fn(Access) -> bool) -> String {
+    let mut body = page.body.to_owned();
+    for part in page.parts {
+        let marker = format!("<!-- part:{} -->", part.name);
+        let shown = if admits(part.access) { part.body } else { "" };
+        body = body.replace(&marker, shown);
+    }
+    body
+}
+
 /// Every page behind sign-in, in navigation order.
-pub const PAGES: [Page; 10] = [
+pub const PAGES: [Page; 11] = [
     Page {
         path: "/account",
         id: "account",
         title: "Profile",
         section: Section::Account,
-        needs: None,
-        platform_only: false,
+        access: Access::ANYONE,
+        parts: &[],
         body: include_str!("pages/account.html"),
     },
     Page {
@@ -89,8 +145,8 @@ pub const PAGES: [Page; 10] = [
         id: "sessions",
         title: "Sessions",
         section: Section::Account,
-        needs: None,
-        platform_only: false,
+        access: Access::ANYONE,
+        parts: &[],
         body: include_str!("pages/sessions.html"),
     },
     Page {
@@ -98,8 +154,8 @@ pub const PAGES: [Page; 10] = [
         id: "security",
         title: "Security",
         section: Section::Account,
-        needs: None,
-        platform_only: false,
+        access: Access::ANYONE,
+        parts: &[],
         body: include_str!("pages/security.html"),
     },
     Page {
@@ -107,8 +163,8 @@ pub const PAGES: [Page; 10] = [
         id: "users",
         title: "Users",
         section: Section::Admin,
-        needs: Some(Perm::UsersRead),
-        platform_only: false,
+        access: Access::needs(Perm::UsersRead),
+        parts: &[],
         body: include_str!("pages/users.html"),
     },
     Page {
@@ -116,8 +172,8 @@ pub const PAGES: [Page; 10] = [
         id: "roles",
         title: "Roles",
         section: Section::Admin,
-        needs: Some(Perm::RolesRead),
-        platform_only: false,
+        access: Access::needs(Perm::RolesRead),
+        parts: &[],
         body: include_str!("pages/roles.html"),
     },
     Page {
@@ -125,8 +181,8 @@ pub const PAGES: [Page; 10] = [
         id: "tenants",
         title: "Tenants",
         section: Section::Admin,
-        needs: Some(Perm::TenantsRead),
-        platform_only: true,
+        access: Access::platform(Perm::TenantsRead),
+        parts: &[],
         body: include_str!("pages/tenants.html"),
     },
     Page {
@@ -134,8 +190,8 @@ pub const PAGES: [Page; 10] = [
         id: "clients",
         title: "Service accounts",
         section: Section::Admin,
-        needs: Some(Perm::ClientsRead),
-        platform_only: false,
+        access: Access::needs(Perm::ClientsRead),
+        parts: &[],
         body: include_str!("pages/clients.html"),
     },
     Page {
@@ -143,8 +199,8 @@ pub const PAGES: [Page; 10] = [
         id: "flags",
         title: "Feature flags",
         section: Section::Admin,
-        needs: Some(Perm::FlagsRead),
-        platform_only: false,
+        access: Access::needs(Perm::FlagsRead),
+        parts: &[],
         body: include_str!("pages/flags.html"),
     },
     Page {
@@ -152,8 +208,8 @@ pub const PAGES: [Page; 10] = [
         id: "audit",
         title: "Audit log",
         section: Section::Admin,
-        needs: Some(Perm::AuditRead),
-        platform_only: false,
+        access: Access::needs(Perm::AuditRead),
+        parts: &[],
         body: include_str!("pages/audit.html"),
     },
     Page {
@@ -161,9 +217,23 @@ pub const PAGES: [Page; 10] = [
         id: "provisioning",
         title: "Provisioning",
         section: Section::Live,
-        needs: None,
-        platform_only: false,
+        access: Access::ANYONE,
+        parts: &[],
         body: include_str!("pages/provisioning.html"),
+    },
+    Page {
+        path: "/status",
+        id: "status",
+        title: "Platform status",
+        section: Section::Live,
+        // The status is public; posting is the platform operators' (`POST /api/v1/status/events`).
+        access: Access::ANYONE,
+        parts: &[Part {
+            name: "post",
+            access: Access::platform(Perm::StatusWrite),
+            body: include_str!("pages/status-post.html"),
+        }],
+        body: include_str!("pages/status.html"),
     },
 ];
 
@@ -312,8 +382,33 @@ mod tests {
     }
 
     #[test]
+    fn a_part_is_in_place_only_for_the_callers_it_admits() {
+        let status = PAGES
+            .iter()
+            .find(|p| p.id == "status")
+            .expect("status page");
+        let marker = "<!-- part:post -->";
+        assert!(status.body.contains(marker));
+        let form = "data-form=\"status-post\"";
+        let shown = assemble(status, |_| true);
+        assert!(shown.contains(form) && !shown.contains(marker));
+        let hidden = assemble(status, |access| access == Access::ANYONE);
+        assert!(!hidden.contains(form) && !hidden.contains(marker));
+        // Every marker a page names has its part, and every part its marker.
+        for page in &PAGES {
+            for part in page.parts {
+                assert!(page.body.contains(&format!("<!-- part:{} -->", part.name)));
+            }
+            assert_eq!(page.body.matches("<!-- part:").count(), page.parts.len());
+        }
+    }
+
+    #[test]
     fn no_page_carries_inline_script_or_style() {
-        let bodies = PAGES.iter().map(|p| p.body).chain([LOGIN]);
+        let parts = PAGES
+            .iter()
+            .flat_map(|p| p.parts.iter().map(|part| part.body));
+        let bodies = PAGES.iter().map(|p| p.body).chain(parts).chain([LOGIN]);
         for body in bodies {
             for banned in ["<script", "style=", "<style", " on", "javascript:"] {
                 let hit = body.match_indices(banned).find(|(i, _)| {

@@ -1,7 +1,9 @@
 //! The console's routes: `/` (to the account or the sign-in page), `/login`, every page of
 //! [`PAGES`](super::PAGES) and the compiled-in `/assets/…`. A page asked for without a live
 //! session redirects to `/login?next=<its path>`; a page whose permission the caller lacks
-//! answers 403 with the frame and a plain message, and its link is not in the navigation.
+//! answers 403 with the frame and a plain message, and its link is not in the navigation. A
+//! page's gated parts (the status page's form to post an event) are rendered only for the
+//! callers their access admits, by the same rule.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -9,7 +11,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
-use super::{ASSETS, Frame, PAGES, Page, document, fill, login_document};
+use super::{ASSETS, Access, Frame, PAGES, Page, assemble, document, fill, login_document};
 use crate::caller::Authenticated;
 use crate::http::ApiError;
 use crate::http::openapi;
@@ -113,12 +115,12 @@ async fn asset(Path(name): Path<String>) -> Response {
     }
 }
 
-/// Whether a caller of `tenant_id` holding `held` may open `page`.
-fn may_see(tenant_id: &str, held: &[Permission], page: &Page) -> bool {
-    if page.platform_only && tenant_id != SYSTEM_TENANT_ID {
+/// Whether a caller of `tenant_id` holding `held` passes `access`.
+fn admits(tenant_id: &str, held: &[Permission], access: Access) -> bool {
+    if access.platform_only && tenant_id != SYSTEM_TENANT_ID {
         return false;
     }
-    match page.needs.map(|p| p.permission()) {
+    match access.needs.map(|p| p.permission()) {
         None => true,
         Some(Ok(wanted)) => rbac::first_uncovered(held, std::slice::from_ref(&wanted)).is_none(),
         Some(Err(_)) => false,
@@ -136,7 +138,7 @@ async fn show(
     let held = caller.permissions(state).await?;
     let visible: Vec<&Page> = PAGES
         .iter()
-        .filter(|p| may_see(caller.tenant_id(), &held, p))
+        .filter(|p| admits(caller.tenant_id(), &held, p.access))
         .collect();
     let info = &caller.info;
     let user = &info.user;
@@ -147,7 +149,7 @@ async fn show(
     } else {
         name
     };
-    let allowed = may_see(caller.tenant_id(), &held, page);
+    let allowed = admits(caller.tenant_id(), &held, page.access);
     let content = if !allowed {
         "<p class=\"notice\" role=\"alert\">You do not have the permission this page needs. \
          Ask an administrator for it.</p>"
@@ -162,7 +164,7 @@ async fn show(
             .last_login_at
             .map_or_else(String::new, |t| t.to_string());
         fill(
-            page.body,
+            &assemble(page, |access| admits(caller.tenant_id(), &held, access)),
             &[
                 ("email", user.email.as_str()),
                 ("username", user.username.as_deref().unwrap_or("—")),
@@ -183,6 +185,7 @@ async fn show(
     let denied = Page {
         id: "forbidden",
         body: "",
+        parts: &[],
         ..*page
     };
     let frame = Frame {

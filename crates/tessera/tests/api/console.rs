@@ -1,7 +1,9 @@
 //! The web console: its pages as HTTP answers (redirects, the strict policy, permissions in
 //! the navigation, nothing reflected), the audit chain's status route it shows, and the whole
 //! console in a real browser (`tests/interop/console_check.mjs`: Playwright driving Debian's
-//! Chromium, axe scans, screenshots under `target/console-screenshots/`).
+//! Chromium, axe scans, screenshots under `target/console-screenshots/`). Beside the main
+//! server the browser suite uses two more: one whose password hashing is easily overloaded,
+//! one whose access tokens are short-lived.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,8 +16,9 @@ use tessera::clock::Clock;
 use tessera::tenants::{DEFAULT_TENANT_ID, SYSTEM_TENANT_ID};
 
 use crate::flags::{new_tenant, platform_admin};
-use crate::helpers::{TestApp, TestDatabase, spawn_app, spawn_app_on};
+use crate::helpers::{TestApp, TestDatabase, spawn_app, spawn_app_on, spawn_app_with};
 use crate::interop::{INTEROP_DIR, available, run_with_stdin};
+use crate::on_each_database;
 use crate::realtime::service_token;
 use crate::tenants::{PASSWORD, member_of};
 
@@ -143,6 +146,31 @@ async fn the_navigation_shows_only_the_pages_the_caller_may_open() {
     assert!(!html.contains("href=\"/admin/tenants\""));
 }
 
+on_each_database! {
+    async fn the_status_page_offers_posting_only_to_platform_operators(db: TestDatabase) {
+        let app = spawn_app_with(db, |_| {}).await;
+        let platform = platform_admin(&app).await;
+        let user = app.token_for("ann@example.com", PASSWORD, &["user"]).await;
+        // `*:*` in the default tenant: the API refuses its status events (`platform_only`).
+        let tenant_admin = app.token_for("root@example.com", PASSWORD, &["admin"]).await;
+        let form = "data-form=\"status-post\"";
+        for (token, may_post) in [(&platform, true), (&user, false), (&tenant_admin, false)] {
+            let page = get_raw(&app, "/status", Some(token)).await;
+            assert_eq!(page.status(), 200);
+            let html = page.text().await.expect("html");
+            assert!(html.contains("href=\"/status\" aria-current=\"page\""), "in the navigation");
+            assert!(html.contains("data-list=\"services\""));
+            assert_eq!(html.contains(form), may_post, "{html}");
+            assert!(!html.contains("<!-- part:"), "a marker left in the page");
+            let posted = app.send(Method::POST, "/api/v1/status/events", token,
+                Some(json!({"service": "api", "status": "degraded", "message": "Slow"}))).await;
+            assert_eq!(posted.status(), if may_post { 201 } else { 403 });
+        }
+        let account = get_raw(&app, "/account", Some(&user)).await.text().await.expect("html");
+        assert!(account.contains("href=\"/status\""), "everyone signed in finds the status");
+    }
+}
+
 #[tokio::test]
 async fn names_are_escaped_where_the_console_shows_them() {
     let app = spawn_app().await;
@@ -207,6 +235,41 @@ fn browser_available() -> bool {
         "Chromium",
         "apt-get install chromium",
     )
+}
+
+/// Eleven status events of three services; the latest of each leaves `billing` in
+/// maintenance for two hours and the others operational.
+async fn seed_status(app: &TestApp, platform: &str) {
+    let ends_at = Clock::system().now() + 7_200;
+    for n in 0..11 {
+        let service = ["auth", "search", "billing"][n % 3];
+        let event = match n {
+            8 => json!({"service": service, "status": "maintenance",
+                "message": "Moving the billing database; invoices wait until it is done.",
+                "ends_at": ends_at}),
+            _ if n % 2 == 0 && n < 8 => json!({"service": service, "status": "degraded",
+                "message": format!("Slow answers ({n}).")}),
+            _ => json!({"service": service, "status": "operational",
+                "message": format!("Back to normal ({n}).")}),
+        };
+        let posted = app
+            .send(Method::POST, "/api/v1/status/events", platform, Some(event))
+            .await;
+        assert_eq!(posted.status(), 201);
+    }
+}
+
+/// A server that cannot keep up with password checks: no queue beside its hashing threads,
+/// and each hash takes seconds, so a few concurrent sign-ins fill it and the next is shed.
+async fn busy_server() -> TestApp {
+    spawn_app_on(TestDatabase::sqlite(), Clock::system(), |c| {
+        c.passwords.max_queued_hashes = 0;
+        c.passwords.argon2_memory_kib = 65_536;
+        c.passwords.argon2_iterations = 40;
+        c.rate_limits.login_per_ip = "off".to_owned();
+        c.rate_limits.login_per_ip_account = "off".to_owned();
+    })
+    .await
 }
 
 /// The provisioning example's service, publishing as a service account of the default tenant;
@@ -285,6 +348,18 @@ async fn the_console_works_in_a_real_browser() {
         .await;
     assert_eq!(flag.status(), 201, "{:?}", flag.text().await);
 
+    // Eleven earlier events: the status page's list of recent events has two pages.
+    seed_status(&app, &platform).await;
+    let busy = busy_server().await;
+    // Access tokens live 30 seconds (the shortest the configuration allows) with no leeway:
+    // a page kept open longer must renew its cookie by itself.
+    let short = spawn_app_on(TestDatabase::sqlite(), Clock::system(), |c| {
+        c.token.access_ttl_secs = 30;
+        c.token.leeway_secs = 0;
+    })
+    .await;
+    platform_admin(&short).await;
+
     let provisioning_url = provisioning_service(&app, &root).await;
     let screenshots = Path::new(SCREENSHOTS);
     let input = json!({
@@ -296,7 +371,12 @@ async fn the_console_works_in_a_real_browser() {
         "mallory": {"login": "mallory@example.com", "password": PASSWORD},
         "dora": {"login": "dora@secure.example", "password": PASSWORD, "tenant": "secure"},
         "flag": "new_banner",
+        "default_tenant_id": DEFAULT_TENANT_ID,
         "provisioning_url": provisioning_url,
+        "busy_url": busy.address,
+        "hashing_places": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "short_url": short.address,
+        "access_ttl_secs": 30,
     });
     let mut command = Command::new("node");
     command.current_dir(INTEROP_DIR).arg("console_check.mjs");
@@ -324,6 +404,29 @@ async fn the_console_works_in_a_real_browser() {
         let path = shot.as_str().expect("path");
         assert!(std::fs::metadata(path).is_ok_and(|m| m.len() > 0), "{path}");
     }
+    for page in ["status", "status-reader", "login-overloaded"] {
+        for width in ["desktop", "phone"] {
+            let file = format!("/{page}-{width}.png");
+            assert!(
+                shots
+                    .iter()
+                    .any(|s| s.as_str().is_some_and(|s| s.ends_with(&file))),
+                "{file} in {report}"
+            );
+        }
+    }
+
+    // The events the browser posted are the servers' status: the administrator's, and the
+    // one sent from a page whose access token had expired.
+    let status: Value = app.get("/api/v1/status").await.json().await.expect("JSON");
+    assert_eq!(status["overall"], "degraded", "{status}");
+    let renewed: Value = short
+        .get("/api/v1/status")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(renewed["services"][0]["service"], "renewal", "{renewed}");
 
     // What the browser did is in the log, as the actions the API records.
     let actions = app.audit_actions().await;

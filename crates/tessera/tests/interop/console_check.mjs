@@ -22,9 +22,10 @@ const WAIT = { timeout: 15000 };
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 
-// Chromium logs every 4xx answer of a fetch or EventSource as a console error. These are the
-// ones a scenario causes on purpose: a wrong password, a revoked session's streams and checks,
-// a page the caller lacks the permission for.
+// Chromium logs every 4xx and 5xx answer of a fetch or EventSource as a console error. These
+// are the ones a scenario causes on purpose: a wrong password, a revoked session's streams and
+// checks, a page the caller lacks the permission for. The lockout and disabled-account
+// scenarios provoke 403 and 429 sign-in refusals: covered by '/api/v1/auth/login'.
 const EXPECTED_REFUSALS = [
   '/api/v1/auth/login',
   '/api/v1/auth/refresh',
@@ -32,8 +33,6 @@ const EXPECTED_REFUSALS = [
   '/api/v1/realtime/sse',
   '/admin/users',
 ];
-// The lockout and disabled-account scenarios provoke 403 and 429 sign-in refusals: covered by
-// '/api/v1/auth/login' above.
 
 function step(text) {
   report.steps.push(text);
@@ -77,7 +76,11 @@ const browser = await chromium.launch({
   headless: true,
 });
 
-async function context(name, options = {}) {
+/**
+ * A browser context of its own cookies. `refusals` adds answers its scenario provokes on purpose
+ * (`{ path, status }`), beyond the 4xx of EXPECTED_REFUSALS.
+ */
+async function context(name, { refusals = [], ...options } = {}) {
   const ctx = await browser.newContext({ baseURL: base, viewport: DESKTOP, ...options });
   // Runs before the page's own script and outside its policy: reports violations as errors.
   await ctx.addInitScript(() => {
@@ -85,7 +88,7 @@ async function context(name, options = {}) {
       console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
     });
   });
-  ctx.on('page', (page) => watch(page, name));
+  ctx.on('page', (page) => watch(page, name, refusals));
   ctx.on('request', (request) => {
     if (request.url().includes('/api/v1/csp-report')) problems.push(`${name}: CSP report sent: ${request.postData()}`);
   });
@@ -93,12 +96,18 @@ async function context(name, options = {}) {
   return { ctx, page };
 }
 
-function watch(page, name) {
+function expected(url, status, refusals) {
+  const path = url ? new URL(url).pathname : '';
+  if (status >= 400 && status < 500 && EXPECTED_REFUSALS.some((p) => path.startsWith(p))) return true;
+  return refusals.some((r) => r.status === status && path === r.path);
+}
+
+function watch(page, name, refusals) {
   page.on('console', (message) => {
     if (message.type() !== 'error') return;
     const url = message.location().url || '';
-    const refusal = /Failed to load resource: the server responded with a status of 4\d\d/.test(message.text());
-    if (refusal && EXPECTED_REFUSALS.some((path) => url.startsWith(base + path))) return;
+    const refusal = /Failed to load resource: the server responded with a status of (\d{3})/.exec(message.text());
+    if (refusal && expected(url, Number(refusal[1]), refusals)) return;
     problems.push(`${name}: console error on ${page.url()}: ${message.text()} (${url})`);
   });
   page.on('pageerror', (error) => problems.push(`${name}: page error on ${page.url()}: ${error.message}`));
@@ -152,6 +161,11 @@ async function signIn(page, account, { code } = {}) {
   await ready(page);
 }
 
+/** Waits until the page's live stream has subscribed (events from then on reach it). */
+async function live(page) {
+  await page.waitForSelector('body[data-live]', { state: 'attached', ...WAIT });
+}
+
 async function expectSignedOut(page, what) {
   await page.waitForURL(/\/login\?reason=revoked/, WAIT);
   await page.getByText('This session was ended elsewhere').waitFor(WAIT);
@@ -162,7 +176,46 @@ function fail(text) {
   throw new Error(text);
 }
 
+const pause = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+/**
+ * Takes every place of `url`'s hashing pool with sign-ins that hash for seconds, and returns
+ * them once a further one is shed (`503 overloaded`): from then on the pool is full. A sign-in
+ * still unanswered after half a second holds a place; one shed answers at once.
+ */
+async function fillHashing(url, places) {
+  const signIn = (name) => fetch(`${url}/api/v1/auth/login`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ login: `${name}@example.com`, password: 'nobody has this password' }),
+  });
+  const held = [];
+  for (let n = 0; n < places + 10; n += 1) {
+    const answer = signIn(`flood-${n}-${Date.now()}`);
+    const quick = await Promise.race([answer, pause(500).then(() => null)]);
+    if (quick && quick.status === 503 && (await quick.json()).code === 'overloaded') return held;
+    held.push(answer);
+  }
+  return fail('the busy server never shed a sign-in');
+}
+
 try {
+  // 0. Two pages of a server whose access tokens live input.access_ttl_secs, signed in now
+  //    and used again at the end, past that lifetime (section 9).
+  const renewal = await context('renewal', {
+    baseURL: input.short_url,
+    // The first action after expiry finds the access cookie gone, then renews it.
+    refusals: [{ path: '/api/v1/status/events', status: 401 }],
+  });
+  const renewalNav = await context('renewal-navigation', { baseURL: input.short_url });
+  await signIn(renewal.page, input.admin);
+  await signIn(renewalNav.page, input.admin);
+  const signedInAt = Date.now();
+  await renewal.page.goto('/status');
+  await ready(renewal.page);
+  await live(renewal.page);
+  step('two pages sign in to a server whose access tokens are short-lived');
+
   // 1. Sign-in page, a wrong password (with the keyboard only), then a sign-in without a
   //    second factor.
   const ann1 = await context('ann-1');
@@ -219,7 +272,10 @@ try {
   step('the provisioning page shows the example\'s six steps live');
 
   // 4. The platform administrator: every page, a role, a user, its roles, a flag, the log.
-  const admin = await context('admin');
+  const admin = await context('admin', {
+    // The rules editor's scenario sends a rule the server refuses.
+    refusals: [{ path: `/api/v1/admin/flags/${input.flag}`, status: 422 }],
+  });
   const page = admin.page;
   await signIn(page, input.admin);
   step('the administrator signs in');
@@ -319,6 +375,82 @@ try {
   await shoot(page, 'flags-edit');
   step('the rollout slider sets a 25% rollout');
 
+  // Rules and a tenant override, each followed on ann's page without a reload.
+  const annFlagRow = `[data-list="my-flags"] tr[data-flag="${input.flag}"]`;
+  const annSees = (value, reason) => ann1.page.waitForFunction(([row, v, r]) => {
+    const cells = document.querySelectorAll(`${row} td`);
+    return cells.length === 2 && cells[0].textContent === v && cells[1].textContent === r;
+  }, [annFlagRow, value, reason], WAIT);
+  await page.getByLabel(`${input.flag} on`).check();
+  await page.getByText(`${input.flag} is on.`).waitFor(WAIT);
+  const rulesForm = page.locator('form[data-form="flag-rules"]');
+  const rulesBox = rulesForm.getByLabel(/^Targeting rules/);
+  await rulesBox.fill('[{"when": [');
+  await rulesForm.getByRole('button', { name: 'Save rules' }).click();
+  await rulesForm.getByText('The rules are not valid JSON.').waitFor(WAIT);
+  await rulesBox.fill(JSON.stringify([{ when: [{ attribute: 'email', op: 'is', value: input.ann.login }], variant: 'on' }]));
+  await rulesForm.getByRole('button', { name: 'Save rules' }).click();
+  await rulesForm.locator('[data-error]:not([hidden])').waitFor(WAIT);
+  step('the rules editor refuses text that is not JSON, and shows the server\'s refusal of an unknown operator');
+  await rulesBox.fill(JSON.stringify([{ when: [{ attribute: 'email', op: 'eq', value: input.ann.login }], variant: 'on' }], null, 2));
+  await rulesForm.getByRole('button', { name: 'Save rules' }).click();
+  await page.getByText(`Rules of ${input.flag} saved.`).waitFor(WAIT);
+  await annSees('true', 'targeting_match');
+  const stored = await (await page.request.get(`/api/v1/admin/flags/${input.flag}`)).json();
+  if (JSON.stringify(stored.rules.map((r) => r.when)) !== JSON.stringify([[{ attribute: 'email', op: 'eq', value: input.ann.login }]])) {
+    fail(`the stored rules are ${JSON.stringify(stored.rules)}`);
+  }
+  step('a rule targeting ann, saved in the editor, turns the flag on for her live');
+  const override = page.locator('form[data-form="flag-override"]');
+  await override.getByLabel('Tenant id').fill(input.default_tenant_id);
+  await override.getByLabel(/^Override value/).fill('false');
+  await override.getByRole('button', { name: 'Set override' }).click();
+  await page.getByText(`Override of ${input.flag} set.`).waitFor(WAIT);
+  await annSees('false', 'targeting_match');
+  await axe(page, 'flags-override');
+  await override.getByRole('button', { name: 'Clear override' }).click();
+  await page.getByText(`Override of ${input.flag} cleared.`).waitFor(WAIT);
+  await annSees('true', 'targeting_match');
+  step('an override for ann\'s tenant beats the rule on her page, and clearing it restores the rule');
+
+  // The platform status: ann watches; the administrator pages through the older events and
+  // posts one, which ann's page shows without a reload. Ann may not post.
+  await ann1.page.goto('/status');
+  await ready(ann1.page);
+  await live(ann1.page);
+  if (await ann1.page.locator('form[data-form="status-post"]').count()) fail('ann, who lacks status:write, is offered the form to post an event');
+  await ann1.page.evaluate(() => { window.keptOpen = true; });
+  await page.goto('/status');
+  await ready(page);
+  await live(page);
+  const overall = (p) => p.locator('[data-overall-state]').textContent();
+  if ((await overall(page)) !== 'Maintenance') fail(`the overall status reads ${await overall(page)}, expected Maintenance`);
+  await page.getByText('Page 1 of 2').waitFor(WAIT);
+  await page.getByRole('button', { name: 'Older' }).click();
+  await page.getByText('Page 2 of 2').waitFor(WAIT);
+  if ((await page.locator('[data-list="status-events"] li[data-event]').count()) !== 1) fail('the second page does not hold the eleventh event alone');
+  step('the status page shows the overall status and pages through the recent events');
+  const post = page.locator('form[data-form="status-post"]');
+  await post.getByLabel(/^Service/).fill('api');
+  await post.getByLabel('Status').selectOption({ label: 'Degraded' });
+  await post.getByLabel('Message').fill('Sign-ins in eu-1 are slow; we are on it.');
+  await post.getByRole('button', { name: 'Post event' }).click();
+  await page.getByText('Posted: api is degraded.').waitFor(WAIT);
+  const apiRow = '[data-list="services"] li[data-service="api"][data-status="degraded"]';
+  await page.locator(apiRow).waitFor(WAIT);
+  await page.getByText('Page 1 of 2').waitFor(WAIT);
+  step('the administrator posts an event; it heads the list');
+  await ann1.page.locator(apiRow).waitFor(WAIT);
+  await ann1.page.getByText('Status update: api is degraded.').waitFor(WAIT);
+  if ((await overall(ann1.page)) !== 'Degraded') fail(`ann's overall status reads ${await overall(ann1.page)}`);
+  if (!(await ann1.page.evaluate(() => window.keptOpen === true))) fail('ann\'s status page was reloaded');
+  if ((await ann1.page.locator('[data-list="status-events"] li[data-event]').first().getAttribute('data-service')) !== 'api') fail('ann\'s recent events do not start with the new one');
+  step('ann\'s open status page shows the new event live, without a reload');
+  await axe(page, 'status');
+  await shoot(page, 'status');
+  await axe(ann1.page, 'status (reader)');
+  await shoot(ann1.page, 'status-reader');
+
   await visit(page, '/admin/audit', 'audit');
   await page.getByText(/sealed events verify/).waitFor(WAIT);
   for (const action of ['user.created', 'user.roles_changed', 'flag.updated', 'role.created']) {
@@ -397,6 +529,54 @@ try {
   await ann1.page.getByText('You do not have the permission this page needs.').waitFor(WAIT);
   if (await ann1.page.locator('nav a[href="/admin/users"]').count()) fail('ann sees Users in the navigation');
   step('pages needing a permission ann lacks are refused and left out of her navigation');
+
+  // 8. A server whose password hashing is full sheds a sign-in with 503 `overloaded`; the
+  //    page says so and names the wait. The pool is verified full before each attempt, and
+  //    an attempt that slipped through as the pool emptied is made again.
+  const busy = await context('busy', {
+    baseURL: input.busy_url,
+    refusals: [{ path: '/api/v1/auth/login', status: 503 }],
+  });
+  await busy.page.goto('/login');
+  await ready(busy.page);
+  const busyError = busy.page.locator('[data-form="login"] [data-error]');
+  let shed = false;
+  const floods = [];
+  for (let attempt = 0; attempt < 3 && !shed; attempt += 1) {
+    floods.push(...(await fillHashing(input.busy_url, input.hashing_places)));
+    await busy.page.getByLabel('Email or username').fill(input.ann.login);
+    await busy.page.getByLabel('Password').fill(input.ann.password);
+    await busy.page.getByRole('button', { name: 'Sign in' }).click();
+    await busyError.waitFor({ state: 'visible', ...WAIT });
+    shed = (await busyError.textContent()) === 'Tessera is busy right now. Try again in 1 second.';
+  }
+  if (!shed) fail(`an overloaded sign-in reads: ${await busyError.textContent()}`);
+  await axe(busy.page, 'login-overloaded');
+  await shoot(busy.page, 'login-overloaded');
+  await Promise.allSettled(floods);
+  step('a sign-in shed by a full hashing pool says Tessera is busy and when to try again');
+
+  // 9. Past the access token's lifetime, the pages opened in section 0 renew it themselves:
+  //    an action on the open page succeeds, and so does following a link.
+  const expiry = input.access_ttl_secs * 1000 + 2000 - (Date.now() - signedInAt);
+  if (expiry > 0) await pause(expiry);
+  const renewed = renewal.page.waitForResponse((r) => r.url().endsWith('/api/v1/auth/refresh') && r.status() === 200, WAIT);
+  const form = renewal.page.locator('form[data-form="status-post"]');
+  await form.getByLabel(/^Service/).fill('renewal');
+  await form.getByLabel('Status').selectOption('maintenance');
+  await form.getByLabel('Message').fill('Posted after the access token expired.');
+  await form.getByRole('button', { name: 'Post event' }).click();
+  await renewed;
+  await renewal.page.getByText('Posted: renewal is maintenance.').waitFor(WAIT);
+  await renewal.page.locator('[data-list="services"] li[data-service="renewal"]').waitFor(WAIT);
+  if (new URL(renewal.page.url()).pathname !== '/status') fail(`the renewed page moved to ${renewal.page.url()}`);
+  step('an action on a page open past the access token\'s lifetime renews the cookie and succeeds');
+  await renewalNav.page.getByRole('link', { name: 'Sessions' }).click();
+  // Through the sign-in page, which renews the cookie and goes on without asking anything.
+  await renewalNav.page.waitForURL((url) => url.pathname === '/account/sessions', WAIT);
+  await ready(renewalNav.page);
+  await renewalNav.page.locator('[data-list="sessions"] tr .badge').waitFor(WAIT);
+  step('a link followed past the access token\'s lifetime lands on its page without a sign-in');
 } catch (error) {
   problems.push(`scenario failed: ${error.stack || error}`);
 } finally {

@@ -1,7 +1,9 @@
 // Tessera console: the one script of the server-rendered pages. It sends forms to the JSON API
 // (cookie authentication, the CSRF token echoed in X-CSRF-Token), fills lists, and follows the
-// session and the flags live on the real-time hub. It never sees a credential: the access and refresh tokens live
-// in HttpOnly cookies; the CSRF cookie it reads is worthless without them.
+// session, the flags and the platform status live on the real-time hub. It never sees a
+// credential: the access and refresh tokens live in HttpOnly cookies; the CSRF cookie it reads
+// is worthless without them. An access cookie that expired while the page was open is renewed
+// once, silently, through the refresh cookie, and the request made again.
 'use strict';
 
 (() => {
@@ -54,6 +56,9 @@
       method,
       headers,
       credentials: 'same-origin',
+      // Always revalidated (the ETag makes that cheap): the pages follow live changes, and a
+      // public answer's brief max-age (the status) would otherwise show what just changed.
+      cache: 'no-cache',
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await response.text();
@@ -184,23 +189,50 @@
     location.replace(`/login?reason=${reason}&next=${next}`);
   }
 
-  // ---- live: one stream on the real-time hub's `flags` channel, which anyone signed in may
-  // follow. It carries `flag.changed` (a flag or an override changed: reload what is shown)
-  // and ends with `auth.revoked` the moment this session is revoked anywhere.
+  // ---- live: one stream on the real-time hub for the whole page. It always follows the
+  // `flags` channel, which anyone signed in may follow and which every page uses (`flag.changed`:
+  // a flag or an override changed), plus the channels of the events the page listens for. The
+  // stream ends with `auth.revoked` the moment this session is revoked anywhere.
 
+  // The channel that carries each event type a page may follow.
+  const CHANNEL_OF = { 'flag.changed': 'flags', 'status.changed': 'status' };
+  const listeners = new Map();
   let sessionStream = null;
-  const flagListeners = [];
+  let subscribedOnce = false;
+  let loaded = false;
+
+  /** Calls `changed(data)` for each `type` event; `changed(null)` when events may have been missed. */
+  function follow(type, changed) {
+    if (!listeners.has(type)) listeners.set(type, []);
+    listeners.get(type).push(changed);
+  }
+
+  function notify(type, data) {
+    for (const changed of listeners.get(type) || []) changed(data);
+  }
+
   function followSession() {
-    sessionStream = new EventSource('/api/v1/realtime/sse?channel=flags');
+    const channels = new Set(['flags', ...Array.from(listeners.keys(), (type) => CHANNEL_OF[type])]);
+    const query = new URLSearchParams([...channels].map((c) => ['channel', c]));
+    sessionStream = new EventSource(`/api/v1/realtime/sse?${query}`);
+    sessionStream.addEventListener('subscribed', () => {
+      // Events may have gone by unseen: before the first subscription if the page had loaded
+      // already, and between any two streams. Each listener then reloads what it shows.
+      const missed = subscribedOnce || loaded;
+      subscribedOnce = true;
+      document.body.dataset.live = '';
+      if (missed) for (const type of listeners.keys()) notify(type, null);
+    });
     sessionStream.addEventListener('auth.revoked', () => {
       sessionStream.close();
       signedOut('revoked');
     });
-    sessionStream.addEventListener('flag.changed', () => {
-      for (const listener of flagListeners) listener();
-    });
+    for (const type of listeners.keys()) {
+      sessionStream.addEventListener(type, (event) => notify(type, JSON.parse(event.data)));
+    }
     sessionStream.addEventListener('error', async () => {
       if (sessionStream.readyState !== EventSource.CLOSED || leaving) return;
+      delete document.body.dataset.live;
       // Refused on reconnection: find out whether the session ended or only the token aged.
       try {
         await api('GET', '/api/v1/auth/sessions/current');
@@ -213,7 +245,7 @@
   }
 
   function followFlags(changed) {
-    flagListeners.push(changed);
+    follow('flag.changed', changed);
   }
 
   window.addEventListener('pagehide', () => { if (sessionStream) sessionStream.close(); });
@@ -733,6 +765,101 @@
     });
   }
 
+  // ---- the platform status ----------------------------------------------------------------
+
+  // Each status in words, and what the page says when it is the overall one. A status is
+  // never told by its colour alone: the badge carries the word and its own symbol.
+  const STATES = {
+    operational: ['Operational', 'Every service is working normally.'],
+    maintenance: ['Maintenance', 'Planned maintenance is under way.'],
+    degraded: ['Degraded', 'Some services are slower or failing at times.'],
+    partial_outage: ['Partial outage', 'Some services are unavailable for some people.'],
+    major_outage: ['Major outage', 'Some services are unavailable.'],
+  };
+
+  /** `node` as the badge of `status`: its word, and a class for its colour and symbol. */
+  function showState(node, status) {
+    node.className = STATES[status] ? `state ${status}` : 'state';
+    node.textContent = STATES[status] ? STATES[status][0] : status;
+    return node;
+  }
+
+  const stateBadge = (status) => showState(el('span'), status);
+  const stateWord = (status) => (STATES[status] ? STATES[status][0].toLowerCase() : status);
+
+  const STATUS_PAGE_SIZE = 10;
+
+  async function initStatus() {
+    const pager = { page: 1, pages: 1 };
+    let endTimer = 0;
+    let posted = '';
+    const newer = $('[data-newer]');
+    const older = $('[data-older]');
+    const ends = (t) => (t ? el('p', { class: 'muted', text: `Expected to end ${when(t)}.` }) : null);
+    const eventItem = (e) => el('li', { 'data-event': e.id, 'data-service': e.service },
+      el('div', { class: 'timeline-head' }, stateBadge(e.status), el('code', { class: 'nowrap', text: e.service }),
+        el('time', { class: 'muted', datetime: new Date(e.created_at * 1000).toISOString(), text: when(e.created_at) })),
+      el('p', { text: e.message }), ends(e.ends_at));
+    const serviceItem = (s) => el('li', { 'data-service': s.service, 'data-status': s.status },
+      el('div', { class: 'timeline-head' }, el('h3', { class: 'service' }, el('code', { text: s.service })), stateBadge(s.status),
+        el('span', { class: 'muted' }, 'since ', el('time', { datetime: new Date(s.latest.created_at * 1000).toISOString(), text: when(s.latest.created_at) }))),
+      el('p', { text: s.latest.message }), s.status === s.latest.status ? ends(s.latest.ends_at) : null);
+    const list = (name, items, item, empty) => $(`[data-list="${name}"]`)
+      .replaceChildren(...(items.length ? items.map(item) : [el('li', { class: 'muted', text: empty })]));
+    const render = (answer) => {
+      const banner = $('[data-overall]');
+      banner.dataset.state = answer.overall;
+      showState($('[data-overall-state]'), answer.overall);
+      $('[data-overall-text]').textContent = (STATES[answer.overall] || ['', ''])[1];
+      list('services', answer.services, serviceItem, 'No service has reported yet: everything is operational.');
+      list('status-events', answer.items, eventItem, 'No events yet.');
+      const known = $('[data-known-services]');
+      if (known) known.replaceChildren(...answer.services.map((s) => el('option', { value: s.service })));
+      pager.pages = Math.max(1, answer.pages || 1);
+      $('[data-page-of]').textContent = `Page ${pager.page} of ${pager.pages}`;
+      newer.disabled = pager.page <= 1;
+      older.disabled = pager.page >= pager.pages;
+      // A service whose announced end passes turns operational without a new event.
+      clearTimeout(endTimer);
+      const now = Date.now() / 1000;
+      const ends = answer.services.map((s) => s.latest.ends_at).filter((t) => t && t > now);
+      if (ends.length) endTimer = setTimeout(() => load().catch((p) => toast(explain(p))), (Math.min(...ends) - now) * 1000 + 1000);
+    };
+    const load = async () => {
+      const answer = await api('GET', `/api/v1/status?page=${pager.page}&page_size=${STATUS_PAGE_SIZE}`);
+      if (pager.page > 1 && !answer.items.length && answer.total > 0) {
+        pager.page = Math.max(1, answer.pages);
+        return load();
+      }
+      render(answer);
+    };
+    const turn = (by) => async () => {
+      pager.page = Math.min(Math.max(1, pager.page + by), pager.pages);
+      await load();
+    };
+    onClick(newer, turn(-1));
+    onClick(older, turn(1));
+    follow('status.changed', (envelope) => {
+      load().catch((p) => toast(explain(p)));
+      const event = envelope && envelope.data && envelope.data.event;
+      if (event && event.id !== posted) toast(`Status update: ${event.service} is ${stateWord(event.status)}.`);
+    });
+    onSubmit('status-post', async (values, form) => {
+      const body = { service: values.service.trim(), status: values.status, message: values.message.trim() };
+      if (values.ends_at) {
+        body.ends_at = Math.floor(Date.parse(values.ends_at) / 1000);
+        if (!(body.ends_at > Date.now() / 1000)) throw new Problem(422, { detail: 'The expected end must be in the future.' }, 0);
+      }
+      const event = await api('POST', '/api/v1/status/events', body);
+      posted = event.id;
+      form.reset();
+      toast(`Posted: ${event.service} is ${stateWord(event.status)}.`);
+      pager.page = 1;
+      await load();
+    });
+    await load();
+  }
+
   const pages = {
     account: initAccount,
     sessions: initSessions,
@@ -744,7 +871,17 @@
     flags: initFlags,
     audit: initAudit,
     provisioning: initProvisioning,
+    status: initStatus,
   };
+
+  // A table wider than a phone scrolls inside its wrapper: keyboard users reach it with Tab
+  // and scroll it with the arrow keys, and screen readers name it after its section.
+  for (const wrap of $$('.table-wrap')) {
+    const section = wrap.closest('section[aria-labelledby]');
+    wrap.tabIndex = 0;
+    wrap.setAttribute('role', 'region');
+    if (section) wrap.setAttribute('aria-labelledby', section.getAttribute('aria-labelledby'));
+  }
 
   if (page === 'login') {
     initLogin();
@@ -758,12 +895,17 @@
       try { await api('POST', '/api/v1/auth/logout'); } finally { location.replace('/login?reason=signed_out'); }
     });
   }
-  followSession();
+  // The page's script registers what it follows before its first await; the stream then
+  // opens for exactly those channels.
   const init = pages[page];
-  if (init) {
-    Promise.resolve(init()).then(() => { document.body.dataset.ready = ''; }, (problem) => {
-      document.body.dataset.ready = '';
-      if (!leaving) toast(explain(problem));
-    });
-  } else document.body.dataset.ready = '';
+  const started = new Promise((resolve) => { resolve(init ? init() : undefined); });
+  followSession();
+  started.then(() => {
+    loaded = true;
+    document.body.dataset.ready = '';
+  }, (problem) => {
+    loaded = true;
+    document.body.dataset.ready = '';
+    if (!leaving) toast(explain(problem));
+  });
 })();
