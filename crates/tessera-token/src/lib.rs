@@ -29,7 +29,7 @@ pub use claims::{AccessClaims, Audience};
 pub use csrf::{CsrfError, CsrfPolicy, request_origin};
 pub use extract::{Credential, ExtractError, ExtractionPolicy, cookie_value, extract_token};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeySet, VerifyingKey, generate_pkcs8};
-pub use permission::{InvalidPermission, Permission};
+pub use permission::{InvalidPermission, PATTERN as PERMISSION_PATTERN, Permission};
 pub use revocation::{Revocation, RevocationPage, RevocationSet, Revoked};
 pub use sign::{SignError, Signer};
 pub use verify::{Validation, Verifier, VerifyError, unix_now, unix_now_ms};

@@ -8,6 +8,9 @@ use std::str::FromStr;
 /// Longest part (resource or action) of a permission.
 const MAX_PART: usize = 64;
 
+/// What [`Permission::parse`] accepts, as a regular expression (for schemas and forms).
+pub const PATTERN: &str = r"^(\*|[a-z0-9_.-]{1,64}):(\*|[a-z0-9_.-]{1,64})$";
+
 /// A permission, parsed once: `resource:action`, each part `*` or lowercase letters, digits,
 /// `_`, `-` and `.`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -141,6 +141,17 @@ const EXACTLY_ONE_OF: &[(&str, &[&str])] = &[
 ];
 
 /// Members checked by [`super::check_display_name`]: the schema and the member.
+/// Lists of permissions (role grants, client scopes): each item as [`Permission::parse`]
+/// accepts it.
+///
+/// [`Permission::parse`]: tessera_token::Permission::parse
+const PERMISSION_LISTS: &[(&str, &str)] = &[
+    ("NewClient", "scopes"),
+    ("ClientChange", "scopes"),
+    ("NewRole", "permissions"),
+    ("RoleChange", "permissions"),
+];
+
 const DISPLAY_NAMES: &[(&str, &str)] = &[
     ("NewClient", "name"),
     ("ClientChange", "name"),
@@ -207,6 +218,15 @@ pub fn complete(openapi: utoipa::openapi::OpenApi) -> Value {
             .and_then(Value::as_object_mut);
         if let Some(property) = property {
             property.extend(display_name.clone());
+        }
+    }
+    for (schema, member) in PERMISSION_LISTS {
+        let items = doc["components"]["schemas"]
+            .get_mut(*schema)
+            .and_then(|s| s.pointer_mut(&format!("/properties/{member}/items")))
+            .and_then(Value::as_object_mut);
+        if let Some(items) = items {
+            items.insert("pattern".into(), json!(tessera_token::PERMISSION_PATTERN));
         }
     }
     for (schema, members) in EXACTLY_ONE_OF {
