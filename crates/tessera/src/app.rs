@@ -285,6 +285,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(console::routes::router())
         .routes(routes!(http::metrics::public))
         .routes(routes!(http::openapi::serve))
+        .routes(routes!(http::reference::serve))
         .split_for_parts()
 }
 
@@ -294,7 +295,10 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 fn router(state: AppState, jobs: &Jobs) -> Router {
     let (routes, openapi) = routes();
     let document = http::openapi::Document(Arc::new(http::openapi::complete(openapi)));
-    let routes = routes.layer(axum::Extension(document));
+    let reference = http::reference::Reference::render(&document.0);
+    let routes = routes
+        .layer(axum::Extension(document))
+        .layer(axum::Extension(reference));
     let preconditions = http::conditional::Preconditions {
         routes: routes.clone().with_state(state.clone()),
         db: state.db().clone(),

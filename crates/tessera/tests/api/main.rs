@@ -34,6 +34,7 @@ mod outage;
 mod python_client;
 mod ratelimit;
 mod realtime;
+mod reference;
 mod revocation;
 mod roles;
 mod sdk;
