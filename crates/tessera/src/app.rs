@@ -294,7 +294,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// and the shared stack.
 fn router(state: AppState, jobs: &Jobs) -> Router {
     let (routes, openapi) = routes();
-    let document = http::openapi::Document(Arc::new(http::openapi::complete(openapi)));
+    let document =
+        http::openapi::Document(Arc::new(http::openapi::complete(openapi, state.config())));
     let reference = http::reference::Reference::render(&document.0);
     let routes = routes
         .layer(axum::Extension(document))

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 use utoipa::OpenApi as _;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::config::Config;
 use crate::state::AppState;
 
 /// A capability's routes together with their operations.
@@ -141,6 +142,20 @@ const EXACTLY_ONE_OF: &[(&str, &[&str])] = &[
 ];
 
 /// Members checked by [`super::check_display_name`]: the schema and the member.
+/// Fields that set a new password: at least `passwords.min_length` characters.
+const NEW_PASSWORDS: &[(&str, &str)] = &[
+    ("ChangePassword", "new_password"),
+    ("NewAccount", "password"),
+    ("PasswordReset", "new_password"),
+    ("RegisterRequest", "password"),
+];
+
+/// Operations whose body may be left out (an empty context, a ticket with no options).
+const OPTIONAL_BODIES: &[(&str, &str)] = &[
+    ("/api/v1/realtime/ticket", "post"),
+    ("/ofrep/v1/evaluate/flags", "post"),
+];
+
 /// Lists of permissions (role grants, client scopes): each item as [`Permission::parse`]
 /// accepts it.
 ///
@@ -202,7 +217,7 @@ pub fn base() -> utoipa::openapi::OpenApi {
 pub struct Document(pub Arc<Value>);
 
 /// Completes the document the routes produced with what the shared layers add.
-pub fn complete(openapi: utoipa::openapi::OpenApi) -> Value {
+pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config) -> Value {
     let mut doc = serde_json::to_value(openapi).unwrap_or_else(|_| json!({}));
     doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     doc["security"] = json!([{ "bearer": [] }, { "session": [], "csrf": [] }]);
@@ -218,6 +233,30 @@ pub fn complete(openapi: utoipa::openapi::OpenApi) -> Value {
             .and_then(Value::as_object_mut);
         if let Some(property) = property {
             property.extend(display_name.clone());
+        }
+    }
+    for (schema, member) in NEW_PASSWORDS {
+        let property = doc["components"]["schemas"]
+            .get_mut(*schema)
+            .and_then(|s| s.pointer_mut(&format!("/properties/{member}")))
+            .and_then(Value::as_object_mut);
+        if let Some(property) = property {
+            property.insert("minLength".into(), json!(config.passwords.min_length));
+        }
+    }
+    if let Some(channel) = doc["components"]["schemas"]["PublishRequest"]["properties"]
+        .get_mut("channel")
+        .and_then(Value::as_object_mut)
+    {
+        channel.insert("pattern".into(), json!(crate::realtime::channel::PATTERN));
+        channel.insert(
+            "maxLength".into(),
+            json!(crate::realtime::channel::MAX_CHANNEL_BYTES),
+        );
+    }
+    for (path, method) in OPTIONAL_BODIES {
+        if let Some(body) = doc["paths"][*path][*method].get_mut("requestBody") {
+            body["required"] = json!(false);
         }
     }
     for (schema, member) in PERMISSION_LISTS {

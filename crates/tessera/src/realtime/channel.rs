@@ -31,6 +31,10 @@ pub const MAX_CHANNEL_BYTES: usize = 256;
 /// Most segments in a tenant topic.
 pub const MAX_TOPIC_SEGMENTS: usize = 8;
 
+/// What [`Channel::parse`] accepts (within [`MAX_CHANNEL_BYTES`]), as a regular expression
+/// for the API's schema.
+pub const PATTERN: &str = "^(flags|status|(user|session):[a-z0-9_-]{1,64}|tenant:[a-z0-9_-]{1,64}(:[a-z0-9_-]{1,64}){1,8})$";
+
 /// Longest segment (an id or a topic part).
 const MAX_SEGMENT: usize = 64;
 
