@@ -285,7 +285,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .merge(console::routes::router())
         .routes(routes!(http::metrics::public))
         .routes(routes!(http::openapi::serve))
-        .routes(routes!(http::reference::serve))
+        .routes(routes!(console::reference::serve))
         .split_for_parts()
 }
 
@@ -294,9 +294,16 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// and the shared stack.
 fn router(state: AppState, jobs: &Jobs) -> Router {
     let (routes, openapi) = routes();
-    let document =
-        http::openapi::Document(Arc::new(http::openapi::complete(openapi, state.config())));
-    let reference = http::reference::Reference::render(&document.0);
+    let document = http::openapi::Document(Arc::new(http::openapi::complete(
+        openapi,
+        state.config(),
+        &http::openapi::Rules {
+            refuses_keys: idempotency::is_exempt,
+            channel_pattern: realtime::channel::PATTERN,
+            channel_max_bytes: realtime::channel::MAX_CHANNEL_BYTES,
+        },
+    )));
+    let reference = console::reference::Reference::render(&document.0);
     let routes = routes
         .layer(axum::Extension(document))
         .layer(axum::Extension(reference));

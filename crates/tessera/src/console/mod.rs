@@ -11,6 +11,7 @@
 //! without them. Nothing inline (no `<script>`, no `style=`), so the strict policy of
 //! `http.html_csp` applies unchanged.
 
+pub mod reference;
 pub mod routes;
 
 use crate::permissions::Perm;

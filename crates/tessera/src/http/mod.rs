@@ -13,7 +13,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod pagination;
 pub mod ratelimit;
-pub mod reference;
 pub mod request_id;
 pub mod tally;
 

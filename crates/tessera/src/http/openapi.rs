@@ -216,8 +216,19 @@ pub fn base() -> utoipa::openapi::OpenApi {
 #[derive(Clone)]
 pub struct Document(pub Arc<Value>);
 
+/// What the document needs to know of the capabilities' own rules. The app hands it in, so
+/// this shared module imports no capability.
+pub struct Rules {
+    /// Whether a path refuses `Idempotency-Key` (the idempotency layer's rule).
+    pub refuses_keys: fn(&str) -> bool,
+    /// What a real-time channel name may be.
+    pub channel_pattern: &'static str,
+    /// The longest channel name.
+    pub channel_max_bytes: usize,
+}
+
 /// Completes the document the routes produced with what the shared layers add.
-pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config) -> Value {
+pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config, rules: &Rules) -> Value {
     let mut doc = serde_json::to_value(openapi).unwrap_or_else(|_| json!({}));
     doc["info"]["version"] = json!(env!("CARGO_PKG_VERSION"));
     doc["security"] = json!([{ "bearer": [] }, { "session": [], "csrf": [] }]);
@@ -248,11 +259,8 @@ pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config) -> Value {
         .get_mut("channel")
         .and_then(Value::as_object_mut)
     {
-        channel.insert("pattern".into(), json!(crate::realtime::channel::PATTERN));
-        channel.insert(
-            "maxLength".into(),
-            json!(crate::realtime::channel::MAX_CHANNEL_BYTES),
-        );
+        channel.insert("pattern".into(), json!(rules.channel_pattern));
+        channel.insert("maxLength".into(), json!(rules.channel_max_bytes));
     }
     for (path, method) in OPTIONAL_BODIES {
         if let Some(body) = doc["paths"][*path][*method].get_mut("requestBody") {
@@ -279,7 +287,7 @@ pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config) -> Value {
                 continue;
             };
             for (method, operation) in item.iter_mut() {
-                conventions(path, method, operation);
+                conventions(path, method, operation, rules);
             }
         }
     }
@@ -399,7 +407,7 @@ fn components_json() -> Value {
 }
 
 /// The rules the shared layers apply, written onto one operation.
-fn conventions(path: &str, method: &str, operation: &mut Value) {
+fn conventions(path: &str, method: &str, operation: &mut Value, rules: &Rules) {
     let Some(op) = operation.as_object_mut() else {
         return;
     };
@@ -465,7 +473,7 @@ fn conventions(path: &str, method: &str, operation: &mut Value) {
             add_header(op, "200", "Link");
         }
     }
-    if matches!(method, "post" | "patch") && !crate::idempotency::is_exempt(path) {
+    if matches!(method, "post" | "patch") && !(rules.refuses_keys)(path) {
         params.push(json!({ "$ref": "#/components/parameters/Idempotency-Key" }));
         responses.extend([("409", "Conflict"), ("422", "Unprocessable")]);
         let successes: Vec<String> = op["responses"]

@@ -13,7 +13,7 @@ use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::console::escape;
+use super::escape;
 
 /// The rendered page, built once at start.
 #[derive(Clone)]
