@@ -6,9 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use axum::Extension;
+use axum::body::Bytes;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
@@ -17,7 +17,7 @@ use super::escape;
 
 /// The rendered page, built once at start.
 #[derive(Clone)]
-pub struct Reference(pub Arc<str>);
+pub struct Reference(pub Bytes);
 
 /// The methods an OpenAPI path item can hold, in the order the page lists them.
 const METHODS: [&str; 8] = [
@@ -27,7 +27,7 @@ const METHODS: [&str; 8] = [
 impl Reference {
     /// The page for `doc` (an OpenAPI 3.1 document as JSON).
     pub fn render(doc: &Value) -> Self {
-        Self(Arc::from(page(doc)))
+        Self(Bytes::from(page(doc)))
     }
 }
 
@@ -35,7 +35,8 @@ impl Reference {
 #[utoipa::path(get, path = "/reference", tag = "meta", security(()),
     responses((status = 200, description = "This API's reference, rendered from the OpenAPI document", body = String, content_type = "text/html")))]
 pub async fn serve(Extension(reference): Extension<Reference>) -> Response {
-    let mut response = reference.0.to_string().into_response();
+    // The page is shared, not copied, per request.
+    let mut response = reference.0.into_response();
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
@@ -495,7 +496,7 @@ mod tests {
 
     #[test]
     fn every_operation_and_schema_has_its_anchor() {
-        let page = Reference::render(&doc()).0;
+        let page = String::from_utf8(Reference::render(&doc()).0.to_vec()).expect("UTF-8");
         for anchor in [
             "id=\"get_thing\"",
             "id=\"delete_thing\"",
@@ -511,7 +512,7 @@ mod tests {
 
     #[test]
     fn references_are_resolved_and_types_spelled_out() {
-        let page = Reference::render(&doc()).0;
+        let page = String::from_utf8(Reference::render(&doc()).0.to_vec()).expect("UTF-8");
         assert!(page.contains("<code>id</code> <span class=\"badge\">required</span>"));
         assert!(page.contains("string (uuid)"));
         assert!(page.contains("No such thing"));
@@ -525,7 +526,7 @@ mod tests {
 
     #[test]
     fn text_from_the_document_is_escaped_and_nothing_is_inline() {
-        let page = Reference::render(&doc()).0;
+        let page = String::from_utf8(Reference::render(&doc()).0.to_vec()).expect("UTF-8");
         assert!(page.contains("Reads a &lt;thing&gt;"));
         assert!(!page.contains("<thing>"));
         assert!(page.contains("Errors are <code>problems</code>."));

@@ -91,7 +91,7 @@ fn invalid_credentials() -> ApiError {
     request_body = LoginRequest,
     security(()),
     responses(
-        (status = 200, description = "Tokens (and session cookies with `cookie: true`), or `mfa_required` with an MFA token", body = Object),
+        (status = 200, description = "Tokens in the body, or session cookies with `delivery: \"cookie\"`, or `mfa_required` with an MFA token", body = Object),
         (status = 401, description = "The login or the password is wrong (`invalid_credentials`)"),
         (status = 403, description = "The account is disabled (`account_disabled`)"),
     )
