@@ -304,6 +304,7 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
         },
     )));
     let reference = console::reference::Reference::render(&document.0);
+    let answered = http::methods::Answered::of(&document.0);
     let routes = routes
         .layer(axum::Extension(document))
         .layer(axum::Extension(reference));
@@ -317,7 +318,8 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
     };
     // Outermost first: tags and links see every answer, replays included; a replay never
     // meets a precondition (the resource changed by the request it repeats). Keys and
-    // preconditions apply to a method a route answers: any other is 405 before either.
+    // preconditions apply to a method a route answers: any other is 405 before either (a
+    // route layer also wraps the route's own 405, hence `methods::layer`).
     let routes = routes
         .route_layer(middleware::from_fn_with_state(
             preconditions,
@@ -326,6 +328,10 @@ fn router(state: AppState, jobs: &Jobs) -> Router {
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::layer,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            answered,
+            http::methods::layer,
         ))
         .layer(middleware::from_fn(http::conditional::layer));
     http::apply_stack(routes, state.config(), jobs).with_state(state)

@@ -9,6 +9,7 @@ pub mod cursor;
 pub mod error;
 pub mod etag;
 pub mod json;
+pub mod methods;
 pub mod metrics;
 pub mod openapi;
 pub mod pagination;

@@ -255,12 +255,32 @@ pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config, rules: &Rule
             property.insert("minLength".into(), json!(config.passwords.min_length));
         }
     }
+    // A channel, wherever it is named: the publish body and every `channel` query parameter.
+    let channel_rule = |schema: &mut Map<String, Value>| {
+        schema.insert("pattern".into(), json!(rules.channel_pattern));
+        schema.insert("maxLength".into(), json!(rules.channel_max_bytes));
+    };
     if let Some(channel) = doc["components"]["schemas"]["PublishRequest"]["properties"]
         .get_mut("channel")
         .and_then(Value::as_object_mut)
     {
-        channel.insert("pattern".into(), json!(rules.channel_pattern));
-        channel.insert("maxLength".into(), json!(rules.channel_max_bytes));
+        channel_rule(channel);
+    }
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        let parameters = paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|item| item.values_mut())
+            .filter_map(|operation| operation.get_mut("parameters"))
+            .filter_map(Value::as_array_mut)
+            .flatten();
+        for parameter in parameters {
+            if parameter["in"] == "query" && parameter["name"] == "channel" {
+                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
+                    channel_rule(schema);
+                }
+            }
+        }
     }
     for (path, method) in OPTIONAL_BODIES {
         if let Some(body) = doc["paths"][*path][*method].get_mut("requestBody") {

@@ -596,3 +596,51 @@ on_each_database! {
         assert_eq!(after.status(), 200);
     }
 }
+
+/// A method a route does not answer is 405 with `Allow` on every route of the document, even
+/// when it carries `If-Match` and `Idempotency-Key`: no lock, precondition or key is taken
+/// for a request that was never going to run.
+#[tokio::test]
+async fn an_unanswered_method_is_405_before_any_precondition_or_key() {
+    let app = crate::helpers::spawn_app().await;
+    let platform = platform_admin(&app).await;
+    let document: Value = app
+        .get("/api/v1/openapi.json")
+        .await
+        .json()
+        .await
+        .expect("document");
+    let paths = document["paths"].as_object().expect("paths");
+    let mut checked = 0;
+    for (template, item) in paths {
+        let concrete: Vec<&str> = template
+            .split('/')
+            .map(|s| if s.starts_with('{') { "x" } else { s })
+            .collect();
+        let path = concrete.join("/");
+        for method in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+            if item.get(method.as_str().to_ascii_lowercase()).is_some() {
+                continue;
+            }
+            let key = format!("unanswered-{checked}");
+            let response = call(
+                &app,
+                method.clone(),
+                &path,
+                &platform,
+                Some(&json!({})),
+                &[("if-match", "\"stale\""), ("idempotency-key", &key)],
+            )
+            .await;
+            let allow = header(&response, "allow");
+            assert_eq!(response.status(), 405, "{method} {template}");
+            let allow = allow.unwrap_or_else(|| panic!("{method} {template}: no Allow"));
+            assert!(
+                !allow.contains(method.as_str()),
+                "{method} {template}: {allow}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 50, "only {checked} unanswered methods were tried");
+}

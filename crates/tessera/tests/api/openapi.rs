@@ -137,6 +137,21 @@ async fn the_document_is_openapi_3_1_with_every_security_scheme_and_convention()
     assert!(
         doc["components"]["responses"]["TooManyRequests"]["headers"]["Retry-After"].is_object()
     );
+    // A channel has one pattern wherever it is named: the publish body and every query.
+    let pattern = tessera::realtime::channel::PATTERN;
+    assert_eq!(
+        doc["components"]["schemas"]["PublishRequest"]["properties"]["channel"]["pattern"],
+        pattern
+    );
+    for path in ["/api/v1/realtime/sse", "/api/v1/realtime/history"] {
+        let channel = doc["paths"][path]["get"]["parameters"]
+            .as_array()
+            .expect("parameters")
+            .iter()
+            .find(|p| p["name"] == "channel")
+            .unwrap_or_else(|| panic!("{path}: no channel parameter"));
+        assert_eq!(channel["schema"]["pattern"], pattern, "{path}");
+    }
 }
 
 /// The problem codes in `source`: the code argument of every `ApiError` and `OAuthError`

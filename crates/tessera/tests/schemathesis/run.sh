@@ -10,28 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 
-bin="$(realpath "${1:-target/debug/tessera}")"
-dir="$(mktemp -d)"
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-base="http://127.0.0.1:$port"
 max_time="${ST_MAX_TIME:-80}"
-
-export TESSERA_DATA_DIR="$dir"
-export TESSERA_DATABASE__URL="sqlite://$dir/tessera.db"
-export TESSERA_HTTP__BIND="127.0.0.1:$port"
-export TESSERA_PUBLIC_URL="$base"
 export TESSERA_BOOTSTRAP_ADMIN_EMAIL="admin@example.com"
 export TESSERA_BOOTSTRAP_ADMIN_PASSWORD="schemathesis admin password"
-export TESSERA_LOG__LEVEL="warn"
-
-"$bin" serve >"$dir/serve.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null; wait "$server" 2>/dev/null; rm -rf "$dir"' EXIT
-for _ in $(seq 1 300); do
-  curl -fsS "$base/readyz" >/dev/null 2>&1 && break
-  kill -0 "$server" 2>/dev/null || { cat "$dir/serve.log" >&2; exit 1; }
-  sleep 0.1
-done
+# shellcheck source=../../../../scripts/throwaway-tessera.sh
+source scripts/throwaway-tessera.sh
+start_tessera "${1:-target/debug/tessera}"
+base="$TESSERA_BASE_URL"
+dir="$TESSERA_SCRATCH"
 
 # Logs the admin in with `delivery` (body or cookie); prints the curl headers to send.
 login() {
