@@ -275,10 +275,11 @@ pub fn complete(openapi: utoipa::openapi::OpenApi, config: &Config, rules: &Rule
             .filter_map(Value::as_array_mut)
             .flatten();
         for parameter in parameters {
-            if parameter["in"] == "query" && parameter["name"] == "channel" {
-                if let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut) {
-                    channel_rule(schema);
-                }
+            if parameter["in"] == "query"
+                && parameter["name"] == "channel"
+                && let Some(schema) = parameter.get_mut("schema").and_then(Value::as_object_mut)
+            {
+                channel_rule(schema);
             }
         }
     }
