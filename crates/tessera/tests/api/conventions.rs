@@ -598,8 +598,9 @@ on_each_database! {
 }
 
 /// A method a route does not answer is 405 with `Allow` on every route of the document, even
-/// when it carries `If-Match` and `Idempotency-Key`: no lock, precondition or key is taken
-/// for a request that was never going to run.
+/// when it carries a stale `If-Match` and an `Idempotency-Key`: a precondition checked first
+/// would answer 412 on the administrative resources, so this fails if any shared route layer
+/// acts before the method is refused.
 #[tokio::test]
 async fn an_unanswered_method_is_405_before_any_precondition_or_key() {
     let app = crate::helpers::spawn_app().await;
